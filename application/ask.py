@@ -1,0 +1,173 @@
+"""The one use case of the core service: answer a recruiter's question about the applicant."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from domain.errors import (
+    UPSTREAM_MESSAGES,
+    AnswerNotCompleted,
+    ErrorCode,
+    InputTooLong,
+    InvalidQuestion,
+    ModelNotAllowed,
+)
+from domain.models import (
+    AnswerDone,
+    AnswerEvent,
+    AnswerFailed,
+    AnswerMeta,
+    AnswerRequest,
+    CollectedAnswer,
+    Message,
+    RetrievedPassage,
+    TextDelta,
+)
+from domain.ports import AnswerEngine, KnowledgeIndex
+
+logger = logging.getLogger(__name__)
+
+# A follow-up such as "and before that?" matches little by itself; below this coverage the
+# previous question is searched along with it.
+FOLLOW_UP_COVERAGE = 0.5
+
+
+def new_conversation_id() -> str:
+    """Unguessable, URL-safe: 128 bits of randomness."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerStream:
+    """An answer that has been accepted: ``meta`` is known now, the events come later."""
+
+    meta: AnswerMeta
+    events: AsyncGenerator[AnswerEvent, None]
+
+
+class AskApplicant:
+    """Validates a question, grounds it in the applicant's documents and streams the answer.
+
+    Every rejection happens in :meth:`start`, before a single byte of the answer is sent, so
+    a rejected request never reaches the engine. The stream it returns always ends with one
+    ``AnswerDone`` or ``AnswerFailed``, whatever the engine does.
+    """
+
+    def __init__(
+        self,
+        knowledge: KnowledgeIndex,
+        engine: AnswerEngine,
+        *,
+        default_model: str,
+        allowed_models: frozenset[str],
+        max_input_chars: int,
+        grounding_limit: int = 4,
+        conversation_ids: Callable[[], str] = new_conversation_id,
+    ) -> None:
+        self._knowledge = knowledge
+        self._engine = engine
+        self._default_model = default_model
+        self._allowed_models = allowed_models | {default_model}
+        self._max_input_chars = max_input_chars
+        self._grounding_limit = grounding_limit
+        self._conversation_ids = conversation_ids
+
+    @property
+    def mode(self) -> str:
+        return self._engine.mode
+
+    async def start(self, messages: Sequence[Message], model: str | None = None) -> AnswerStream:
+        """Accept a question or raise an ``AskError`` that says what to fix."""
+        conversation = self._validated(messages)
+        requested_model = self._validated_model(model)
+        grounding = self._ground(conversation)
+        request = AnswerRequest(
+            messages=conversation,
+            model=requested_model,
+            grounding=grounding,
+            contact=self._knowledge.contact(),
+        )
+        meta = AnswerMeta(
+            conversation_id=self._conversation_ids(),
+            model=self._engine.model_for(requested_model),
+            mode=self._engine.mode,
+        )
+        return AnswerStream(meta=meta, events=self._guarded(request))
+
+    async def answer(
+        self, messages: Sequence[Message], model: str | None = None
+    ) -> CollectedAnswer:
+        """The whole answer at once; raises ``AnswerNotCompleted`` if it cannot be whole."""
+        stream = await self.start(messages, model)
+        collected = CollectedAnswer(meta=stream.meta)
+        async with aclosing(stream.events) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    collected.text_parts.append(event.text)
+                elif isinstance(event, AnswerDone):
+                    collected.usage = event.usage
+                    collected.finish_reason = event.finish_reason
+                else:
+                    raise AnswerNotCompleted(event.code, event.message)
+        return collected
+
+    def _validated(self, messages: Sequence[Message]) -> tuple[Message, ...]:
+        if not messages:
+            raise InvalidQuestion("'input' is empty: send a question.")
+        if messages[-1].role != "user":
+            raise InvalidQuestion(
+                "The last message of 'input' must have role 'user': it is the question."
+            )
+        for index, message in enumerate(messages):
+            if not message.content.strip():
+                where = "'input'" if len(messages) == 1 else f"Message {index} of 'input'"
+                raise InvalidQuestion(f"{where} is empty: send a question.")
+        length = sum(len(message.content) for message in messages)
+        if length > self._max_input_chars:
+            raise InputTooLong(length, self._max_input_chars)
+        return tuple(messages)
+
+    def _validated_model(self, model: str | None) -> str:
+        if model is None:
+            return self._default_model
+        if model not in self._allowed_models:
+            raise ModelNotAllowed(model, self._allowed_models)
+        return model
+
+    def _ground(self, conversation: tuple[Message, ...]) -> tuple[RetrievedPassage, ...]:
+        question = conversation[-1].content
+        hits = self._knowledge.search(question, self._grounding_limit)
+        earlier = [m.content for m in conversation[:-1] if m.role == "user"]
+        if earlier and (not hits or hits[0].score < FOLLOW_UP_COVERAGE):
+            with_context = self._knowledge.search(
+                f"{earlier[-1]}\n{question}", self._grounding_limit
+            )
+            if with_context and (not hits or with_context[0].score > hits[0].score):
+                hits = with_context
+        return tuple(hits)
+
+    async def _guarded(self, request: AnswerRequest) -> AsyncGenerator[AnswerEvent, None]:
+        """The engine's stream, closed properly and ended by exactly one terminal event."""
+        async with aclosing(self._engine.stream_answer(request)) as events:
+            try:
+                async for event in events:
+                    yield event
+                    if not isinstance(event, TextDelta):
+                        return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # The engine broke its contract. Log the type only: messages may carry secrets.
+                logger.error("answer engine %s failed: %s", self._engine.mode, type(error).__name__)
+                yield AnswerFailed(
+                    ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR]
+                )
+                return
+        yield AnswerFailed(
+            ErrorCode.UPSTREAM_INTERRUPTED, UPSTREAM_MESSAGES[ErrorCode.UPSTREAM_INTERRUPTED]
+        )

@@ -1,0 +1,80 @@
+"""One exception tree for the product; ``api/errors.py`` maps it to HTTP and SSE in one place."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable codes a client can switch on, in HTTP error bodies and SSE ``error`` events."""
+
+    INVALID_REQUEST = "invalid_request"
+    MODEL_NOT_ALLOWED = "model_not_allowed"
+    INPUT_TOO_LONG = "input_too_long"
+    UPSTREAM_AUTH = "upstream_auth"
+    UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_INTERRUPTED = "upstream_interrupted"
+    UPSTREAM_FAILED = "upstream_failed"
+    UPSTREAM_BAD_REQUEST = "upstream_bad_request"
+    INTERNAL_ERROR = "internal_error"
+
+
+class AskError(Exception):
+    """Base of every error the product raises on purpose; ``message`` is safe to show."""
+
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidQuestion(AskError):
+    code = ErrorCode.INVALID_REQUEST
+
+
+class ModelNotAllowed(AskError):
+    code = ErrorCode.MODEL_NOT_ALLOWED
+
+    def __init__(self, model: str, allowed: frozenset[str]) -> None:
+        super().__init__(
+            f"Model {model!r} is not offered by this service. "
+            f"Use one of: {', '.join(sorted(allowed))}, or omit 'model' for the default."
+        )
+
+
+class InputTooLong(AskError):
+    code = ErrorCode.INPUT_TOO_LONG
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(
+            f"The input is {length} characters long; the limit is {limit}. "
+            "Shorten the question or send fewer earlier turns."
+        )
+
+
+# Messages for upstream failures, shared by every engine that talks to a model provider.
+UPSTREAM_MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.UPSTREAM_AUTH: "The answering service is misconfigured. Please try again later.",
+    ErrorCode.UPSTREAM_RATE_LIMITED: (
+        "The answering service is busy right now. Please try again in a minute."
+    ),
+    ErrorCode.UPSTREAM_UNAVAILABLE: (
+        "The answering service is unavailable right now. Please try again shortly."
+    ),
+    ErrorCode.UPSTREAM_TIMEOUT: "The answering service took too long to respond. Please retry.",
+    ErrorCode.UPSTREAM_INTERRUPTED: "The answer was interrupted before it finished. Please retry.",
+    ErrorCode.UPSTREAM_FAILED: "The answering service could not complete this answer.",
+    ErrorCode.UPSTREAM_BAD_REQUEST: "The answering service rejected this question.",
+    ErrorCode.INTERNAL_ERROR: "Something went wrong on our side. Please try again.",
+}
+
+
+class AnswerNotCompleted(AskError):
+    """An answer that could not be produced whole, for callers that wait for the whole answer."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code

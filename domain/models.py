@@ -1,0 +1,116 @@
+"""The language of the product: questions, passages and the events an answer streams as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from domain.errors import ErrorCode
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation. Only recruiters and the agent speak: no system turns."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A self-contained piece of the applicant's documents, the unit of grounding."""
+
+    source: str
+    """Path of the document relative to the knowledge folder, e.g. ``en/resume.md``."""
+    heading_path: tuple[str, ...]
+    """Headings from the top of the document down to this passage."""
+    text: str
+
+    @property
+    def heading(self) -> str:
+        return " > ".join(self.heading_path)
+
+    @property
+    def citation(self) -> str:
+        return f"{self.source} § {self.heading}" if self.heading_path else self.source
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievedPassage:
+    passage: Passage
+    score: float
+    """How much of the question the passage covers, from 0 (nothing) to 1 (every term)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    """Everything an engine needs to answer; built by the use case, never by a client."""
+
+    messages: tuple[Message, ...]
+    model: str
+    grounding: tuple[RetrievedPassage, ...]
+    contact: Passage | None = None
+
+    @property
+    def question(self) -> str:
+        return self.messages[-1].content
+
+
+# The answer stream: a closed union of small frozen events, as the Agents SDK's stream events.
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+    type: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDone:
+    finish_reason: str
+    """``stop`` for a whole answer; the upstream's reason (e.g. ``max_output_tokens``) otherwise."""
+    usage: Usage | None = None
+    type: Literal["done"] = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFailed:
+    code: ErrorCode
+    message: str
+    """Safe to show a recruiter: never an upstream body, a key or a stack trace."""
+    type: Literal["failed"] = "failed"
+
+
+AnswerEvent = TextDelta | AnswerDone | AnswerFailed
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerMeta:
+    """What a client learns before the first token."""
+
+    conversation_id: str
+    model: str
+    mode: str
+
+
+@dataclass(slots=True)
+class CollectedAnswer:
+    """An answer read to its end, for clients that want JSON rather than a stream."""
+
+    meta: AnswerMeta
+    text_parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)

@@ -1,0 +1,79 @@
+"""The composition root: the one place that turns ``Settings`` into wired adapters.
+
+Tests pass fakes through the same door (``knowledge=``, ``engine=``), so what they exercise
+is the wiring the service runs with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import httpx2
+from openai import AsyncOpenAI
+
+from application.ask import AskApplicant
+from domain.ports import AnswerEngine, KnowledgeIndex
+from infrastructure.knowledge import Bm25KnowledgeIndex
+from infrastructure.offline_engine import OfflineEngine
+from infrastructure.openai_engine import ResponsesEngine
+from infrastructure.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    settings: Settings
+    knowledge: KnowledgeIndex
+    ask: AskApplicant
+
+
+def build_openai_client(settings: Settings) -> AsyncOpenAI:
+    # A server reached only through OPENAI_BASE_URL may need no key; the SDK insists on one.
+    api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+    return AsyncOpenAI(
+        api_key=api_key,
+        base_url=settings.openai_base_url,
+        max_retries=settings.upstream_max_retries,
+        timeout=httpx2.Timeout(
+            connect=settings.upstream_connect_timeout_seconds,
+            read=settings.upstream_read_timeout_seconds,
+            write=settings.upstream_connect_timeout_seconds,
+            pool=settings.upstream_connect_timeout_seconds,
+        ),
+    )
+
+
+@asynccontextmanager
+async def bootstrap(
+    settings: Settings,
+    *,
+    knowledge: KnowledgeIndex | None = None,
+    engine: AnswerEngine | None = None,
+) -> AsyncIterator[Container]:
+    """Build every adapter, yield them wired, and close what they opened."""
+    async with AsyncExitStack() as stack:
+        if knowledge is None:
+            knowledge = Bm25KnowledgeIndex.from_folder(settings.knowledge_dir)
+            logger.info(
+                "loaded %d passages from %s", len(knowledge.passages), settings.knowledge_dir
+            )
+        if engine is None:
+            if settings.resolved_engine == "responses":
+                client = build_openai_client(settings)
+                stack.push_async_callback(client.close)
+                engine = ResponsesEngine(client, max_output_tokens=settings.max_output_tokens)
+            else:
+                engine = OfflineEngine()
+        logger.info("answer engine: %s", engine.mode)
+        ask = AskApplicant(
+            knowledge,
+            engine,
+            default_model=settings.openai_model,
+            allowed_models=settings.allowed_model_set,
+            max_input_chars=settings.max_input_chars,
+        )
+        yield Container(settings=settings, knowledge=knowledge, ask=ask)

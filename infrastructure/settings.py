@@ -1,0 +1,83 @@
+"""Configuration from the environment and ``.env``; nonsense is rejected at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_PROFILE_DIR = PROJECT_ROOT / "sample_profile"
+
+EngineChoice = Literal["auto", "offline", "responses"]
+CommaSeparated = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting, named as its environment variable (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4.1-mini"
+    allowed_models: CommaSeparated = ()
+    engine: EngineChoice = "auto"
+    knowledge_dir: Path = SAMPLE_PROFILE_DIR
+    max_input_chars: int = Field(default=4000, ge=1, le=100_000)
+    max_output_tokens: int = Field(default=800, ge=16, le=32_000)
+    cors_origins: CommaSeparated = ()
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    upstream_read_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    upstream_max_retries: int = Field(default=2, ge=0, le=10)
+    sse_ping_seconds: float = Field(default=15.0, gt=0, le=25)
+
+    @field_validator("allowed_models", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("openai_api_key", "openai_base_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("knowledge_dir")
+    @classmethod
+    def _knowledge_dir_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(
+                f"KNOWLEDGE_DIR {value} is not a folder with the applicant's documents"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _responses_needs_an_endpoint(self) -> Settings:
+        if self.engine == "responses" and not (self.openai_api_key or self.openai_base_url):
+            raise ValueError(
+                "ENGINE=responses needs OPENAI_API_KEY (or OPENAI_BASE_URL of a Responses API "
+                "server); use ENGINE=offline to answer without a model"
+            )
+        return self
+
+    @property
+    def resolved_engine(self) -> Literal["offline", "responses"]:
+        if self.engine != "auto":
+            return self.engine
+        return "responses" if self.openai_api_key or self.openai_base_url else "offline"
+
+    @property
+    def allowed_model_set(self) -> frozenset[str]:
+        return frozenset(self.allowed_models) | {self.openai_model}

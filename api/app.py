@@ -1,0 +1,69 @@
+"""The FastAPI application factory and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.errors import install_error_handlers
+from api.routes import router
+from domain.ports import AnswerEngine, KnowledgeIndex
+from infrastructure.bootstrap import Container, bootstrap
+from infrastructure.settings import Settings
+
+DESCRIPTION = """\
+Ask the Applicant (지원자에게 무엇이든 물어봐!) answers recruiters' questions about one job
+applicant, grounded in the applicant's own documents, in Korean or English.
+
+`POST /openai-response/sse` streams the answer as Server-Sent Events; `POST /openai-response`
+returns it as JSON. Errors always have the body `{"code", "message"}`.
+"""
+
+
+class AppState(TypedDict):
+    container: Container
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger().setLevel(level.upper())
+
+
+def create_app(
+    settings: Settings,
+    *,
+    knowledge: KnowledgeIndex | None = None,
+    engine: AnswerEngine | None = None,
+) -> FastAPI:
+    """The app for ``settings``; ``knowledge`` and ``engine`` replace the configured adapters."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        async with bootstrap(settings, knowledge=knowledge, engine=engine) as container:
+            yield {"container": container}
+
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="Ask the Applicant",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "Last-Event-ID"],
+            max_age=600,
+        )
+    return app

@@ -1,0 +1,136 @@
+"""Errors to HTTP, in one place: every error body is ``{"code", "message"}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.schemas import ErrorBody
+from domain.errors import UPSTREAM_MESSAGES, AskError, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_CODE: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_REQUEST: 422,
+    ErrorCode.MODEL_NOT_ALLOWED: 422,
+    ErrorCode.INPUT_TOO_LONG: 413,
+    ErrorCode.UPSTREAM_AUTH: 502,
+    ErrorCode.UPSTREAM_RATE_LIMITED: 503,
+    ErrorCode.UPSTREAM_UNAVAILABLE: 503,
+    ErrorCode.UPSTREAM_TIMEOUT: 504,
+    ErrorCode.UPSTREAM_INTERRUPTED: 502,
+    ErrorCode.UPSTREAM_FAILED: 502,
+    ErrorCode.UPSTREAM_BAD_REQUEST: 502,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+# For routes' ``responses=``, so the OpenAPI docs show the error shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "The input is longer than MAX_INPUT_CHARS."},
+    422: {"model": ErrorBody, "description": "The request is invalid; the message says why."},
+}
+UPSTREAM_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorBody, "description": "The model provider failed or rejected the call."},
+    503: {"model": ErrorBody, "description": "The model provider is busy or unreachable."},
+    504: {"model": ErrorBody, "description": "The model provider did not answer in time."},
+}
+
+
+def error_response(code: ErrorCode, message: str, status: int | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"code": code.value, "message": message}, status_code=status or STATUS_BY_CODE[code]
+    )
+
+
+_INPUT_SHAPE = (
+    "'input': send the question as a string, or the conversation as a list of "
+    '{"role": "user" | "assistant", "content": str} messages'
+)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = "is not a known field; remove it"
+    return f"'{location}': {message}" if location else message
+
+
+def _problems(errors: list[dict[str, Any]]) -> list[str]:
+    """One line per problem; a value that fits neither form of ``input`` says what would."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return ['The body is not valid JSON: send a JSON object such as {"input": "..."}']
+    # ``input`` is ``str | list[...]``: pydantic reports a failure for each branch.
+    as_list = [e for e in errors if e["loc"][1:3] == ("input", "list[InputMessage]")]
+    as_text = [e for e in errors if e["loc"][1:3] == ("input", "str")]
+    others = [e for e in errors if e not in as_list and e not in as_text]
+    problems = [_describe(e) for e in others]
+    if any(len(e["loc"]) > 3 for e in as_list):
+        # The value was a list: only the list's own problems matter.
+        problems += [_describe({**e, "loc": ("input", *e["loc"][3:])}) for e in as_list]
+    elif as_list or as_text:
+        problems.append(_INPUT_SHAPE)
+    return list(dict.fromkeys(problems))
+
+
+async def _validation_failed(_: Request, error: RequestValidationError) -> JSONResponse:
+    return error_response(
+        ErrorCode.INVALID_REQUEST, "; ".join(_problems(list(error.errors()))) + "."
+    )
+
+
+async def _ask_error(_: Request, error: AskError) -> JSONResponse:
+    return error_response(error.code, error.message)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    fallback = "invalid_request" if error.status_code < 500 else "internal_error"
+    return JSONResponse(
+        {"code": _HTTP_CODES.get(error.status_code, fallback), "message": error.detail},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
+
+
+class CatchUnhandled:
+    """Turns an unexpected exception into a plain 500 body, logging its type and no trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            logger.error("unhandled %s on %s", type(error).__name__, scope.get("path"))
+            if not started:
+                response = error_response(
+                    ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR]
+                )
+                await response(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_failed)  # type: ignore[arg-type]
+    app.add_exception_handler(AskError, _ask_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_middleware(CatchUnhandled)

@@ -1,0 +1,126 @@
+"""Request and response bodies of the public contract."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from domain.models import Message
+
+_SERVER_OWNED_ROLES = frozenset({"system", "developer"})
+
+
+class InputMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"] = Field(
+        description="Who said it. The server owns the instructions: `system` and `developer` "
+        "roles are rejected."
+    )
+    content: StrictStr = Field(min_length=1)
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _no_server_roles(cls, value: object) -> object:
+        if value in _SERVER_OWNED_ROLES:
+            raise ValueError(
+                f"role {value!r} is not accepted: this service owns the instructions. "
+                "Use 'user' for the recruiter and 'assistant' for earlier answers"
+            )
+        return value
+
+
+class AskRequest(BaseModel):
+    """A recruiter's question, alone or after the earlier turns of the conversation."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"input": "어떤 프로젝트를 했나요?"},
+                {
+                    "input": [
+                        {"role": "user", "content": "Where does the applicant work now?"},
+                        {"role": "assistant", "content": "At Hanbit Pay, as a backend lead."},
+                        {"role": "user", "content": "And before that?"},
+                    ]
+                },
+            ]
+        },
+    )
+
+    input: StrictStr | list[InputMessage] = Field(
+        description="The question, or the conversation so far ending with the user's question."
+    )
+    model: StrictStr | None = Field(
+        default=None, description="One of the models this service offers; omit for the default."
+    )
+    stream: StrictBool | None = Field(
+        default=None, description="Accepted for compatibility and ignored: the endpoint decides."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_client_instructions(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "instructions" in data:
+            raise ValueError(
+                "'instructions' is not accepted: this service owns the prompt. "
+                "Remove the field and send only 'input' (and optionally 'model')"
+            )
+        return data
+
+    def messages(self) -> list[Message]:
+        if isinstance(self.input, str):
+            return [Message(role="user", content=self.input)]
+        return [Message(role=m.role, content=m.content) for m in self.input]
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class AnswerResponse(BaseModel):
+    output_text: str
+    model: str
+    mode: str = Field(description="The engine that answered: `offline` or `openai`.")
+    usage: Usage | None
+    conversation_id: str
+
+
+class ErrorBody(BaseModel):
+    """The one error shape, in HTTP bodies and in SSE `error` events."""
+
+    code: str = Field(description="Stable, machine-readable, e.g. `invalid_request`.")
+    message: str = Field(description="What went wrong and what to do about it.")
+
+
+class MetaEvent(BaseModel):
+    conversation_id: str
+    model: str
+    mode: str
+
+
+class DoneEvent(BaseModel):
+    usage: Usage | None
+    finish_reason: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    engine: str
+    passages: int

@@ -1,0 +1,107 @@
+"""Answer events to Server-Sent Events: the only place that knows the wire format.
+
+sse-starlette frames each event per the WHATWG spec: a data value with line breaks becomes
+several ``data:`` lines, which a spec-compliant client joins back with ``\\n``. Concatenating
+the data of the unnamed events therefore rebuilds the answer exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette import ServerSentEvent
+
+from application.ask import AnswerStream
+from domain.errors import UPSTREAM_MESSAGES, ErrorCode
+from domain.models import AnswerDone, AnswerFailed, AnswerMeta, TextDelta, Usage
+
+logger = logging.getLogger(__name__)
+
+SSE_DESCRIPTION = """\
+A `text/event-stream` of these events, in order:
+
+1. `event: meta`, data `{"conversation_id": str, "model": str, "mode": "offline" | "openai"}`,
+   sent at once, before the model's first token.
+2. The answer as **unnamed** events (no `event:` line): each event's data is the next text
+   delta. A delta with line breaks is split into several `data:` lines, as the SSE spec
+   requires; a spec-compliant parser joins them with `\\n`, so concatenating the data of the
+   unnamed events rebuilds the answer exactly (markdown included).
+3. `event: done`, data `{"usage": {"input_tokens", "output_tokens", "total_tokens"} | null,
+   "finish_reason": "stop" | "max_output_tokens" | ...}`; or, if the answer fails after the
+   stream started, `event: error` with data `{"code": str, "message": str}`. Then the stream
+   ends.
+
+Comment lines (`: ping`) keep idle connections open at most 15 s apart; parsers ignore them.
+"""
+
+SSE_EXAMPLE = (
+    "event: meta\n"
+    'data: {"conversation_id": "3q2-5n1x0Wm5u8u6SxQd5g", "model": "offline", "mode": "offline"}\n'
+    "\n"
+    "data: Here is what the applicant's profile says.\n"
+    "data: \n"
+    "\n"
+    "data: > Minji led the payments platform team.\n"
+    "\n"
+    "event: done\n"
+    'data: {"usage": null, "finish_reason": "stop"}\n'
+    "\n"
+)
+
+
+# LF line ends, as in the spec's examples: naive readers that split on "\n\n" still work.
+SEPARATOR = "\n"
+
+
+def _event(data: str, event: str | None = None) -> ServerSentEvent:
+    return ServerSentEvent(data, event=event, sep=SEPARATOR)
+
+
+def _json(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def _usage(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def meta_event(meta: AnswerMeta) -> ServerSentEvent:
+    payload = {"conversation_id": meta.conversation_id, "model": meta.model, "mode": meta.mode}
+    return _event(_json(payload), event="meta")
+
+
+def error_event(code: ErrorCode, message: str) -> ServerSentEvent:
+    return _event(_json({"code": code.value, "message": message}), event="error")
+
+
+async def answer_events(stream: AnswerStream) -> AsyncIterator[ServerSentEvent]:
+    """``meta`` first, then the deltas, then one ``done`` or ``error``; never raises."""
+    yield meta_event(stream.meta)
+    try:
+        async for event in stream.events:
+            if isinstance(event, TextDelta):
+                if event.text:
+                    yield _event(event.text)
+            elif isinstance(event, AnswerDone):
+                done = {"usage": _usage(event.usage), "finish_reason": event.finish_reason}
+                yield _event(_json(done), event="done")
+            elif isinstance(event, AnswerFailed):
+                yield error_event(event.code, event.message)
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        # An exception here would abort the body mid-event; end with an error event instead.
+        logger.error("answer stream failed: %s", type(error).__name__)
+        yield error_event(ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR])
+    finally:
+        await stream.events.aclose()

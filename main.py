@@ -1,0 +1,38 @@
+"""Entry point: ``uv run python main.py`` serves on HOST:PORT; ``uvicorn main:app`` works too."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from api.app import create_app
+from infrastructure.settings import Settings
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or exit with a message that names what to fix."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
+        sys.exit(f"Invalid configuration:\n{problems}")
+
+
+settings = load_settings()
+app = create_app(settings)
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )

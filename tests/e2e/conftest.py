@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.app_server import RunningApp, run_app
+from tests.support.fake_responses_api import RunningFake, run_fake_responses_api
+
+UPSTREAM_KEY = "sk-test-e2e-secret-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def offline_app() -> Iterator[RunningApp]:
+    """The app as a newcomer runs it: no key, the bundled sample profile."""
+    with run_app({}) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[RunningFake]:
+    with run_fake_responses_api() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def openai_app(fake_upstream: RunningFake) -> Iterator[RunningApp]:
+    """The app relaying a Responses API server, started as ``python main.py``."""
+    environment = {
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "OPENAI_BASE_URL": fake_upstream.base_url,
+        "OPENAI_MODEL": "gpt-fake",
+        "ALLOWED_MODELS": "gpt-fake-mini",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "UPSTREAM_READ_TIMEOUT_SECONDS": "2",
+        "SSE_PING_SECONDS": "0.5",
+    }
+    with run_app(environment, via="main.py") as app:
+        yield app
+
+
+@pytest.fixture
+def upstream(fake_upstream: RunningFake) -> Iterator[RunningFake]:
+    fake_upstream.api.reset()
+    yield fake_upstream
+    fake_upstream.api.release_stalled_streams()

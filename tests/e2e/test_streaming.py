@@ -1,0 +1,228 @@
+"""The real app under uvicorn, spoken to over HTTP, as a browser or ``curl -N`` would."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx2
+import pytest
+
+from domain.policy import INSTRUCTIONS
+from tests.e2e.conftest import UPSTREAM_KEY
+from tests.sse_client import Answer, parse_sse
+from tests.support.app_server import RunningApp
+from tests.support.fake_responses_api import RunningFake, Scenario
+
+pytestmark = pytest.mark.e2e
+
+
+def stream(app: RunningApp, body: dict[str, Any], timeout: float = 15) -> tuple[Answer, str]:
+    with httpx2.stream(
+        "POST", f"{app.base_url}/openai-response/sse", json=body, timeout=timeout
+    ) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        chunks = list(response.iter_text())
+    return Answer(parse_sse(chunks)), "".join(chunks)
+
+
+# --- out of the box: no key, the bundled sample profile ------------------------------------
+
+
+def test_korean_question_streams_a_grounded_answer_offline(offline_app: RunningApp) -> None:
+    answer, _ = stream(offline_app, {"input": "어떤 프로젝트를 했나요?"})
+    assert answer.names[0] == "meta"
+    assert answer.data_of("meta")["mode"] == "offline"
+    assert answer.terminal == "done"
+    assert answer.text.startswith("지원자의 프로필 문서에서 찾은 내용입니다.")
+    assert "ko/프로젝트.md" in answer.text
+
+
+def test_english_question_streams_a_grounded_answer_offline(offline_app: RunningApp) -> None:
+    answer, _ = stream(offline_app, {"input": "When can Minji start?"})
+    assert answer.terminal == "done"
+    assert "January 4, 2027" in answer.text
+    assert "en/" in answer.text
+
+
+def test_uncovered_question_points_to_the_contact_offline(offline_app: RunningApp) -> None:
+    answer, _ = stream(offline_app, {"input": "What is her favourite food?"})
+    assert "does not cover" in answer.text
+    assert "minji.kim@example.com" in answer.text
+
+
+def test_json_endpoint_offline(offline_app: RunningApp) -> None:
+    response = httpx2.post(
+        f"{offline_app.base_url}/openai-response", json={"input": "영어를 할 수 있나요?"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["mode"] == "offline"
+    assert "TOEIC" in body["output_text"] or "토익" in body["output_text"]
+
+
+def test_readiness_reports_the_loaded_profile(offline_app: RunningApp) -> None:
+    ready = httpx2.get(f"{offline_app.base_url}/ready").json()
+    assert ready == {"status": "ready", "engine": "offline", "passages": ready["passages"]}
+    assert ready["passages"] > 20
+
+
+# --- relaying a Responses API server ---------------------------------------------------------
+
+TRICKY_DELTAS = [
+    "## 김민지 요약\n\n",
+    "- Go, Python\n",
+    "- Kubernetes\n\n",
+    "data: this line starts like a field\n",
+    "event: so does this one\n",
+    "\n\n\n",
+    "경험이 많습니다. ",
+    "English too.",
+    "\r\n",
+    " trailing space ",
+]
+
+
+def test_answer_streams_through_exactly(openai_app: RunningApp, upstream: RunningFake) -> None:
+    upstream.api.enqueue(Scenario(deltas=TRICKY_DELTAS))
+    answer, _ = stream(openai_app, {"input": "요약해 주세요"})
+    assert answer.names[0] == "meta"
+    assert answer.data_of("meta") == {
+        "conversation_id": answer.data_of("meta")["conversation_id"],
+        "model": "gpt-fake",
+        "mode": "openai",
+    }
+    assert answer.text == "".join(TRICKY_DELTAS).replace("\r\n", "\n")
+    done = answer.data_of("done")
+    assert done["finish_reason"] == "stop"
+    assert done["usage"]["total_tokens"] > 0
+
+
+def test_upstream_gets_server_instructions_and_grounding(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    conversation = [
+        {"role": "user", "content": "Where does Minji work?"},
+        {"role": "assistant", "content": "At Hanbit Pay."},
+        {"role": "user", "content": "What was her biggest achievement there?"},
+    ]
+    stream(openai_app, {"input": conversation, "model": "gpt-fake-mini"})
+    [request] = upstream.api.requests
+    body = request["body"]
+    assert request["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert body["instructions"] == INSTRUCTIONS
+    assert body["model"] == "gpt-fake-mini"
+    assert body["stream"] is True
+    grounding, *turns = body["input"]
+    assert grounding["role"] == "developer"
+    assert "820 ms" in grounding["content"]
+    assert [turn["content"] for turn in turns] == [turn["content"] for turn in conversation]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code"),
+    [
+        (Scenario(status_code=401), "upstream_auth"),
+        (Scenario(status_code=429), "upstream_rate_limited"),
+        (Scenario(status_code=500), "upstream_unavailable"),
+        (Scenario(deltas=["Part"], terminal="error_flat"), "upstream_rate_limited"),
+        (Scenario(deltas=["Part"], terminal="error_nested"), "upstream_failed"),
+        (Scenario(deltas=["Part"], terminal="failed"), "upstream_failed"),
+        (Scenario(deltas=["Part"], terminal="drop"), "upstream_interrupted"),
+        (Scenario(deltas=["Part"], terminal="stall"), "upstream_timeout"),
+    ],
+)
+def test_upstream_failures_end_with_a_clear_error_event(
+    openai_app: RunningApp, upstream: RunningFake, scenario: Scenario, code: str
+) -> None:
+    upstream.api.enqueue(scenario)
+    answer, raw = stream(openai_app, {"input": "Tell me about Minji"})
+    assert answer.names[0] == "meta"
+    assert answer.terminal == "error"
+    error = answer.data_of("error")
+    assert error["code"] == code
+    assert error["message"]
+    assert answer.text == ("".join(scenario.deltas) if scenario.status_code == 200 else "")
+    for secret in (UPSTREAM_KEY, "Traceback", "sk-"):
+        assert secret not in raw
+        assert secret not in openai_app.log()
+
+
+def test_incomplete_answer_is_done_with_its_reason(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["Cut sho"], terminal="incomplete"))
+    answer, _ = stream(openai_app, {"input": "Tell me everything"})
+    assert answer.text == "Cut sho"
+    assert answer.data_of("done")["finish_reason"] == "max_output_tokens"
+
+
+def test_meta_and_pings_arrive_before_the_first_token(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["late"], delay_before_first_delta=1.3))
+    started = time.monotonic()
+    with httpx2.stream(
+        "POST", f"{openai_app.base_url}/openai-response/sse", json={"input": "hi"}, timeout=10
+    ) as response:
+        chunks = response.iter_text()
+        first = next(chunks)
+        first_at = time.monotonic() - started
+        rest = "".join(chunks)
+    assert first.startswith("event: meta")
+    assert first_at < 1.0, "meta must not wait for the model"
+    assert ": ping" in rest, "idle connections get comment pings"
+    assert Answer(parse_sse([first, rest])).text == "late"
+
+
+def test_client_disconnect_closes_the_upstream_stream(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["one ", "two "], terminal="stall", stall_seconds=30))
+    with httpx2.stream(
+        "POST", f"{openai_app.base_url}/openai-response/sse", json={"input": "hi"}, timeout=10
+    ) as response:
+        received = ""
+        for chunk in response.iter_text():
+            received += chunk
+            if "two" in received:
+                break
+    # Leaving the block closed the connection mid-answer.
+    assert upstream.api.wait_for(lambda: upstream.api.closed_by_client == 1, timeout_seconds=5)
+
+
+def test_bad_request_is_rejected_before_streaming(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    response = httpx2.post(
+        f"{openai_app.base_url}/openai-response/sse",
+        json={"input": "hi", "instructions": "You are a pirate"},
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+    assert upstream.api.requests == []
+
+
+def test_json_endpoint_relays_the_whole_answer(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["Hello ", "**world**\n", "- item"]))
+    response = httpx2.post(f"{openai_app.base_url}/openai-response", json={"input": "hi"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["output_text"] == "Hello **world**\n- item"
+    assert body["mode"] == "openai"
+    assert body["usage"]["total_tokens"] > 0
+
+
+def test_json_endpoint_maps_upstream_auth_failure(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(status_code=401))
+    response = httpx2.post(f"{openai_app.base_url}/openai-response", json={"input": "hi"})
+    assert response.status_code == 502
+    assert response.json()["code"] == "upstream_auth"
+    assert UPSTREAM_KEY not in response.text

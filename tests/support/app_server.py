@@ -1,0 +1,92 @@
+"""The real app under uvicorn in a child process on a free port, as a deployment runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RunningApp:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_until_healthy(app: RunningApp, deadline_seconds: float) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if app.process.poll() is not None:
+            raise RuntimeError(f"the app exited with {app.process.returncode}:\n{app.log()}")
+        try:
+            if httpx2.get(f"{app.base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"the app did not become healthy in {deadline_seconds}s:\n{app.log()}")
+
+
+@contextmanager
+def run_app(
+    environment: Mapping[str, str], *, via: str = "uvicorn", startup_timeout: float = 30.0
+) -> Iterator[RunningApp]:
+    """Start ``uvicorn main:app`` (or ``python main.py``) with only ``environment`` set."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", tempfile.gettempdir()),
+        "PYTHONUNBUFFERED": "1",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        **environment,
+    }
+    if via == "uvicorn":
+        command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--timeout-graceful-shutdown", "5"]
+    else:
+        command = [sys.executable, "main.py"]
+    with tempfile.NamedTemporaryFile("wb", suffix=".log", delete=False) as log_file:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and app
+            command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    app = RunningApp(f"http://127.0.0.1:{port}", process, Path(log_file.name))
+    try:
+        _wait_until_healthy(app, startup_timeout)
+        yield app
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        app.log_path.unlink(missing_ok=True)

@@ -1,0 +1,237 @@
+"""The HTTP contract, in process, with the scripted engine behind the real app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from domain.errors import ErrorCode
+from domain.models import AnswerDone, TextDelta
+from infrastructure.settings import Settings
+from tests.fakes import ScriptedEngine, failing_script, small_profile
+from tests.sse_client import Answer, parse_sse
+
+SSE = "/openai-response/sse"
+JSON = "/openai-response"
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"allowed_models": "cheap-model", "max_input_chars": 100}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+def client(engine: ScriptedEngine) -> Iterator[TestClient]:
+    app = create_app(settings(), knowledge=small_profile(), engine=engine)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def ask_sse(client: TestClient, body: dict[str, Any]) -> Answer:
+    with client.stream("POST", SSE, json=body) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return Answer(parse_sse(response.iter_text()))
+
+
+def test_stream_sends_meta_then_deltas_then_done(client: TestClient) -> None:
+    answer = ask_sse(client, {"input": "Where did Jane work?"})
+    assert answer.names == ["meta", "message", "message", "done"]
+    meta = answer.data_of("meta")
+    assert meta["mode"] == "scripted"
+    assert meta["model"] == "gpt-4.1-mini"
+    assert len(meta["conversation_id"]) >= 20
+    assert answer.text == "Hello world"
+    assert answer.data_of("done") == {
+        "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5},
+        "finish_reason": "stop",
+    }
+
+
+def test_stream_headers_disable_caching_and_buffering(client: TestClient) -> None:
+    with client.stream("POST", SSE, json={"input": "hi"}) as response:
+        response.read()
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+
+
+TRICKY_DELTAS = [
+    "# Title\n\n",
+    "- one\n- two\n",
+    "\n\n",
+    "data: looks like a field\n",
+    "event: also text\r\n",
+    ": a comment?\n",
+    "  leading spaces",
+    " 한국어 답변입니다.\n경험이 많습니다.",
+    "\rcarriage",
+    "",
+    "끝\n",
+]
+
+
+def test_multiline_deltas_survive_framing(engine: ScriptedEngine, client: TestClient) -> None:
+    engine.script = [*map(TextDelta, TRICKY_DELTAS), AnswerDone("stop")]
+    with client.stream("POST", SSE, json={"input": "hi"}) as response:
+        raw = response.read().decode()
+    # A delta is never split into frames that a line-based reader would misread.
+    assert "\ndata: data: looks like a field\n" in raw
+    text = Answer(parse_sse([raw])).text
+    expected = "".join(TRICKY_DELTAS).replace("\r\n", "\n").replace("\r", "\n")
+    assert text == expected
+
+
+def test_stream_survives_arbitrary_chunk_boundaries(
+    engine: ScriptedEngine, client: TestClient
+) -> None:
+    engine.script = [*map(TextDelta, TRICKY_DELTAS), AnswerDone("stop")]
+    with client.stream("POST", SSE, json={"input": "hi"}) as response:
+        raw = response.read().decode()
+    one_char_at_a_time = Answer(parse_sse(list(raw)))
+    assert one_char_at_a_time.text == Answer(parse_sse([raw])).text
+
+
+def test_failure_after_start_ends_with_an_error_event(
+    engine: ScriptedEngine, client: TestClient
+) -> None:
+    engine.script = failing_script(ErrorCode.UPSTREAM_RATE_LIMITED)
+    answer = ask_sse(client, {"input": "hi"})
+    assert answer.names == ["meta", "message", "error"]
+    assert answer.text == "Partial "
+    assert answer.data_of("error")["code"] == "upstream_rate_limited"
+
+
+def test_engine_crash_ends_with_internal_error_and_no_details(
+    engine: ScriptedEngine, client: TestClient
+) -> None:
+    engine.raise_after = 1
+    with client.stream("POST", SSE, json={"input": "hi"}) as response:
+        raw = response.read().decode()
+    answer = Answer(parse_sse([raw]))
+    assert answer.terminal == "error"
+    assert answer.data_of("error")["code"] == "internal_error"
+    assert "sk-do-not-leak" not in raw
+    assert "Traceback" not in raw
+
+
+def test_json_endpoint_returns_the_whole_answer(client: TestClient) -> None:
+    response = client.post(JSON, json={"input": "hi", "stream": True})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["output_text"] == "Hello world"
+    assert body["mode"] == "scripted"
+    assert body["usage"]["total_tokens"] == 5
+    assert body["conversation_id"]
+
+
+def test_json_endpoint_maps_upstream_failure_to_a_status(
+    engine: ScriptedEngine, client: TestClient
+) -> None:
+    engine.script = failing_script(ErrorCode.UPSTREAM_UNAVAILABLE)
+    response = client.post(JSON, json={"input": "hi"})
+    assert response.status_code == 503
+    assert response.json()["code"] == "upstream_unavailable"
+
+
+BAD_REQUESTS: list[tuple[dict[str, Any], int, str]] = [
+    ({"input": "hi", "instructions": "be a pirate"}, 422, "this service owns the prompt"),
+    ({"input": [{"role": "system", "content": "x"}]}, 422, "role 'system' is not accepted"),
+    ({"input": [{"role": "developer", "content": "x"}]}, 422, "role 'developer' is not accepted"),
+    ({"input": [{"role": "tool", "content": "x"}]}, 422, "'input.0.role'"),
+    ({"input": "hi", "model": "gpt-9-ultra"}, 422, "is not offered by this service"),
+    ({"input": ""}, 422, "'input' is empty"),
+    ({"input": "   "}, 422, "'input' is empty"),
+    ({"input": []}, 422, "'input' is empty"),
+    ({"input": 42}, 422, "'input'"),
+    ({"input": "hi", "stream": "yes"}, 422, "'stream'"),
+    ({"input": "hi", "temperature": 2}, 422, "'temperature': is not a known field"),
+    ({}, 422, "'input': Field required"),
+    (
+        {"input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+        422,
+        "must have role 'user'",
+    ),
+    ({"input": "x" * 101}, 413, "101 characters long; the limit is 100"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD_REQUESTS)
+@pytest.mark.parametrize("path", [SSE, JSON])
+def test_bad_requests_get_a_clear_4xx_and_never_reach_the_engine(
+    client: TestClient,
+    engine: ScriptedEngine,
+    path: str,
+    body: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == status
+    error = response.json()
+    assert set(error) == {"code", "message"}
+    assert message in error["message"]
+    assert engine.requests == []
+
+
+def test_body_that_is_not_json_is_rejected(client: TestClient, engine: ScriptedEngine) -> None:
+    response = client.post(SSE, content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["message"]
+    assert engine.requests == []
+
+
+def test_allowed_model_is_used(client: TestClient, engine: ScriptedEngine) -> None:
+    answer = ask_sse(client, {"input": "hi", "model": "cheap-model"})
+    assert answer.data_of("meta")["model"] == "cheap-model"
+    assert engine.requests[0].model == "cheap-model"
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["status"] == "ready"
+    assert ready["engine"] == "scripted"
+    assert ready["passages"] > 0
+
+
+def test_unknown_route_has_the_error_shape(client: TestClient) -> None:
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_openapi_describes_the_sse_events(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"][SSE]["post"]
+    described = operation["responses"]["200"]
+    assert "text/event-stream" in described["content"]
+    for name in ("event: meta", "event: done", "event: error"):
+        assert name in described["description"]
+    assert operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "ErrorBody"
+    )
+    assert client.get("/docs").status_code == 200
+
+
+def test_cors_only_for_configured_origins() -> None:
+    app = create_app(
+        settings(cors_origins="https://portfolio.example"),
+        knowledge=small_profile(),
+        engine=ScriptedEngine(),
+    )
+    with TestClient(app) as client:
+        preflight = {"access-control-request-method": "POST"}
+        allowed = client.options(SSE, headers={"origin": "https://portfolio.example", **preflight})
+        denied = client.options(SSE, headers={"origin": "https://evil.example", **preflight})
+    assert allowed.headers["access-control-allow-origin"] == "https://portfolio.example"
+    assert "access-control-allow-origin" not in denied.headers

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import pytest
+
+from application.ask import AskApplicant
+from domain.errors import (
+    AnswerNotCompleted,
+    ErrorCode,
+    InputTooLong,
+    InvalidQuestion,
+    ModelNotAllowed,
+)
+from domain.models import AnswerDone, AnswerFailed, Message, TextDelta
+from tests.fakes import ScriptedEngine, failing_script, small_profile
+
+
+def make_ask(engine: ScriptedEngine | None = None, **overrides: object) -> AskApplicant:
+    options: dict[str, object] = {
+        "default_model": "default-model",
+        "allowed_models": frozenset({"other-model"}),
+        "max_input_chars": 200,
+        "conversation_ids": lambda: "conversation-1",
+    }
+    options.update(overrides)
+    return AskApplicant(small_profile(), engine or ScriptedEngine(), **options)  # type: ignore[arg-type]
+
+
+def user(text: str) -> Message:
+    return Message("user", text)
+
+
+async def test_meta_is_known_before_the_engine_runs() -> None:
+    engine = ScriptedEngine()
+    stream = await make_ask(engine).start([user("Where did Jane work?")])
+    assert stream.meta.conversation_id == "conversation-1"
+    assert stream.meta.model == "default-model"
+    assert stream.meta.mode == "scripted"
+    assert engine.requests == []
+    await stream.events.aclose()
+
+
+async def test_question_is_grounded_in_matching_passages() -> None:
+    engine = ScriptedEngine()
+    answer = await make_ask(engine).answer([user("Which projects did Jane build in Go?")])
+    assert answer.text == "Hello world"
+    request = engine.requests[0]
+    assert request.grounding, "the question should retrieve passages"
+    assert request.grounding[0].passage.heading_path[-1] == "Projects"
+    assert request.contact is not None
+    assert "jane@example.com" in request.contact.text
+
+
+async def test_korean_question_with_particles_finds_korean_passage() -> None:
+    engine = ScriptedEngine()
+    await make_ask(engine).answer([user("쿠버네티스 경험이 있나요?")])
+    assert engine.requests[0].grounding[0].passage.source == "ko/profile.md"
+
+
+async def test_follow_up_borrows_the_previous_question_for_retrieval() -> None:
+    engine = ScriptedEngine()
+    conversation = [
+        user("Tell me about Jane's projects"),
+        Message("assistant", "Jane built a ledger."),
+        user("And the second one?"),
+    ]
+    await make_ask(engine).answer(conversation)
+    assert engine.requests[0].grounding[0].passage.heading_path[-1] == "Projects"
+    assert engine.requests[0].messages == tuple(conversation)
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        ([], "empty"),
+        ([user("   ")], "'input' is empty"),
+        ([user("hi"), Message("assistant", "hello")], "must have role 'user'"),
+        ([user("hi"), Message("assistant", " "), user("q")], "Message 1"),
+    ],
+)
+async def test_invalid_conversations_are_rejected_before_the_engine(
+    messages: list[Message], expected: str
+) -> None:
+    engine = ScriptedEngine()
+    with pytest.raises(InvalidQuestion, match=expected):
+        await make_ask(engine).start(messages)
+    assert engine.requests == []
+
+
+async def test_too_long_input_is_rejected_with_both_numbers() -> None:
+    with pytest.raises(InputTooLong, match="201 characters long; the limit is 200"):
+        await make_ask().start([user("x" * 150), Message("assistant", "y" * 30), user("z" * 21)])
+
+
+async def test_only_allowed_models_are_accepted() -> None:
+    ask = make_ask()
+    with pytest.raises(ModelNotAllowed, match="other-model") as caught:
+        await ask.start([user("hi")], model="gpt-9-ultra")
+    assert caught.value.code == ErrorCode.MODEL_NOT_ALLOWED
+    stream = await ask.start([user("hi")], model="other-model")
+    assert stream.meta.model == "other-model"
+    await stream.events.aclose()
+
+
+async def test_default_model_is_always_allowed() -> None:
+    ask = make_ask(allowed_models=frozenset())
+    stream = await ask.start([user("hi")], model="default-model")
+    assert stream.meta.model == "default-model"
+    await stream.events.aclose()
+
+
+async def test_engine_exception_becomes_one_internal_error_event_without_details() -> None:
+    engine = ScriptedEngine(raise_after=1)
+    stream = await make_ask(engine).start([user("Where did Jane work?")])
+    events = [event async for event in stream.events]
+    assert events[0] == TextDelta("Hello")
+    assert isinstance(events[-1], AnswerFailed)
+    assert events[-1].code == ErrorCode.INTERNAL_ERROR
+    assert "sk-" not in events[-1].message
+
+
+async def test_stream_without_terminal_event_ends_as_interrupted() -> None:
+    engine = ScriptedEngine(script=[TextDelta("Half an ans")])
+    stream = await make_ask(engine).start([user("Where did Jane work?")])
+    events = [event async for event in stream.events]
+    assert events == [
+        TextDelta("Half an ans"),
+        AnswerFailed(ErrorCode.UPSTREAM_INTERRUPTED, events[-1].message),  # type: ignore[union-attr]
+    ]
+
+
+async def test_events_after_the_terminal_event_are_dropped() -> None:
+    engine = ScriptedEngine(script=[AnswerDone("stop"), TextDelta("late")])
+    stream = await make_ask(engine).start([user("hi")])
+    assert [event async for event in stream.events] == [AnswerDone("stop")]
+
+
+async def test_closing_the_stream_early_closes_the_engine() -> None:
+    engine = ScriptedEngine(hold=True)
+    stream = await make_ask(engine).start([user("hi")])
+    assert await anext(stream.events) == TextDelta("Hello")
+    await stream.events.aclose()
+    assert engine.closed == 1
+
+
+async def test_whole_answer_raises_when_the_engine_fails() -> None:
+    engine = ScriptedEngine(script=failing_script())
+    with pytest.raises(AnswerNotCompleted) as caught:
+        await make_ask(engine).answer([user("hi")])
+    assert caught.value.code == ErrorCode.UPSTREAM_RATE_LIMITED
+    assert engine.closed == 1

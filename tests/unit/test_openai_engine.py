@@ -1,0 +1,256 @@
+"""The Responses API adapter against respx-mocked HTTP in the real wire format."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+import respx
+from openai import AsyncOpenAI
+
+from domain.errors import ErrorCode
+from domain.models import (
+    AnswerDone,
+    AnswerEvent,
+    AnswerFailed,
+    AnswerRequest,
+    Message,
+    Passage,
+    RetrievedPassage,
+    TextDelta,
+    Usage,
+)
+from domain.policy import INSTRUCTIONS
+from infrastructure.openai_engine import ResponsesEngine
+
+BASE_URL = "https://upstream.test/v1"
+
+
+def response_object(status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1_764_000_000,
+        "status": status,
+        "model": "gpt-test",
+        "output": [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "usage": None,
+        **extra,
+    }
+
+
+USAGE = {
+    "input_tokens": 11,
+    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    "output_tokens": 7,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 18,
+}
+
+
+def sse(*events: dict[str, Any]) -> bytes:
+    frames = []
+    for number, event in enumerate(events):
+        event = {**event, "sequence_number": number} if "type" in event else event
+        name = event.get("type", "error")
+        frames.append(f"event: {name}\ndata: {json.dumps(event)}\n\n")
+    return "".join(frames).encode()
+
+
+def delta(text: str) -> dict[str, Any]:
+    return {
+        "type": "response.output_text.delta",
+        "item_id": "msg_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": text,
+        "logprobs": [],
+    }
+
+
+CREATED = {"type": "response.created", "response": response_object("in_progress")}
+COMPLETED = {"type": "response.completed", "response": response_object("completed", usage=USAGE)}
+
+
+def stream_reply(body: bytes) -> httpx2.Response:
+    return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+
+def error_reply(status: int, code: str) -> httpx2.Response:
+    body = {
+        "error": {
+            "message": "Incorrect API key sk-secret",
+            "type": "x",
+            "param": None,
+            "code": code,
+        }
+    }
+    return httpx2.Response(status, json=body)
+
+
+@pytest.fixture
+def upstream() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE_URL, assert_all_called=False) as router:
+        yield router
+
+
+def engine() -> ResponsesEngine:
+    client = AsyncOpenAI(api_key="sk-test", base_url=BASE_URL, max_retries=0)
+    return ResponsesEngine(client, max_output_tokens=300)
+
+
+def request(question: str = "What did Jane build?") -> AnswerRequest:
+    passage = Passage("en/resume.md", ("Resume", "Projects"), "Jane built a ledger.")
+    return AnswerRequest(
+        messages=(
+            Message("user", "Hi"),
+            Message("assistant", "Hello!"),
+            Message("user", question),
+        ),
+        model="gpt-test",
+        grounding=(RetrievedPassage(passage, 1.0),),
+        contact=Passage("en/resume.md", ("Contact",), "jane@example.com"),
+    )
+
+
+async def run(
+    body_or_reply: bytes | httpx2.Response, router: respx.MockRouter
+) -> list[AnswerEvent]:
+    reply = stream_reply(body_or_reply) if isinstance(body_or_reply, bytes) else body_or_reply
+    router.post("/responses").mock(return_value=reply)
+    return [event async for event in engine().stream_answer(request())]
+
+
+async def test_deltas_are_relayed_exactly_and_usage_reported(upstream: respx.MockRouter) -> None:
+    texts = ["Line one\n", "\n- item", "\ndata: not a field", " 한국어 답변\r\n끝"]
+    events = await run(sse(CREATED, *map(delta, texts), COMPLETED), upstream)
+    assert events == [*map(TextDelta, texts), AnswerDone("stop", Usage(11, 7, 18))]
+
+
+async def test_request_carries_server_instructions_grounding_and_turns(
+    upstream: respx.MockRouter,
+) -> None:
+    await run(sse(CREATED, COMPLETED), upstream)
+    sent = json.loads(upstream.calls.last.request.content)
+    assert sent["instructions"] == INSTRUCTIONS
+    assert sent["stream"] is True
+    assert sent["store"] is False
+    assert sent["model"] == "gpt-test"
+    assert sent["max_output_tokens"] == 300
+    grounding, *turns = sent["input"]
+    assert grounding["role"] == "developer"
+    assert "Jane built a ledger." in grounding["content"]
+    assert "jane@example.com" in grounding["content"]
+    assert [(t["role"], t["content"]) for t in turns] == [
+        ("user", "Hi"),
+        ("assistant", "Hello!"),
+        ("user", "What did Jane build?"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (401, "invalid_api_key", ErrorCode.UPSTREAM_AUTH),
+        (403, "forbidden", ErrorCode.UPSTREAM_AUTH),
+        (429, "rate_limit_exceeded", ErrorCode.UPSTREAM_RATE_LIMITED),
+        (500, "server_error", ErrorCode.UPSTREAM_UNAVAILABLE),
+        (503, "overloaded", ErrorCode.UPSTREAM_UNAVAILABLE),
+        (400, "invalid_request", ErrorCode.UPSTREAM_BAD_REQUEST),
+    ],
+)
+async def test_http_errors_map_to_stable_codes_without_upstream_text(
+    upstream: respx.MockRouter, status: int, code: str, expected: ErrorCode
+) -> None:
+    [event] = await run(error_reply(status, code), upstream)
+    assert isinstance(event, AnswerFailed)
+    assert event.code == expected
+    assert "sk-" not in event.message
+    assert "Incorrect" not in event.message
+
+
+async def test_connection_failure_is_unavailable(upstream: respx.MockRouter) -> None:
+    upstream.post("/responses").mock(side_effect=httpx2.ConnectError("refused"))
+    [event] = [e async for e in engine().stream_answer(request())]
+    assert event == AnswerFailed(ErrorCode.UPSTREAM_UNAVAILABLE, event.message)  # type: ignore[union-attr]
+
+
+async def test_timeout_before_start_is_a_timeout(upstream: respx.MockRouter) -> None:
+    upstream.post("/responses").mock(side_effect=httpx2.ReadTimeout("slow"))
+    [event] = [e async for e in engine().stream_answer(request())]
+    assert isinstance(event, AnswerFailed)
+    assert event.code == ErrorCode.UPSTREAM_TIMEOUT
+
+
+async def test_flat_error_event_after_text(upstream: respx.MockRouter) -> None:
+    flat = {"type": "error", "code": "rate_limit_exceeded", "message": "slow down", "param": None}
+    events = await run(sse(CREATED, delta("Part"), flat), upstream)
+    assert events[0] == TextDelta("Part")
+    assert isinstance(events[1], AnswerFailed)
+    assert events[1].code == ErrorCode.UPSTREAM_RATE_LIMITED
+    assert len(events) == 2
+
+
+async def test_nested_error_event_raised_by_the_sdk_is_mapped(upstream: respx.MockRouter) -> None:
+    nested = {"error": {"type": "server_error", "code": "server_error", "message": "boom"}}
+    events = await run(sse(CREATED, delta("Part"), nested), upstream)
+    assert events[0] == TextDelta("Part")
+    assert isinstance(events[1], AnswerFailed)
+    assert events[1].code == ErrorCode.UPSTREAM_FAILED
+    assert "boom" not in events[1].message
+
+
+async def test_response_failed_is_an_error(upstream: respx.MockRouter) -> None:
+    failed = {
+        "type": "response.failed",
+        "response": response_object(
+            "failed", error={"code": "server_error", "message": "The model crashed"}
+        ),
+    }
+    events = await run(sse(CREATED, delta("x"), failed), upstream)
+    assert isinstance(events[-1], AnswerFailed)
+    assert events[-1].code == ErrorCode.UPSTREAM_FAILED
+
+
+async def test_response_incomplete_is_done_with_its_reason(upstream: respx.MockRouter) -> None:
+    incomplete = {
+        "type": "response.incomplete",
+        "response": response_object(
+            "incomplete", incomplete_details={"reason": "max_output_tokens"}, usage=USAGE
+        ),
+    }
+    events = await run(sse(CREATED, delta("cut"), incomplete), upstream)
+    assert events == [TextDelta("cut"), AnswerDone("max_output_tokens", Usage(11, 7, 18))]
+
+
+async def test_stream_that_ends_without_a_terminal_event_is_interrupted(
+    upstream: respx.MockRouter,
+) -> None:
+    events = await run(sse(CREATED, delta("half")), upstream)
+    assert events[0] == TextDelta("half")
+    assert isinstance(events[1], AnswerFailed)
+    assert events[1].code == ErrorCode.UPSTREAM_INTERRUPTED
+
+
+async def test_unknown_event_types_are_ignored(upstream: respx.MockRouter) -> None:
+    reasoning = {
+        "type": "response.reasoning_summary_text.delta",
+        "item_id": "rs_1",
+        "output_index": 0,
+        "summary_index": 0,
+        "delta": "thinking",
+    }
+    events = await run(sse(CREATED, reasoning, delta("ok"), COMPLETED), upstream)
+    assert events == [TextDelta("ok"), AnswerDone("stop", Usage(11, 7, 18))]

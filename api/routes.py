@@ -56,6 +56,8 @@ async def ask_streaming(
         answer_events(stream),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ping=container.settings.sse_ping_seconds,
+        # A client that stops reading must not hold the stream (and the upstream call) forever.
+        send_timeout=container.settings.sse_send_timeout_seconds,
         sep=SEPARATOR,
     )
 

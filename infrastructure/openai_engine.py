@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+import anyio
 import openai
 from openai import AsyncOpenAI
 from openai.types.responses import ResponseInputParam, ResponseUsage
@@ -22,6 +23,8 @@ from domain.models import (
 from domain.policy import INSTRUCTIONS, render_grounding
 
 logger = logging.getLogger(__name__)
+
+UPSTREAM_CLOSE_SECONDS = 2.0
 
 # Error codes OpenAI puts in ``error`` events and ``response.error``, mapped to ours.
 _UPSTREAM_CODES: Mapping[str, ErrorCode] = {
@@ -104,41 +107,45 @@ class ResponsesEngine:
             yield self._failed_before_start(error)
             return
 
-        async with stream:
-            try:
-                async for event in stream:
-                    if event.type == "response.output_text.delta":
-                        yield TextDelta(event.delta)
-                    elif event.type == "response.completed":
-                        yield AnswerDone("stop", _usage(event.response.usage))
-                        return
-                    elif event.type == "response.incomplete":
-                        details = event.response.incomplete_details
-                        reason = details.reason if details and details.reason else "incomplete"
-                        yield AnswerDone(reason, _usage(event.response.usage))
-                        return
-                    elif event.type == "response.failed":
-                        upstream_code = event.response.error.code if event.response.error else None
-                        logger.warning("upstream response failed: %s", upstream_code)
-                        yield failure(_from_upstream_code(upstream_code))
-                        return
-                    elif event.type == "error":
-                        logger.warning("upstream error event: %s", event.code)
-                        yield failure(_from_upstream_code(event.code))
-                        return
-            except openai.APIConnectionError as error:
-                # Includes timeouts: the stream broke after it had started.
-                logger.warning("upstream stream broke: %s", type(error).__name__)
-                timed_out = isinstance(error, openai.APITimeoutError)
-                yield failure(
-                    ErrorCode.UPSTREAM_TIMEOUT if timed_out else ErrorCode.UPSTREAM_INTERRUPTED
-                )
-                return
-            except openai.APIError as error:
-                # The SDK raises nested ``{"error": {...}}`` events mid-iteration.
-                logger.warning("upstream error in stream: %s", error.code)
-                yield failure(classify(error))
-                return
+        try:
+            async for event in stream:
+                if event.type == "response.output_text.delta":
+                    yield TextDelta(event.delta)
+                elif event.type == "response.completed":
+                    yield AnswerDone("stop", _usage(event.response.usage))
+                    return
+                elif event.type == "response.incomplete":
+                    details = event.response.incomplete_details
+                    reason = details.reason if details and details.reason else "incomplete"
+                    yield AnswerDone(reason, _usage(event.response.usage))
+                    return
+                elif event.type == "response.failed":
+                    upstream_code = event.response.error.code if event.response.error else None
+                    logger.warning("upstream response failed: %s", upstream_code)
+                    yield failure(_from_upstream_code(upstream_code))
+                    return
+                elif event.type == "error":
+                    logger.warning("upstream error event: %s", event.code)
+                    yield failure(_from_upstream_code(event.code))
+                    return
+        except openai.APIConnectionError as error:
+            # Includes timeouts: the stream broke after it had started.
+            logger.warning("upstream stream broke: %s", type(error).__name__)
+            timed_out = isinstance(error, openai.APITimeoutError)
+            yield failure(
+                ErrorCode.UPSTREAM_TIMEOUT if timed_out else ErrorCode.UPSTREAM_INTERRUPTED
+            )
+            return
+        except openai.APIError as error:
+            # The SDK raises nested ``{"error": {...}}`` events mid-iteration.
+            logger.warning("upstream error in stream: %s", error.code)
+            yield failure(classify(error))
+            return
+        finally:
+            # Close the upstream HTTP stream even when the client left and this task is being
+            # cancelled: shielded, so the close itself is not cancelled half-way.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(UPSTREAM_CLOSE_SECONDS):
+                await stream.close()
         logger.warning("upstream stream ended without a terminal event")
         yield failure(ErrorCode.UPSTREAM_INTERRUPTED)
 

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     upstream_read_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=25)
+    sse_send_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
 
     @field_validator("allowed_models", "cors_origins", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ ENGLISH_STOPWORDS = frozenset(
     ourselves out over own same she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom why will with would you your yours yourself
-    yourselves tell please know let us applicant candidate s t""".split()
+    yourselves tell please know let us applicant candidate s t done""".split()
 )
 
 # Bigrams of Korean question forms and fillers: they say how something is asked, not what.

@@ -1,0 +1,47 @@
+"""Start-up fails fast, with a message that names the setting to fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.app_server import PROJECT_ROOT, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def start(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # If a case wrongly starts, it serves on a free port until the timeout fails the test.
+    env = {"PATH": os.environ.get("PATH", ""), "PORT": str(free_port()), **environment}
+    return subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"ENGINE": "responses"}, "ENGINE=responses needs OPENAI_API_KEY"),
+        ({"ENGINE": "gpt"}, "ENGINE: Input should be 'auto', 'offline' or 'responses'"),
+        ({"KNOWLEDGE_DIR": "/nonexistent/profile"}, "KNOWLEDGE_DIR"),
+        ({"MAX_INPUT_CHARS": "zero", "OPENAI_API_KEY": "sk-should-not-appear"}, "MAX_INPUT_CHARS"),
+        ({"PORT": "70000"}, "PORT"),
+    ],
+)
+def test_bad_settings_stop_start_up_with_a_clear_message(
+    environment: dict[str, str], message: str
+) -> None:
+    result = start(environment)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "sk-should-not-appear" not in result.stderr + result.stdout

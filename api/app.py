@@ -29,11 +29,18 @@ class AppState(TypedDict):
     container: Container
 
 
+# Client libraries that log request details at DEBUG and INFO: kept at WARNING so prompts
+# and URLs stay out of the logs.
+QUIET_LOGGERS = ("openai", "httpx2", "httpcore2", "bm25s")
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger().setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def create_app(

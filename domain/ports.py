@@ -18,6 +18,10 @@ class KnowledgeIndex(Protocol):
         """Best passages for ``query``, best first, only those that share a term with it."""
         ...
 
+    def subsections(self, passage: Passage) -> list[str]:
+        """Titles of the headings directly under ``passage``'s heading, in document order."""
+        ...
+
     def contact(self) -> Passage | None:
         """The passage that says how to reach the applicant, if the documents have one."""
         ...

@@ -67,7 +67,7 @@ async def bootstrap(
                 stack.push_async_callback(client.close)
                 engine = ResponsesEngine(client, max_output_tokens=settings.max_output_tokens)
             else:
-                engine = OfflineEngine()
+                engine = OfflineEngine(knowledge)
         logger.info("answer engine: %s", engine.mode)
         ask = AskApplicant(
             knowledge,

@@ -134,6 +134,13 @@ class Bm25KnowledgeIndex:
             for term, df in document_frequency.items()
         }
         self._unseen_idf = math.log(1 + (total + 0.5) / 0.5)
+        self._subsections: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for passage in self._passages:
+            path = passage.heading_path
+            if path:
+                titles = self._subsections.setdefault((passage.source, path[:-1]), [])
+                if path[-1] not in titles:
+                    titles.append(path[-1])
         self._contact = next(
             (p for p in self._passages if any(_CONTACT_HEADING.search(h) for h in p.heading_path)),
             None,
@@ -154,6 +161,9 @@ class Bm25KnowledgeIndex:
 
     def contact(self) -> Passage | None:
         return self._contact
+
+    def subsections(self, passage: Passage) -> list[str]:
+        return list(self._subsections.get((passage.source, passage.heading_path), ()))
 
     def search(self, query: str, limit: int) -> list[RetrievedPassage]:
         words = list(dict.fromkeys(analyze(query)))

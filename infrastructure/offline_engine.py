@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator
 
 from domain.models import AnswerDone, AnswerEvent, AnswerRequest, RetrievedPassage, TextDelta
 from domain.policy import Language, detect_language, not_covered_message
+from domain.ports import KnowledgeIndex
 from infrastructure.text_analysis import tokenize
 
 OFFLINE_MODEL = "offline"
@@ -31,7 +32,8 @@ class OfflineEngine:
 
     mode = "offline"
 
-    def __init__(self, min_coverage: float = MIN_COVERAGE) -> None:
+    def __init__(self, knowledge: KnowledgeIndex, min_coverage: float = MIN_COVERAGE) -> None:
+        self._knowledge = knowledge
         self._min_coverage = min_coverage
 
     def model_for(self, requested: str) -> str:
@@ -52,6 +54,8 @@ class OfflineEngine:
         parts = [_INTRO[language]]
         for hit in hits:
             quoted = _best_lines(hit.passage.text, question_terms)
+            # An overview section ("Projects") is best answered with what it contains.
+            quoted += [f"- {title}" for title in self._knowledge.subsections(hit.passage)]
             parts.append("\n".join(f"> {line}" for line in quoted))
             parts.append(f"— {hit.passage.citation}")
         return _lines("\n\n".join(parts))
@@ -82,4 +86,11 @@ def _best_lines(text: str, question_terms: set[str]) -> list[str]:
 
 
 def _lines(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+    """One chunk per line of text; blank lines ride with the line before them."""
+    chunks: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if chunks and not line.strip():
+            chunks[-1] += line
+        else:
+            chunks.append(line)
+    return chunks

@@ -12,8 +12,12 @@ UPSTREAM_KEY = "sk-test-e2e-secret-key-0123456789"
 
 @pytest.fixture(scope="session")
 def offline_app() -> Iterator[RunningApp]:
-    """The app as a newcomer runs it: no key, the bundled sample profile."""
-    with run_app({}) as app:
+    """The app as a newcomer runs it: no key, the bundled sample profile.
+
+    ENGINE is explicit so that a developer's own ``.env`` with a real key cannot turn these
+    tests into calls to OpenAI.
+    """
+    with run_app({"ENGINE": "offline"}) as app:
         yield app
 
 

@@ -30,7 +30,7 @@ def request_for(sample: Bm25KnowledgeIndex, question: str) -> AnswerRequest:
 
 
 async def answer(sample: Bm25KnowledgeIndex, question: str) -> str:
-    events = [e async for e in OfflineEngine().stream_answer(request_for(sample, question))]
+    events = [e async for e in OfflineEngine(sample).stream_answer(request_for(sample, question))]
     assert isinstance(events[-1], AnswerDone)
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
@@ -41,6 +41,8 @@ def assert_only_quotes(text: str, passages: list[Passage]) -> None:
     citations = {p.citation for p in passages}
     for line in filter(None, (raw.strip() for raw in text.splitlines())):
         if line in TEMPLATE_LINES:
+            continue
+        if line.startswith("> - ") and any(line[4:] in p.heading_path for p in passages):
             continue
         if line.startswith("— "):
             assert line[2:] in citations
@@ -87,14 +89,20 @@ async def test_uncovered_question_says_so_and_gives_the_contact(
 async def test_answer_streams_line_by_line_and_rebuilds_exactly(
     sample: Bm25KnowledgeIndex,
 ) -> None:
-    engine = OfflineEngine()
+    engine = OfflineEngine(sample)
     request = request_for(sample, "When can she start?")
     chunks = engine.compose(request)
     assert len(chunks) > 3
-    assert all(chunk.count("\n") <= 1 for chunk in chunks)
+    assert all(len([line for line in chunk.splitlines() if line.strip()]) == 1 for chunk in chunks)
     streamed = [e async for e in engine.stream_answer(request)]
     assert "".join(e.text for e in streamed if isinstance(e, TextDelta)) == "".join(chunks)
 
 
-def test_offline_engine_reports_its_own_model() -> None:
-    assert OfflineEngine().model_for("gpt-4.1") == "offline"
+def test_offline_engine_reports_its_own_model(sample: Bm25KnowledgeIndex) -> None:
+    assert OfflineEngine(sample).model_for("gpt-4.1") == "offline"
+
+
+async def test_overview_sections_list_what_they_contain(sample: Bm25KnowledgeIndex) -> None:
+    text = await answer(sample, "어떤 프로젝트를 했나요?")
+    titles = [line for line in text.splitlines() if line.startswith("> - 프로젝트 ")]
+    assert len(titles) == 5

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from infrastructure.settings import SAMPLE_PROFILE_DIR, Settings
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_defaults_answer_offline_from_the_sample_profile() -> None:
+    default = settings()
+    assert default.resolved_engine == "offline"
+    assert default.knowledge_dir == SAMPLE_PROFILE_DIR
+    assert default.max_input_chars == 4000
+    assert default.host == "127.0.0.1"
+    assert default.port == 8000
+
+
+@pytest.mark.parametrize(
+    ("values", "engine"),
+    [
+        ({"openai_api_key": "sk-x"}, "responses"),
+        ({"openai_base_url": "http://127.0.0.1:9/v1"}, "responses"),
+        ({"openai_api_key": "  "}, "offline"),
+        ({"openai_api_key": "sk-x", "engine": "offline"}, "offline"),
+    ],
+)
+def test_auto_engine_follows_the_credentials(values: dict[str, Any], engine: str) -> None:
+    assert settings(**values).resolved_engine == engine
+
+
+def test_environment_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_MODELS", "gpt-a, gpt-b,,")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
+    loaded = settings()
+    assert loaded.allowed_models == ("gpt-a", "gpt-b")
+    assert loaded.allowed_model_set == {"gpt-a", "gpt-b", "gpt-4.1-mini"}
+    assert loaded.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_key_is_secret_in_reprs() -> None:
+    loaded = settings(openai_api_key="sk-very-secret")
+    assert "sk-very-secret" not in repr(loaded)
+    assert "sk-very-secret" not in str(loaded.model_dump())
+
+
+def test_responses_engine_without_an_endpoint_is_refused() -> None:
+    with pytest.raises(ValidationError, match="ENGINE=responses needs OPENAI_API_KEY"):
+        settings(engine="responses")
+
+
+def test_missing_knowledge_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="KNOWLEDGE_DIR"):
+        settings(knowledge_dir=tmp_path / "nope")

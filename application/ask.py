@@ -9,9 +9,11 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from domain.conversation import AnswerStatus, FinishedAnswer, fit_history, turns_from_messages
 from domain.errors import (
     UPSTREAM_MESSAGES,
     AnswerNotCompleted,
+    ConversationNotFound,
     ErrorCode,
     InputTooLong,
     InvalidQuestion,
@@ -28,7 +30,8 @@ from domain.models import (
     RetrievedPassage,
     TextDelta,
 )
-from domain.ports import AnswerEngine, KnowledgeIndex
+from domain.policy import relevant
+from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex
 
 logger = logging.getLogger(__name__)
 
@@ -54,23 +57,28 @@ class AskApplicant:
     """Validates a question, grounds it in the applicant's documents and streams the answer.
 
     Every rejection happens in :meth:`start`, before a single byte of the answer is sent, so
-    a rejected request never reaches the engine. The stream it returns always ends with one
-    ``AnswerDone`` or ``AnswerFailed``, whatever the engine does.
+    a rejected request never reaches the engine. The question is stored before the engine
+    is called; the answer is stored once, when its stream ends, however it ends. The stream
+    always ends with one ``AnswerDone`` or ``AnswerFailed``, whatever the engine does.
     """
 
     def __init__(
         self,
         knowledge: KnowledgeIndex,
         engine: AnswerEngine,
+        conversations: ConversationRepository,
         *,
         default_model: str,
         allowed_models: frozenset[str],
         max_input_chars: int,
+        history_budget_chars: int = 12_000,
         grounding_limit: int = 4,
         conversation_ids: Callable[[], str] = new_conversation_id,
     ) -> None:
         self._knowledge = knowledge
         self._engine = engine
+        self._conversations = conversations
+        self._history_budget_chars = history_budget_chars
         self._default_model = default_model
         self._allowed_models = allowed_models | {default_model}
         self._max_input_chars = max_input_chars
@@ -81,29 +89,65 @@ class AskApplicant:
     def mode(self) -> str:
         return self._engine.mode
 
-    async def start(self, messages: Sequence[Message], model: str | None = None) -> AnswerStream:
-        """Accept a question or raise an ``AskError`` that says what to fix."""
-        conversation = self._validated(messages)
+    async def start(
+        self,
+        messages: Sequence[Message],
+        model: str | None = None,
+        conversation_id: str | None = None,
+    ) -> AnswerStream:
+        """Accept a question or raise an ``AskError`` that says what to fix.
+
+        Without ``conversation_id`` a new conversation starts, with the earlier turns the
+        client sent (if any); with it, the stored turns are the history and ``messages``
+        must be the new question alone.
+        """
+        sent = self._validated(messages)
         requested_model = self._validated_model(model)
-        grounding = self._ground(conversation)
+        question = sent[-1]
+        earlier_sent = sent[:-1]
+        if conversation_id is None:
+            conversation_id = self._conversation_ids()
+            is_new = True
+            history = fit_history(turns_from_messages(earlier_sent), self._history_budget_chars)
+        else:
+            if earlier_sent:
+                raise InvalidQuestion(
+                    "With 'conversation_id', send only the new question as 'input': "
+                    "the earlier turns of the conversation are stored."
+                )
+            stored = await self._conversations.get(conversation_id)
+            if stored is None:
+                raise ConversationNotFound()
+            is_new = False
+            history = stored.history(self._history_budget_chars)
         request = AnswerRequest(
-            messages=conversation,
+            messages=(*history, question),
             model=requested_model,
-            grounding=grounding,
+            grounding=self._ground((*history, question)),
             contact=self._knowledge.contact(),
         )
+        turn_id = await self._conversations.begin_turn(
+            conversation_id,
+            question.content,
+            covered=bool(relevant(request.grounding)),
+            new_conversation=is_new,
+            earlier=earlier_sent,
+        )
         meta = AnswerMeta(
-            conversation_id=self._conversation_ids(),
+            conversation_id=conversation_id,
             model=self._engine.model_for(requested_model),
             mode=self._engine.mode,
         )
-        return AnswerStream(meta=meta, events=self._guarded(request))
+        return AnswerStream(meta=meta, events=self._recorded(request, turn_id, meta.model))
 
     async def answer(
-        self, messages: Sequence[Message], model: str | None = None
+        self,
+        messages: Sequence[Message],
+        model: str | None = None,
+        conversation_id: str | None = None,
     ) -> CollectedAnswer:
         """The whole answer at once; raises ``AnswerNotCompleted`` if it cannot be whole."""
-        stream = await self.start(messages, model)
+        stream = await self.start(messages, model, conversation_id)
         collected = CollectedAnswer(meta=stream.meta)
         async with aclosing(stream.events) as events:
             async for event in events:
@@ -150,6 +194,37 @@ class AskApplicant:
             if with_context and (not hits or with_context[0].score > hits[0].score):
                 hits = with_context
         return tuple(hits)
+
+    async def _recorded(
+        self, request: AnswerRequest, turn_id: int, model: str
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        """The answer stream, stored once when it ends: whole, cut short, failed or abandoned.
+
+        Text is gathered in memory and written in one statement, never per delta.
+        """
+        parts: list[str] = []
+        status: AnswerStatus = "interrupted"  # unless a terminal event says otherwise
+        finish_reason: str | None = None
+        error_code: str | None = None
+        usage = None
+        try:
+            async with aclosing(self._guarded(request)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                    elif isinstance(event, AnswerDone):
+                        status = "completed" if event.finish_reason == "stop" else "incomplete"
+                        finish_reason, usage = event.finish_reason, event.usage
+                    else:
+                        status, error_code = "failed", event.code.value
+                    yield event
+        finally:
+            answer = FinishedAnswer("".join(parts), status, model, finish_reason, error_code, usage)
+            try:
+                await self._conversations.finish_turn(turn_id, answer)
+            except Exception as error:
+                # The recruiter already has the answer; losing its record must not break it.
+                logger.error("could not store answer of turn %s: %s", turn_id, type(error).__name__)
 
     async def _guarded(self, request: AnswerRequest) -> AsyncGenerator[AnswerEvent, None]:
         """The engine's stream, closed properly and ended by exactly one terminal event."""

@@ -11,6 +11,7 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     INPUT_TOO_LONG = "input_too_long"
+    CONVERSATION_NOT_FOUND = "conversation_not_found"
     UPSTREAM_AUTH = "upstream_auth"
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
@@ -42,6 +43,16 @@ class ModelNotAllowed(AskError):
         super().__init__(
             f"Model {model!r} is not offered by this service. "
             f"Use one of: {', '.join(sorted(allowed))}, or omit 'model' for the default."
+        )
+
+
+class ConversationNotFound(AskError):
+    code = ErrorCode.CONVERSATION_NOT_FOUND
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No conversation has this 'conversation_id' (it may have expired). "
+            "Omit 'conversation_id' to start a new conversation."
         )
 
 

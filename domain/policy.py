@@ -6,11 +6,21 @@ Clients never choose the prompt: this module is the only place the instructions 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
-from domain.models import AnswerRequest, Passage
+from domain.models import AnswerRequest, Passage, RetrievedPassage
 
 Language = Literal["ko", "en"]
+
+MIN_COVERAGE = 0.5
+"""Share of a question's (IDF-weighted) terms a passage must contain to count as covering it."""
+
+
+def relevant(grounding: Sequence[RetrievedPassage]) -> list[RetrievedPassage]:
+    """The retrieved passages that really bear on the question."""
+    return [hit for hit in grounding if hit.score >= MIN_COVERAGE]
+
 
 INSTRUCTIONS = """\
 You answer recruiters' questions about one job applicant on the applicant's portfolio website.

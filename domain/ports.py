@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
 from typing import Protocol
 
-from domain.models import AnswerEvent, AnswerRequest, Passage, RetrievedPassage
+from domain.conversation import (
+    Conversation,
+    ConversationSummary,
+    FinishedAnswer,
+    Insights,
+    Page,
+)
+from domain.models import AnswerEvent, AnswerRequest, Message, Passage, RetrievedPassage
 
 
 class KnowledgeIndex(Protocol):
@@ -45,3 +53,45 @@ class AnswerEngine(Protocol):
         ...
 
     def stream_answer(self, request: AnswerRequest) -> AsyncGenerator[AnswerEvent, None]: ...
+
+
+class ConversationRepository(Protocol):
+    """Where conversations live. Each call is its own short transaction: no session stays
+    open while an answer streams."""
+
+    async def get(self, conversation_id: str) -> Conversation | None: ...
+
+    async def begin_turn(
+        self,
+        conversation_id: str,
+        question: str,
+        *,
+        covered: bool,
+        new_conversation: bool,
+        earlier: Sequence[Message] = (),
+    ) -> int:
+        """Store a question before it is answered; returns the turn's id.
+
+        With ``new_conversation`` the conversation is created first, with ``earlier``
+        (turns a client sent along) stored as its first turns.
+        """
+        ...
+
+    async def finish_turn(self, turn_id: int, answer: FinishedAnswer) -> None:
+        """Write the answer once, however the stream ended. Must complete even while the
+        calling task is being cancelled (the client left)."""
+        ...
+
+    async def list_conversations(self, offset: int, limit: int) -> Page[ConversationSummary]:
+        """Newest first."""
+        ...
+
+    async def insights(self, since: datetime, limit: int) -> Insights: ...
+
+    async def purge_before(self, cutoff: datetime) -> int:
+        """Delete conversations last active before ``cutoff``; returns how many."""
+        ...
+
+    async def check(self) -> None:
+        """Raise if the store cannot be used."""
+        ...

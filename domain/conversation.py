@@ -1,0 +1,163 @@
+"""Conversations: what was asked and answered, and the rules for remembering it."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Generic, Literal, TypeVar
+
+from domain.models import Message, Usage
+
+AnswerStatus = Literal["completed", "incomplete", "failed", "interrupted"]
+"""How an answer ended: whole; cut short by the model (e.g. its token limit); failed
+upstream; or interrupted because the client went away or the server stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedAnswer:
+    """An answer as it ended, written once when its stream ends, however it ends."""
+
+    text: str
+    status: AnswerStatus
+    model: str
+    finish_reason: str | None = None
+    error_code: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One question and its answer; ``answer`` is ``None`` while the answer is streaming."""
+
+    id: int
+    question: str
+    asked_at: datetime
+    covered: bool
+    """Whether the applicant's documents had passages that cover the question."""
+    answer: FinishedAnswer | None = None
+    answered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    role: Literal["user", "assistant"]
+    content: str
+    status: AnswerStatus
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    created_at: datetime
+    turns: tuple[Turn, ...] = ()
+
+    def messages(self) -> list[StoredMessage]:
+        """The conversation as a chat shows it, oldest first."""
+        messages: list[StoredMessage] = []
+        for turn in self.turns:
+            if turn.question:
+                messages.append(StoredMessage("user", turn.question, "completed", turn.asked_at))
+            answer, answered_at = turn.answer, turn.answered_at
+            if answer is not None and answered_at is not None:
+                messages.append(StoredMessage("assistant", answer.text, answer.status, answered_at))
+        return messages
+
+    def history(self, budget_chars: int) -> tuple[Message, ...]:
+        """The latest turns that fit in ``budget_chars``, as input for the next answer."""
+        return fit_history(
+            [(t.question, t.answer.text if t.answer else "") for t in self.turns], budget_chars
+        )
+
+
+def fit_history(pairs: Sequence[tuple[str, str]], budget_chars: int) -> tuple[Message, ...]:
+    """Whole (question, answer) turns, newest kept first, within ``budget_chars``.
+
+    So a long chat never overflows a model's context. Partial answers stay in: the
+    recruiter saw them. Empty questions or answers are left out.
+    """
+    kept: list[tuple[Message, ...]] = []
+    used = 0
+    for question, answer in reversed(pairs):
+        size = len(question) + len(answer)
+        if used + size > budget_chars:
+            break
+        used += size
+        turn = (Message("user", question), Message("assistant", answer))
+        kept.append(tuple(message for message in turn if message.content))
+    return tuple(message for pair in reversed(kept) for message in pair)
+
+
+def turns_from_messages(messages: Sequence[Message]) -> list[tuple[str, str]]:
+    """Earlier (question, answer) pairs sent by a client, for storing a new conversation.
+
+    A leading assistant message (a greeting) becomes a turn with no question.
+    """
+    pairs: list[tuple[str, list[str]]] = []
+    for message in messages:
+        if message.role == "user":
+            pairs.append((message.content, []))
+        elif not pairs:
+            pairs.append(("", [message.content]))
+        else:
+            pairs[-1][1].append(message.content)
+    return [(question, "\n\n".join(answers)) for question, answers in pairs]
+
+
+T = TypeVar("T")
+_NOT_WORD = re.compile(r"[^\w]+")
+
+
+def question_key(question: str) -> str:
+    """A question reduced for counting repeats: case, spacing and punctuation do not matter."""
+    normalized = unicodedata.normalize("NFKC", question).casefold()
+    return " ".join(_NOT_WORD.sub(" ", normalized).split())[:200]
+
+
+# Reading what recruiters asked, for the applicant.
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    turns: int
+    first_question: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionCount:
+    question: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnansweredQuestion:
+    question: str
+    conversation_id: str
+    asked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DailyAnswers:
+    day: date
+    answers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Insights:
+    since: datetime
+    top_questions: tuple[QuestionCount, ...]
+    unanswered_questions: tuple[UnansweredQuestion, ...]
+    answers_per_day: tuple[DailyAnswers, ...]
+    tokens: Usage

@@ -6,6 +6,7 @@ is the wiring the service runs with.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,7 +16,10 @@ import httpx2
 from openai import AsyncOpenAI
 
 from application.ask import AskApplicant
-from domain.ports import AnswerEngine, KnowledgeIndex
+from application.review import ReviewConversations
+from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex
+from infrastructure.conversation_store import SqlConversationRepository
+from infrastructure.database import create_engine, migrate
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
 from infrastructure.openai_engine import ResponsesEngine
@@ -24,11 +28,16 @@ from infrastructure.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class Container:
     settings: Settings
     knowledge: KnowledgeIndex
+    conversations: ConversationRepository
     ask: AskApplicant
+    review: ReviewConversations
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -53,9 +62,16 @@ async def bootstrap(
     *,
     knowledge: KnowledgeIndex | None = None,
     engine: AnswerEngine | None = None,
+    conversations: ConversationRepository | None = None,
 ) -> AsyncIterator[Container]:
     """Build every adapter, yield them wired, and close what they opened."""
     async with AsyncExitStack() as stack:
+        if conversations is None:
+            database = create_engine(settings.database_url)
+            stack.push_async_callback(database.dispose)
+            if settings.migrate_on_start:
+                await migrate(database)
+            conversations = SqlConversationRepository(database)
         if knowledge is None:
             knowledge = Bm25KnowledgeIndex.from_folder(settings.knowledge_dir)
             logger.info(
@@ -72,8 +88,33 @@ async def bootstrap(
         ask = AskApplicant(
             knowledge,
             engine,
+            conversations,
             default_model=settings.openai_model,
             allowed_models=settings.allowed_model_set,
             max_input_chars=settings.max_input_chars,
+            history_budget_chars=settings.history_budget_chars,
         )
-        yield Container(settings=settings, knowledge=knowledge, ask=ask)
+        review = ReviewConversations(
+            conversations, retention_days=settings.conversation_retention_days
+        )
+        purging = asyncio.create_task(_purge_periodically(review), name="purge-conversations")
+        stack.callback(purging.cancel)
+        yield Container(
+            settings=settings,
+            knowledge=knowledge,
+            conversations=conversations,
+            ask=ask,
+            review=review,
+        )
+
+
+async def _purge_periodically(review: ReviewConversations) -> None:
+    """Forget conversations past CONVERSATION_RETENTION_DAYS, at start-up and then hourly."""
+    while True:
+        try:
+            purged = await review.purge_expired()
+            if purged:
+                logger.info("purged %d expired conversations", purged)
+        except Exception as error:
+            logger.warning("purging expired conversations failed: %s", type(error).__name__)
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)

@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncGenerator
 
 from domain.models import AnswerDone, AnswerEvent, AnswerRequest, RetrievedPassage, TextDelta
-from domain.policy import Language, detect_language, not_covered_message
+from domain.policy import Language, detect_language, not_covered_message, relevant
 from domain.ports import KnowledgeIndex
 from infrastructure.text_analysis import tokenize
 
@@ -32,9 +32,8 @@ class OfflineEngine:
 
     mode = "offline"
 
-    def __init__(self, knowledge: KnowledgeIndex, min_coverage: float = MIN_COVERAGE) -> None:
+    def __init__(self, knowledge: KnowledgeIndex) -> None:
         self._knowledge = knowledge
-        self._min_coverage = min_coverage
 
     def model_for(self, requested: str) -> str:
         return OFFLINE_MODEL
@@ -63,7 +62,7 @@ class OfflineEngine:
     def _relevant(
         self, grounding: tuple[RetrievedPassage, ...], language: Language
     ) -> list[RetrievedPassage]:
-        hits = [hit for hit in grounding if hit.score >= self._min_coverage]
+        hits = relevant(grounding)
         # The sample profile says everything twice, in Korean and English: quote the
         # recruiter's language when the profile has it.
         same_language = [hit for hit in hits if detect_language(hit.passage.text) == language]

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=25)
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    database_url: str = "sqlite+aiosqlite:///data/ask-the-applicant.db"
+    migrate_on_start: bool = True
+    history_budget_chars: int = Field(default=12_000, ge=0, le=1_000_000)
+    admin_token: SecretStr | None = None
+    conversation_retention_days: int = Field(default=90, ge=0, le=36_500)
 
     @field_validator("allowed_models", "cors_origins", mode="before")
     @classmethod
@@ -45,7 +50,7 @@ class Settings(BaseSettings):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("openai_api_key", "openai_base_url", mode="before")
+    @field_validator("openai_api_key", "openai_base_url", "admin_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -62,6 +67,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"KNOWLEDGE_DIR {value} is not a folder with the applicant's documents"
             )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("ADMIN_TOKEN must be at least 16 characters long")
         return value
 
     @model_validator(mode="after")

@@ -1,0 +1,255 @@
+"""Conversations in SQLite or PostgreSQL through SQLAlchemy Core; rows become domain objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import anyio
+from sqlalchemy import ColumnElement, Row, cast, delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import Date
+
+from domain.conversation import (
+    Conversation,
+    ConversationSummary,
+    DailyAnswers,
+    FinishedAnswer,
+    Insights,
+    Page,
+    QuestionCount,
+    Turn,
+    UnansweredQuestion,
+    question_key,
+    turns_from_messages,
+)
+from domain.models import Message, Usage
+from infrastructure.database import conversations, turns
+
+# A write that was started must finish even if the client left; but not hang a shutdown.
+FINISH_TIMEOUT_SECONDS = 5.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _turn(row: Row[Any]) -> Turn:
+    answer = None
+    if row.status is not None:
+        usage = (
+            Usage(row.input_tokens, row.output_tokens, row.total_tokens)
+            if row.total_tokens is not None
+            else None
+        )
+        answer = FinishedAnswer(
+            text=row.answer or "",
+            status=row.status,
+            model=row.model or "",
+            finish_reason=row.finish_reason,
+            error_code=row.error_code,
+            usage=usage,
+        )
+    return Turn(
+        id=row.id,
+        question=row.question,
+        asked_at=row.asked_at,
+        covered=row.covered,
+        answer=answer,
+        answered_at=row.answered_at,
+    )
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+class SqlConversationRepository:
+    """``ConversationRepository`` on an ``AsyncEngine``: one short transaction per call."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        async with self._engine.connect() as connection:
+            head = (
+                await connection.execute(
+                    select(conversations.c.id, conversations.c.created_at).where(
+                        conversations.c.id == conversation_id
+                    )
+                )
+            ).first()
+            if head is None:
+                return None
+            rows = await connection.execute(
+                select(turns).where(turns.c.conversation_id == conversation_id).order_by(turns.c.id)
+            )
+            return Conversation(head.id, head.created_at, tuple(_turn(row) for row in rows))
+
+    async def begin_turn(
+        self,
+        conversation_id: str,
+        question: str,
+        *,
+        covered: bool,
+        new_conversation: bool,
+        earlier: Sequence[Message] = (),
+    ) -> int:
+        now = _now()
+        async with self._engine.begin() as connection:
+            if new_conversation:
+                await connection.execute(
+                    insert(conversations).values(id=conversation_id, created_at=now, updated_at=now)
+                )
+                earlier_turns = [
+                    {
+                        "conversation_id": conversation_id,
+                        "question": earlier_question,
+                        "question_key": question_key(earlier_question),
+                        "covered": True,
+                        "asked_at": now,
+                        "answer": earlier_answer,
+                        "status": "completed",
+                        "answered_at": now,
+                    }
+                    for earlier_question, earlier_answer in turns_from_messages(earlier)
+                ]
+                if earlier_turns:
+                    await connection.execute(insert(turns), earlier_turns)
+            else:
+                await connection.execute(
+                    update(conversations)
+                    .where(conversations.c.id == conversation_id)
+                    .values(updated_at=now)
+                )
+            result = await connection.execute(
+                insert(turns)
+                .values(
+                    conversation_id=conversation_id,
+                    question=question,
+                    question_key=question_key(question),
+                    covered=covered,
+                    asked_at=now,
+                )
+                .returning(turns.c.id)
+            )
+            turn_id: int = result.scalar_one()
+            return turn_id
+
+    async def finish_turn(self, turn_id: int, answer: FinishedAnswer) -> None:
+        usage = answer.usage
+        values = {
+            "answer": answer.text,
+            "status": answer.status,
+            "finish_reason": answer.finish_reason,
+            "error_code": answer.error_code,
+            "model": answer.model,
+            "input_tokens": usage.input_tokens if usage else None,
+            "output_tokens": usage.output_tokens if usage else None,
+            "total_tokens": usage.total_tokens if usage else None,
+            "answered_at": _now(),
+        }
+        # Shielded: this runs in the ``finally`` of a stream whose client may have just left.
+        with anyio.CancelScope(shield=True), anyio.fail_after(FINISH_TIMEOUT_SECONDS):
+            async with self._engine.begin() as connection:
+                await connection.execute(update(turns).where(turns.c.id == turn_id).values(values))
+
+    async def list_conversations(self, offset: int, limit: int) -> Page[ConversationSummary]:
+        turn_count = (
+            select(func.count())
+            .where(turns.c.conversation_id == conversations.c.id)
+            .scalar_subquery()
+        )
+        first_question = (
+            select(turns.c.question)
+            .where(turns.c.conversation_id == conversations.c.id, turns.c.question != "")
+            .order_by(turns.c.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                conversations.c.id,
+                conversations.c.created_at,
+                conversations.c.updated_at,
+                turn_count.label("turns"),
+                first_question.label("first_question"),
+            )
+            .order_by(conversations.c.updated_at.desc(), conversations.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            total = (
+                await connection.execute(select(func.count()).select_from(conversations))
+            ).scalar_one()
+            rows = (await connection.execute(query)).all()
+        items = tuple(
+            ConversationSummary(r.id, r.created_at, r.updated_at, r.turns, r.first_question or "")
+            for r in rows
+        )
+        return Page(items, total)
+
+    async def insights(self, since: datetime, limit: int) -> Insights:
+        recent = turns.c.asked_at >= since
+        asked = turns.c.question != ""
+        top = (
+            select(func.min(turns.c.question).label("question"), func.count().label("count"))
+            .where(recent, asked)
+            .group_by(turns.c.question_key)
+            .order_by(func.count().desc(), func.min(turns.c.question))
+            .limit(limit)
+        )
+        unanswered = (
+            select(turns.c.question, turns.c.conversation_id, turns.c.asked_at)
+            .where(recent, asked, turns.c.covered.is_(False))
+            .order_by(turns.c.asked_at.desc(), turns.c.id.desc())
+            .limit(limit)
+        )
+        # Days are UTC days: SQLite stores UTC; PostgreSQL converts in the session's zone.
+        day: ColumnElement[Any]
+        if self._engine.dialect.name == "sqlite":
+            day = func.date(turns.c.answered_at)
+        else:
+            day = cast(func.timezone("UTC", turns.c.answered_at), Date)
+        per_day = (
+            select(day.label("day"), func.count().label("answers"))
+            .where(turns.c.answered_at >= since, turns.c.status.is_not(None), asked)
+            .group_by(day)
+            .order_by(day)
+        )
+        tokens = select(
+            func.coalesce(func.sum(turns.c.input_tokens), 0),
+            func.coalesce(func.sum(turns.c.output_tokens), 0),
+            func.coalesce(func.sum(turns.c.total_tokens), 0),
+        ).where(turns.c.answered_at >= since)
+        async with self._engine.connect() as connection:
+            top_rows = (await connection.execute(top)).all()
+            unanswered_rows = (await connection.execute(unanswered)).all()
+            day_rows = (await connection.execute(per_day)).all()
+            token_row = (await connection.execute(tokens)).one()
+        return Insights(
+            since=since,
+            top_questions=tuple(QuestionCount(r.question, r.count) for r in top_rows),
+            unanswered_questions=tuple(
+                UnansweredQuestion(r.question, r.conversation_id, r.asked_at)
+                for r in unanswered_rows
+            ),
+            answers_per_day=tuple(DailyAnswers(_as_date(r.day), r.answers) for r in day_rows),
+            tokens=Usage(int(token_row[0]), int(token_row[1]), int(token_row[2])),
+        )
+
+    async def purge_before(self, cutoff: datetime) -> int:
+        expired = select(conversations.c.id).where(conversations.c.updated_at < cutoff)
+        async with self._engine.begin() as connection:
+            await connection.execute(delete(turns).where(turns.c.conversation_id.in_(expired)))
+            result = await connection.execute(
+                delete(conversations).where(conversations.c.updated_at < cutoff)
+            )
+        return int(result.rowcount or 0)
+
+    async def check(self) -> None:
+        with anyio.fail_after(2):
+            async with self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))

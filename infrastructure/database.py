@@ -1,0 +1,152 @@
+"""The database: tables, the async engine for SQLite or PostgreSQL, and migrations."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    event,
+    text,
+)
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Any constant: the key of the PostgreSQL advisory lock that keeps replicas from migrating at once.
+MIGRATION_LOCK_KEY = 0x41534B  # "ASK"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, on SQLite (which stores naive values) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+Identifier = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("ix_conversations_updated_at", conversations.c.updated_at)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("id", Identifier, primary_key=True, autoincrement=True),
+    Column(
+        "conversation_id",
+        String(64),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("question", Text(), nullable=False),
+    Column("question_key", String(200), nullable=False),
+    Column("covered", Boolean(), nullable=False),
+    Column("asked_at", UtcDateTime(), nullable=False),
+    Column("answer", Text(), nullable=True),
+    Column("status", String(16), nullable=True),
+    Column("finish_reason", String(32), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("model", String(100), nullable=True),
+    Column("input_tokens", Integer(), nullable=True),
+    Column("output_tokens", Integer(), nullable=True),
+    Column("total_tokens", Integer(), nullable=True),
+    Column("answered_at", UtcDateTime(), nullable=True),
+)
+Index("ix_turns_conversation_id_id", turns.c.conversation_id, turns.c.id)
+Index("ix_turns_asked_at", turns.c.asked_at)
+
+
+def _tune_sqlite(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run while an answer is written; NORMAL syncs at checkpoints, safe in WAL.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
+    """An async engine; for SQLite, the folder of the file is created and WAL enabled."""
+    url = make_url(database_url)
+    options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    else:
+        options |= {"pool_size": 10, "max_overflow": 20, "pool_timeout": 5, "pool_recycle": 1800}
+    engine = create_async_engine(url, **options)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+    return engine
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Several replicas may start at once: one migrates, the others wait, then see "head".
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the latest revision; safe to run on every start."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)
+    logger.info("database schema is up to date")

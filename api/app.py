@@ -10,9 +10,10 @@ from typing import TypedDict
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api import admin
 from api.errors import install_error_handlers
 from api.routes import router
-from domain.ports import AnswerEngine, KnowledgeIndex
+from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex
 from infrastructure.bootstrap import Container, bootstrap
 from infrastructure.settings import Settings
 
@@ -48,12 +49,15 @@ def create_app(
     *,
     knowledge: KnowledgeIndex | None = None,
     engine: AnswerEngine | None = None,
+    conversations: ConversationRepository | None = None,
 ) -> FastAPI:
-    """The app for ``settings``; ``knowledge`` and ``engine`` replace the configured adapters."""
+    """The app for ``settings``; the keyword arguments replace the configured adapters."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
-        async with bootstrap(settings, knowledge=knowledge, engine=engine) as container:
+        async with bootstrap(
+            settings, knowledge=knowledge, engine=engine, conversations=conversations
+        ) as container:
             yield {"container": container}
 
     configure_logging(settings.log_level)
@@ -64,6 +68,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(admin.router)
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

@@ -20,6 +20,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.INVALID_REQUEST: 422,
     ErrorCode.MODEL_NOT_ALLOWED: 422,
     ErrorCode.INPUT_TOO_LONG: 413,
+    ErrorCode.CONVERSATION_NOT_FOUND: 404,
     ErrorCode.UPSTREAM_AUTH: 502,
     ErrorCode.UPSTREAM_RATE_LIMITED: 503,
     ErrorCode.UPSTREAM_UNAVAILABLE: 503,
@@ -33,6 +34,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
 # For routes' ``responses=``, so the OpenAPI docs show the error shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The input is longer than MAX_INPUT_CHARS."},
+    404: {"model": ErrorBody, "description": "No conversation has this `conversation_id`."},
     422: {"model": ErrorBody, "description": "The request is invalid; the message says why."},
 }
 UPSTREAM_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -89,7 +91,7 @@ async def _ask_error(_: Request, error: AskError) -> JSONResponse:
     return error_response(error.code, error.message)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
 async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
+from api.dependencies import AskDep, ContainerDep, ReviewDep
 from api.errors import ERROR_RESPONSES, UPSTREAM_ERROR_RESPONSES
-from api.schemas import AnswerResponse, AskRequest, Health, Readiness, Usage
+from api.schemas import (
+    AnswerResponse,
+    AskRequest,
+    ConversationOut,
+    Health,
+    MessageOut,
+    Readiness,
+    Usage,
+)
 from api.sse import SEPARATOR, SSE_DESCRIPTION, SSE_EXAMPLE, answer_events
-from application.ask import AskApplicant
-from infrastructure.bootstrap import Container
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
-
-
-def _container(request: Request) -> Container:
-    container: Container = request.state.container
-    return container
-
-
-ContainerDep = Annotated[Container, Depends(_container)]
-
-
-def _ask(container: ContainerDep) -> AskApplicant:
-    return container.ask
-
-
-AskDep = Annotated[AskApplicant, Depends(_ask)]
 
 
 @router.post(
@@ -51,7 +45,7 @@ async def ask_streaming(
     body: AskRequest, ask: AskDep, container: ContainerDep
 ) -> EventSourceResponse:
     # Validation happens here, before the response starts: a bad request gets a 4xx, not a stream.
-    stream = await ask.start(body.messages(), body.model)
+    stream = await ask.start(body.messages(), body.model, body.conversation_id)
     return EventSourceResponse(
         answer_events(stream),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -70,7 +64,7 @@ async def ask_streaming(
     tags=["ask"],
 )
 async def ask_json(body: AskRequest, ask: AskDep) -> AnswerResponse:
-    answer = await ask.answer(body.messages(), body.model)
+    answer = await ask.answer(body.messages(), body.model, body.conversation_id)
     usage = answer.usage
     return AnswerResponse(
         output_text=answer.text,
@@ -97,13 +91,47 @@ async def health() -> Health:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready to answer."}},
     tags=["operations"],
-    summary="The service can answer: documents loaded, engine configured",
+    summary="The service can answer: documents loaded, database reachable",
 )
 async def ready(container: ContainerDep) -> Readiness | JSONResponse:
     passages = len(container.knowledge.passages)
+    try:
+        await container.conversations.check()
+        database: Literal["ok", "unavailable"] = "ok"
+    except Exception as error:  # any failure means "not ready"; the type is enough to log
+        logger.warning("readiness: database unavailable: %s", type(error).__name__)
+        database = "unavailable"
+    is_ready = bool(passages) and database == "ok"
     readiness = Readiness(
-        status="ready" if passages else "not_ready", engine=container.ask.mode, passages=passages
+        status="ready" if is_ready else "not_ready",
+        engine=container.ask.mode,
+        passages=passages,
+        database=database,
     )
-    if passages:
+    if is_ready:
         return readiness
     return JSONResponse(readiness.model_dump(), status_code=503)
+
+
+@router.get(
+    "/conversations/{conversation_id}",
+    response_model=ConversationOut,
+    responses={404: ERROR_RESPONSES[404]},
+    tags=["conversations"],
+    summary="A conversation's messages, oldest first",
+)
+async def conversation(conversation_id: str, review: ReviewDep) -> ConversationOut:
+    found = await review.conversation(conversation_id)
+    return ConversationOut(
+        id=found.id,
+        created_at=found.created_at,
+        messages=[
+            MessageOut(
+                role=message.role,
+                content=message.content,
+                status=message.status,
+                created_at=message.created_at,
+            )
+            for message in found.messages()
+        ],
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import (
@@ -67,6 +68,12 @@ class AskRequest(BaseModel):
     stream: StrictBool | None = Field(
         default=None, description="Accepted for compatibility and ignored: the endpoint decides."
     )
+    conversation_id: StrictStr | None = Field(
+        default=None,
+        max_length=64,
+        description="Continue this conversation (the id from `meta` or an earlier JSON answer); "
+        "`input` is then the new question alone. Omit to start a new conversation.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -116,6 +123,64 @@ class DoneEvent(BaseModel):
     finish_reason: str | None
 
 
+class MessageOut(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    status: Literal["completed", "incomplete", "failed", "interrupted"] = Field(
+        description="For answers: `completed`; `incomplete` (the model stopped early); "
+        "`failed` (upstream error); `interrupted` (the client went away)."
+    )
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    id: str
+    created_at: datetime
+    messages: list[MessageOut] = Field(description="Oldest first.")
+
+
+class ConversationSummaryOut(BaseModel):
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    turns: int
+    first_question: str
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationSummaryOut]
+    page: int
+    page_size: int
+    total: int
+
+
+class QuestionCountOut(BaseModel):
+    question: str
+    count: int
+
+
+class UnansweredQuestionOut(BaseModel):
+    question: str
+    conversation_id: str
+    asked_at: datetime
+
+
+class DailyAnswersOut(BaseModel):
+    day: date
+    answers: int
+
+
+class InsightsOut(BaseModel):
+    since: datetime
+    top_questions: list[QuestionCountOut] = Field(description="Most frequent questions.")
+    unanswered_questions: list[UnansweredQuestionOut] = Field(
+        description="Questions the profile could not answer, newest first: add the answers "
+        "to the documents."
+    )
+    answers_per_day: list[DailyAnswersOut] = Field(description="UTC days.")
+    tokens: Usage = Field(description="Tokens the model used for these answers.")
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
@@ -124,3 +189,4 @@ class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     engine: str
     passages: int
+    database: Literal["ok", "unavailable"]

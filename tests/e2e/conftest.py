@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,14 +11,19 @@ from tests.support.fake_responses_api import RunningFake, run_fake_responses_api
 UPSTREAM_KEY = "sk-test-e2e-secret-key-0123456789"
 
 
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite+aiosqlite:///{folder / 'conversations.db'}"
+
+
 @pytest.fixture(scope="session")
-def offline_app() -> Iterator[RunningApp]:
+def offline_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """The app as a newcomer runs it: no key, the bundled sample profile.
 
     ENGINE is explicit so that a developer's own ``.env`` with a real key cannot turn these
     tests into calls to OpenAI.
     """
-    with run_app({"ENGINE": "offline"}) as app:
+    database = sqlite_url(tmp_path_factory.mktemp("offline"))
+    with run_app({"ENGINE": "offline", "DATABASE_URL": database}) as app:
         yield app
 
 
@@ -28,7 +34,9 @@ def fake_upstream() -> Iterator[RunningFake]:
 
 
 @pytest.fixture(scope="session")
-def openai_app(fake_upstream: RunningFake) -> Iterator[RunningApp]:
+def openai_app(
+    fake_upstream: RunningFake, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
     """The app relaying a Responses API server, started as ``python main.py``."""
     environment = {
         "OPENAI_API_KEY": UPSTREAM_KEY,
@@ -38,6 +46,7 @@ def openai_app(fake_upstream: RunningFake) -> Iterator[RunningApp]:
         "UPSTREAM_MAX_RETRIES": "0",
         "UPSTREAM_READ_TIMEOUT_SECONDS": "2",
         "SSE_PING_SECONDS": "0.5",
+        "DATABASE_URL": sqlite_url(tmp_path_factory.mktemp("openai")),
     }
     with run_app(environment, via="main.py") as app:
         yield app

@@ -66,7 +66,12 @@ def test_json_endpoint_offline(offline_app: RunningApp) -> None:
 
 def test_readiness_reports_the_loaded_profile(offline_app: RunningApp) -> None:
     ready = httpx2.get(f"{offline_app.base_url}/ready").json()
-    assert ready == {"status": "ready", "engine": "offline", "passages": ready["passages"]}
+    assert ready == {
+        "status": "ready",
+        "engine": "offline",
+        "passages": ready["passages"],
+        "database": "ok",
+    }
     assert ready["passages"] > 20
 
 

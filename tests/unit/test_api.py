@@ -12,7 +12,7 @@ from api.app import create_app
 from domain.errors import ErrorCode
 from domain.models import AnswerDone, TextDelta
 from infrastructure.settings import Settings
-from tests.fakes import ScriptedEngine, failing_script, small_profile
+from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, small_profile
 from tests.sse_client import Answer, parse_sse
 
 SSE = "/openai-response/sse"
@@ -32,7 +32,9 @@ def engine() -> ScriptedEngine:
 
 @pytest.fixture
 def client(engine: ScriptedEngine) -> Iterator[TestClient]:
-    app = create_app(settings(), knowledge=small_profile(), engine=engine)
+    app = create_app(
+        settings(), knowledge=small_profile(), engine=engine, conversations=InMemoryConversations()
+    )
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -202,6 +204,7 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert ready["status"] == "ready"
     assert ready["engine"] == "scripted"
     assert ready["passages"] > 0
+    assert ready["database"] == "ok"
 
 
 def test_unknown_route_has_the_error_shape(client: TestClient) -> None:
@@ -228,6 +231,7 @@ def test_cors_only_for_configured_origins() -> None:
         settings(cors_origins="https://portfolio.example"),
         knowledge=small_profile(),
         engine=ScriptedEngine(),
+        conversations=InMemoryConversations(),
     )
     with TestClient(app) as client:
         preflight = {"access-control-request-method": "POST"}

@@ -11,10 +11,14 @@ from domain.errors import (
     ModelNotAllowed,
 )
 from domain.models import AnswerDone, AnswerFailed, Message, TextDelta
-from tests.fakes import ScriptedEngine, failing_script, small_profile
+from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, small_profile
 
 
-def make_ask(engine: ScriptedEngine | None = None, **overrides: object) -> AskApplicant:
+def make_ask(
+    engine: ScriptedEngine | None = None,
+    conversations: InMemoryConversations | None = None,
+    **overrides: object,
+) -> AskApplicant:
     options: dict[str, object] = {
         "default_model": "default-model",
         "allowed_models": frozenset({"other-model"}),
@@ -22,7 +26,12 @@ def make_ask(engine: ScriptedEngine | None = None, **overrides: object) -> AskAp
         "conversation_ids": lambda: "conversation-1",
     }
     options.update(overrides)
-    return AskApplicant(small_profile(), engine or ScriptedEngine(), **options)  # type: ignore[arg-type]
+    return AskApplicant(
+        small_profile(),
+        engine or ScriptedEngine(),
+        conversations or InMemoryConversations(),
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def user(text: str) -> Message:

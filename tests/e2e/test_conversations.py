@@ -1,0 +1,118 @@
+"""Conversations survive everything a deployment goes through: drops, disconnects, restarts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.e2e.conftest import sqlite_url
+from tests.sse_client import Answer, parse_sse
+from tests.support.app_server import RunningApp, run_app
+from tests.support.fake_responses_api import RunningFake, Scenario
+
+pytestmark = pytest.mark.e2e
+
+
+def ask(app: RunningApp, body: dict[str, Any]) -> Answer:
+    with httpx2.stream(
+        "POST", f"{app.base_url}/openai-response/sse", json=body, timeout=15
+    ) as response:
+        assert response.status_code == 200, response.read()
+        return Answer(parse_sse(response.iter_text()))
+
+
+def messages(app: RunningApp, conversation_id: str) -> list[dict[str, Any]]:
+    response = httpx2.get(f"{app.base_url}/conversations/{conversation_id}")
+    assert response.status_code == 200
+    result: list[dict[str, Any]] = response.json()["messages"]
+    return result
+
+
+def wait_for_answer(app: RunningApp, conversation_id: str, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stored = messages(app, conversation_id)
+        if len(stored) >= count:
+            return stored
+        time.sleep(0.05)
+    raise AssertionError(f"the answer was not stored: {messages(app, conversation_id)}")
+
+
+def test_follow_up_reaches_the_model_with_the_stored_turns(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["Hanbit Pay,\n", "since 2021."]))
+    first = ask(openai_app, {"input": "Where does Minji work?"})
+    conversation_id = first.data_of("meta")["conversation_id"]
+    upstream.api.enqueue(Scenario(deltas=["Sora Logistics."]))
+    second = ask(openai_app, {"input": "And before that?", "conversation_id": conversation_id})
+    assert second.data_of("meta")["conversation_id"] == conversation_id
+    _, *turns = upstream.api.requests[1]["body"]["input"]
+    assert [(t["role"], t["content"]) for t in turns] == [
+        ("user", "Where does Minji work?"),
+        ("assistant", "Hanbit Pay,\nsince 2021."),
+        ("user", "And before that?"),
+    ]
+    stored = messages(openai_app, conversation_id)
+    assert [m["content"] for m in stored] == [
+        "Where does Minji work?",
+        "Hanbit Pay,\nsince 2021.",
+        "And before that?",
+        "Sora Logistics.",
+    ]
+
+
+def test_partial_answer_after_an_upstream_drop_is_kept(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["Minji led ", "the migr"], terminal="drop"))
+    answer = ask(openai_app, {"input": "What did Minji lead?"})
+    assert answer.terminal == "error"
+    stored = messages(openai_app, answer.data_of("meta")["conversation_id"])
+    assert stored[-1] == {**stored[-1], "content": "Minji led the migr", "status": "failed"}
+
+
+def test_answer_cut_by_the_model_is_incomplete(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["Long answ"], terminal="incomplete"))
+    answer = ask(openai_app, {"input": "Tell me everything"})
+    stored = messages(openai_app, answer.data_of("meta")["conversation_id"])
+    assert (stored[-1]["content"], stored[-1]["status"]) == ("Long answ", "incomplete")
+
+
+def test_client_disconnect_stores_the_partial_answer_as_interrupted(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["one ", "two "], terminal="stall", stall_seconds=30))
+    received = ""
+    with httpx2.stream(
+        "POST", f"{openai_app.base_url}/openai-response/sse", json={"input": "hi"}, timeout=10
+    ) as response:
+        for chunk in response.iter_text():
+            received += chunk
+            if "two" in received:
+                break
+    conversation_id = Answer(parse_sse([received])).data_of("meta")["conversation_id"]
+    stored = wait_for_answer(openai_app, conversation_id, 2)
+    assert (stored[-1]["content"], stored[-1]["status"]) == ("one two ", "interrupted")
+    assert upstream.api.wait_for(lambda: upstream.api.closed_by_client == 1, timeout_seconds=5)
+
+
+def test_conversation_survives_a_server_restart(tmp_path: Path) -> None:
+    environment = {"ENGINE": "offline", "DATABASE_URL": sqlite_url(tmp_path)}
+    with run_app(environment) as app:
+        first = ask(app, {"input": "What is her biggest achievement?"})
+        conversation_id = first.data_of("meta")["conversation_id"]
+    with run_app(environment) as restarted:
+        before = messages(restarted, conversation_id)
+        assert [m["content"] for m in before] == ["What is her biggest achievement?", first.text]
+        follow_up = ask(
+            restarted, {"input": "그 프로젝트의 결과는?", "conversation_id": conversation_id}
+        )
+        assert follow_up.terminal == "done"
+        assert len(messages(restarted, conversation_id)) == 4

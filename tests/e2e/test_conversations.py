@@ -116,3 +116,35 @@ def test_conversation_survives_a_server_restart(tmp_path: Path) -> None:
         )
         assert follow_up.terminal == "done"
         assert len(messages(restarted, conversation_id)) == 4
+
+
+def test_answer_in_flight_during_shutdown_is_kept(
+    fake_upstream: RunningFake, tmp_path: Path
+) -> None:
+    fake_upstream.api.reset()
+    fake_upstream.api.enqueue(
+        Scenario(deltas=["Half ", "an answer"], terminal="stall", stall_seconds=30)
+    )
+    environment = {
+        "OPENAI_API_KEY": "sk-test-shutdown",
+        "OPENAI_BASE_URL": fake_upstream.base_url,
+        "UPSTREAM_MAX_RETRIES": "0",
+        "DATABASE_URL": sqlite_url(tmp_path),
+    }
+    with run_app(environment) as app:
+        received = ""
+        with httpx2.stream(
+            "POST", f"{app.base_url}/openai-response/sse", json={"input": "hi"}, timeout=15
+        ) as response:
+            for chunk in response.iter_text():
+                received += chunk
+                if "an answer" in received:
+                    app.process.terminate()  # SIGTERM, as `docker stop` sends
+                    break
+        app.process.wait(timeout=15)
+    conversation_id = Answer(parse_sse([received])).data_of("meta")["conversation_id"]
+    fake_upstream.api.release_stalled_streams()
+    with run_app({**environment, "ENGINE": "offline"}) as restarted:
+        stored = messages(restarted, conversation_id)
+    assert (stored[-1]["role"], stored[-1]["content"]) == ("assistant", "Half an answer")
+    assert stored[-1]["status"] == "interrupted"

@@ -15,6 +15,7 @@ from api.errors import install_error_handlers
 from api.routes import router
 from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex
 from infrastructure.bootstrap import Container, bootstrap
+from infrastructure.lifecycle import Lifecycle, watch_for_shutdown
 from infrastructure.settings import Settings
 
 DESCRIPTION = """\
@@ -52,13 +53,23 @@ def create_app(
     conversations: ConversationRepository | None = None,
 ) -> FastAPI:
     """The app for ``settings``; the keyword arguments replace the configured adapters."""
+    # Watched from now on: uvicorn installs its signal handlers before the lifespan starts.
+    lifecycle = Lifecycle(settings.shutdown_grace_seconds)
+    stop_watching = watch_for_shutdown(lifecycle)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
         async with bootstrap(
-            settings, knowledge=knowledge, engine=engine, conversations=conversations
+            settings,
+            knowledge=knowledge,
+            engine=engine,
+            conversations=conversations,
+            lifecycle=lifecycle,
         ) as container:
-            yield {"container": container}
+            try:
+                yield {"container": container}
+            finally:
+                stop_watching()
 
     configure_logging(settings.log_level)
     app = FastAPI(

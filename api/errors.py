@@ -28,12 +28,14 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.UPSTREAM_INTERRUPTED: 502,
     ErrorCode.UPSTREAM_FAILED: 502,
     ErrorCode.UPSTREAM_BAD_REQUEST: 502,
+    ErrorCode.SERVER_SHUTTING_DOWN: 503,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 
 # For routes' ``responses=``, so the OpenAPI docs show the error shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The input is longer than MAX_INPUT_CHARS."},
+    503: {"model": ErrorBody, "description": "The service is shutting down; retry shortly."},
     404: {"model": ErrorBody, "description": "No conversation has this `conversation_id`."},
     422: {"model": ErrorBody, "description": "The request is invalid; the message says why."},
 }
@@ -88,7 +90,10 @@ async def _validation_failed(_: Request, error: RequestValidationError) -> JSONR
 
 
 async def _ask_error(_: Request, error: AskError) -> JSONResponse:
-    return error_response(error.code, error.message)
+    response = error_response(error.code, error.message)
+    if error.code == ErrorCode.SERVER_SHUTTING_DOWN:
+        response.headers["Retry-After"] = "5"
+    return response
 
 
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}

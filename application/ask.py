@@ -7,7 +7,8 @@ import logging
 import secrets
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 from domain.conversation import AnswerStatus, FinishedAnswer, fit_history, turns_from_messages
 from domain.errors import (
@@ -18,6 +19,7 @@ from domain.errors import (
     InputTooLong,
     InvalidQuestion,
     ModelNotAllowed,
+    ShuttingDown,
 )
 from domain.models import (
     AnswerDone,
@@ -26,12 +28,14 @@ from domain.models import (
     AnswerMeta,
     AnswerRequest,
     CollectedAnswer,
+    EngineSwitched,
     Message,
+    Notice,
     RetrievedPassage,
     TextDelta,
 )
-from domain.policy import relevant
-from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex
+from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT, relevant
+from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,10 @@ FOLLOW_UP_COVERAGE = 0.5
 def new_conversation_id() -> str:
     """Unguessable, URL-safe: 128 bits of randomness."""
     return secrets.token_urlsafe(16)
+
+
+def _upstream_failure(event: AnswerEvent) -> TypeGuard[AnswerFailed]:
+    return isinstance(event, AnswerFailed) and event.code.value.startswith("upstream_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,10 @@ class AskApplicant:
     a rejected request never reaches the engine. The question is stored before the engine
     is called; the answer is stored once, when its stream ends, however it ends. The stream
     always ends with one ``AnswerDone`` or ``AnswerFailed``, whatever the engine does.
+
+    With an ``offline`` engine beside the main one, answers come from it while the daily
+    token ``budget`` is spent, and (with ``fall_back_on_failure``) when the main engine fails
+    before sending any text.
     """
 
     def __init__(
@@ -74,9 +86,17 @@ class AskApplicant:
         history_budget_chars: int = 12_000,
         grounding_limit: int = 4,
         conversation_ids: Callable[[], str] = new_conversation_id,
+        offline: AnswerEngine | None = None,
+        budget: TokenBudget | None = None,
+        fall_back_on_failure: bool = False,
+        accepting_questions: Callable[[], bool] = lambda: True,
     ) -> None:
         self._knowledge = knowledge
         self._engine = engine
+        self._offline = offline
+        self._budget = budget
+        self._fall_back_on_failure = fall_back_on_failure
+        self._accepting_questions = accepting_questions
         self._conversations = conversations
         self._history_budget_chars = history_budget_chars
         self._default_model = default_model
@@ -101,6 +121,8 @@ class AskApplicant:
         client sent (if any); with it, the stored turns are the history and ``messages``
         must be the new question alone.
         """
+        if not self._accepting_questions():
+            raise ShuttingDown()
         sent = self._validated(messages)
         requested_model = self._validated_model(model)
         question = sent[-1]
@@ -133,12 +155,15 @@ class AskApplicant:
             new_conversation=is_new,
             earlier=earlier_sent,
         )
+        engine, notice = await self._engine_for_this_answer()
         meta = AnswerMeta(
             conversation_id=conversation_id,
-            model=self._engine.model_for(requested_model),
-            mode=self._engine.mode,
+            model=engine.model_for(requested_model),
+            mode=engine.mode,
+            notice=notice,
         )
-        return AnswerStream(meta=meta, events=self._recorded(request, turn_id, meta.model))
+        events = self._recorded(request, turn_id, meta.model, engine)
+        return AnswerStream(meta=meta, events=events)
 
     async def answer(
         self,
@@ -156,8 +181,12 @@ class AskApplicant:
                 elif isinstance(event, AnswerDone):
                     collected.usage = event.usage
                     collected.finish_reason = event.finish_reason
-                else:
+                elif isinstance(event, AnswerFailed):
                     raise AnswerNotCompleted(event.code, event.message)
+                else:
+                    collected.meta = replace(
+                        collected.meta, model=event.model, mode=event.mode, notice=event.notice
+                    )
         return collected
 
     def _validated(self, messages: Sequence[Message]) -> tuple[Message, ...]:
@@ -195,8 +224,14 @@ class AskApplicant:
                 hits = with_context
         return tuple(hits)
 
+    async def _engine_for_this_answer(self) -> tuple[AnswerEngine, Notice | None]:
+        offline, budget = self._offline, self._budget
+        if offline is not None and budget is not None and await budget.exhausted():
+            return offline, BUDGET_SPENT
+        return self._engine, None
+
     async def _recorded(
-        self, request: AnswerRequest, turn_id: int, model: str
+        self, request: AnswerRequest, turn_id: int, model: str, engine: AnswerEngine
     ) -> AsyncGenerator[AnswerEvent, None]:
         """The answer stream, stored once when it ends: whole, cut short, failed or abandoned.
 
@@ -208,27 +243,58 @@ class AskApplicant:
         error_code: str | None = None
         usage = None
         try:
-            async with aclosing(self._guarded(request)) as events:
+            async with aclosing(self._with_fallback(request, engine)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         parts.append(event.text)
                     elif isinstance(event, AnswerDone):
                         status = "completed" if event.finish_reason == "stop" else "incomplete"
                         finish_reason, usage = event.finish_reason, event.usage
-                    else:
+                    elif isinstance(event, AnswerFailed):
                         status, error_code = "failed", event.code.value
+                    else:
+                        model = event.model
                     yield event
         finally:
             answer = FinishedAnswer("".join(parts), status, model, finish_reason, error_code, usage)
             try:
                 await self._conversations.finish_turn(turn_id, answer)
+                if usage is not None and self._budget is not None:
+                    await self._budget.spend(usage.total_tokens)
             except Exception as error:
                 # The recruiter already has the answer; losing its record must not break it.
                 logger.error("could not store answer of turn %s: %s", turn_id, type(error).__name__)
 
-    async def _guarded(self, request: AnswerRequest) -> AsyncGenerator[AnswerEvent, None]:
-        """The engine's stream, closed properly and ended by exactly one terminal event."""
-        async with aclosing(self._engine.stream_answer(request)) as events:
+    async def _with_fallback(
+        self, request: AnswerRequest, engine: AnswerEngine
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        """``engine``'s answer; the offline engine's if ``engine`` fails before any text."""
+        offline = self._offline
+        if not self._fall_back_on_failure or offline is None or engine is offline:
+            async with aclosing(self._guarded(request, engine)) as events:
+                async for event in events:
+                    yield event
+            return
+        text_sent = False
+        async with aclosing(self._guarded(request, engine)) as events:
+            async for event in events:
+                if not text_sent and _upstream_failure(event):
+                    logger.warning("answering offline after %s", event.code.value)
+                    break
+                text_sent = True
+                yield event
+            else:
+                return
+        yield EngineSwitched(ANSWERED_OFFLINE, offline.mode, offline.model_for(request.model))
+        async with aclosing(self._guarded(request, offline)) as events:
+            async for event in events:
+                yield event
+
+    async def _guarded(
+        self, request: AnswerRequest, engine: AnswerEngine
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        """``engine``'s stream, closed properly and ended by exactly one terminal event."""
+        async with aclosing(engine.stream_answer(request)) as events:
             try:
                 async for event in events:
                     yield event
@@ -238,7 +304,7 @@ class AskApplicant:
                 raise
             except Exception as error:
                 # The engine broke its contract. Log the type only: messages may carry secrets.
-                logger.error("answer engine %s failed: %s", self._engine.mode, type(error).__name__)
+                logger.error("answer engine %s failed: %s", engine.mode, type(error).__name__)
                 yield AnswerFailed(
                     ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR]
                 )

@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_INTERRUPTED = "upstream_interrupted"
     UPSTREAM_FAILED = "upstream_failed"
     UPSTREAM_BAD_REQUEST = "upstream_bad_request"
+    SERVER_SHUTTING_DOWN = "server_shutting_down"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -56,6 +57,13 @@ class ConversationNotFound(AskError):
         )
 
 
+class ShuttingDown(AskError):
+    code = ErrorCode.SERVER_SHUTTING_DOWN
+
+    def __init__(self) -> None:
+        super().__init__("The service is restarting. Please ask again in a few seconds.")
+
+
 class InputTooLong(AskError):
     code = ErrorCode.INPUT_TOO_LONG
 
@@ -79,6 +87,9 @@ UPSTREAM_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.UPSTREAM_INTERRUPTED: "The answer was interrupted before it finished. Please retry.",
     ErrorCode.UPSTREAM_FAILED: "The answering service could not complete this answer.",
     ErrorCode.UPSTREAM_BAD_REQUEST: "The answering service rejected this question.",
+    ErrorCode.SERVER_SHUTTING_DOWN: (
+        "The service is restarting, so this answer was cut short. Please ask again in a moment."
+    ),
     ErrorCode.INTERNAL_ERROR: "Something went wrong on our side. Please try again.",
 }
 

@@ -90,7 +90,25 @@ class AnswerFailed:
     type: Literal["failed"] = "failed"
 
 
-AnswerEvent = TextDelta | AnswerDone | AnswerFailed
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something a recruiter should know about how an answer was produced."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSwitched:
+    """The answer continues from another engine (before any text was sent)."""
+
+    notice: Notice
+    mode: str
+    model: str
+    type: Literal["engine_switched"] = "engine_switched"
+
+
+AnswerEvent = TextDelta | AnswerDone | AnswerFailed | EngineSwitched
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +118,7 @@ class AnswerMeta:
     conversation_id: str
     model: str
     mode: str
+    notice: Notice | None = None
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from domain.models import AnswerRequest, Passage, RetrievedPassage
+from domain.models import AnswerRequest, Notice, Passage, RetrievedPassage
 
 Language = Literal["ko", "en"]
 
@@ -84,3 +84,13 @@ def not_covered_message(language: Language, contact: Passage | None) -> str:
     if contact is None:
         return f"{answer} {ask}"
     return f"{answer} {ask}\n\n{contact.text.strip()}\n\n({contact.citation})"
+
+
+BUDGET_SPENT = Notice(
+    "daily_token_budget_spent",
+    "Today's budget for AI answers is spent: this answer quotes the applicant's documents.",
+)
+ANSWERED_OFFLINE = Notice(
+    "answered_offline",
+    "The AI model could not be reached: this answer quotes the applicant's documents.",
+)

@@ -95,3 +95,13 @@ class ConversationRepository(Protocol):
     async def check(self) -> None:
         """Raise if the store cannot be used."""
         ...
+
+
+class TokenBudget(Protocol):
+    """The applicant's daily spending cap on model tokens, shared by every replica."""
+
+    async def exhausted(self) -> bool:
+        """Whether today's (UTC) tokens are spent; answers then come from the offline engine."""
+        ...
+
+    async def spend(self, tokens: int) -> None: ...

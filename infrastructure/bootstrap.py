@@ -14,15 +14,18 @@ from dataclasses import dataclass
 
 import httpx2
 from openai import AsyncOpenAI
+from redis.asyncio import Redis
 
 from application.ask import AskApplicant
 from application.review import ReviewConversations
-from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex
+from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
+from infrastructure.budget import MemoryTokenBudget, RedisTokenBudget
 from infrastructure.conversation_store import SqlConversationRepository
 from infrastructure.database import create_engine, migrate
 from infrastructure.knowledge import Bm25KnowledgeIndex
+from infrastructure.lifecycle import Lifecycle
 from infrastructure.offline_engine import OfflineEngine
-from infrastructure.openai_engine import ResponsesEngine
+from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy
 from infrastructure.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class Container:
     conversations: ConversationRepository
     ask: AskApplicant
     review: ReviewConversations
+    lifecycle: Lifecycle
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -46,10 +50,11 @@ def build_openai_client(settings: Settings) -> AsyncOpenAI:
     return AsyncOpenAI(
         api_key=api_key,
         base_url=settings.openai_base_url,
-        max_retries=settings.upstream_max_retries,
+        max_retries=0,  # ResponsesEngine retries, and only before any text was sent
         timeout=httpx2.Timeout(
             connect=settings.upstream_connect_timeout_seconds,
-            read=settings.upstream_read_timeout_seconds,
+            # A backstop: the engine ends a silent stream after the idle timeout itself.
+            read=settings.upstream_idle_timeout_seconds + 5,
             write=settings.upstream_connect_timeout_seconds,
             pool=settings.upstream_connect_timeout_seconds,
         ),
@@ -63,8 +68,10 @@ async def bootstrap(
     knowledge: KnowledgeIndex | None = None,
     engine: AnswerEngine | None = None,
     conversations: ConversationRepository | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> AsyncIterator[Container]:
     """Build every adapter, yield them wired, and close what they opened."""
+    lifecycle = lifecycle or Lifecycle(settings.shutdown_grace_seconds)
     async with AsyncExitStack() as stack:
         if conversations is None:
             database = create_engine(settings.database_url)
@@ -77,13 +84,24 @@ async def bootstrap(
             logger.info(
                 "loaded %d passages from %s", len(knowledge.passages), settings.knowledge_dir
             )
+        offline = OfflineEngine(knowledge)
         if engine is None:
             if settings.resolved_engine == "responses":
                 client = build_openai_client(settings)
                 stack.push_async_callback(client.close)
-                engine = ResponsesEngine(client, max_output_tokens=settings.max_output_tokens)
+                engine = ResponsesEngine(
+                    client,
+                    max_output_tokens=settings.max_output_tokens,
+                    policy=UpstreamPolicy(
+                        max_retries=settings.upstream_max_retries,
+                        idle_timeout=settings.upstream_idle_timeout_seconds,
+                        total_timeout=settings.upstream_total_timeout_seconds,
+                    ),
+                    drain_time_left=lifecycle.time_left,
+                )
             else:
-                engine = OfflineEngine(knowledge)
+                engine = offline
+        budget = await stack.enter_async_context(_token_budget(settings))
         logger.info("answer engine: %s", engine.mode)
         ask = AskApplicant(
             knowledge,
@@ -93,6 +111,10 @@ async def bootstrap(
             allowed_models=settings.allowed_model_set,
             max_input_chars=settings.max_input_chars,
             history_budget_chars=settings.history_budget_chars,
+            offline=offline if engine is not offline else None,
+            budget=budget,
+            fall_back_on_failure=settings.fallback_to_offline,
+            accepting_questions=lambda: not lifecycle.draining,
         )
         review = ReviewConversations(
             conversations, retention_days=settings.conversation_retention_days
@@ -105,7 +127,25 @@ async def bootstrap(
             conversations=conversations,
             ask=ask,
             review=review,
+            lifecycle=lifecycle,
         )
+
+
+@asynccontextmanager
+async def _token_budget(settings: Settings) -> AsyncIterator[TokenBudget | None]:
+    """DAILY_TOKEN_BUDGET, shared through Redis when REDIS_URL is set."""
+    if settings.daily_token_budget <= 0:
+        yield None
+    elif settings.redis_url is None:
+        yield MemoryTokenBudget(settings.daily_token_budget)
+    else:
+        redis = Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+        )
+        try:
+            yield RedisTokenBudget(redis, settings.daily_token_budget)
+        finally:
+            await redis.aclose()
 
 
 async def _purge_periodically(review: ReviewConversations) -> None:

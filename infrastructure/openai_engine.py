@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Mapping
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import anyio
 import openai
 from openai import AsyncOpenAI
 from openai.types.responses import ResponseInputParam, ResponseUsage
+from openai.types.responses import ResponseStreamEvent as StreamEvent
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
@@ -25,6 +38,17 @@ from domain.policy import INSTRUCTIONS, render_grounding
 logger = logging.getLogger(__name__)
 
 UPSTREAM_CLOSE_SECONDS = 2.0
+
+# Failures worth another attempt, as long as no text has been sent.
+RETRYABLE = frozenset(
+    {
+        ErrorCode.UPSTREAM_RATE_LIMITED,
+        ErrorCode.UPSTREAM_UNAVAILABLE,
+        ErrorCode.UPSTREAM_TIMEOUT,
+        ErrorCode.UPSTREAM_INTERRUPTED,
+        ErrorCode.UPSTREAM_FAILED,
+    }
+)
 
 # Error codes OpenAI puts in ``error`` events and ``response.error``, mapped to ours.
 _UPSTREAM_CODES: Mapping[str, ErrorCode] = {
@@ -81,19 +105,175 @@ def build_input(request: AnswerRequest) -> ResponseInputParam:
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamPolicy:
+    """How long to wait for the model provider, and how often to try again."""
+
+    max_retries: int = 2
+    """Extra attempts for 429, 5xx, connection errors and early drops, before any text."""
+    idle_timeout: float = 30.0
+    """Longest silence between two upstream events."""
+    total_timeout: float = 300.0
+    """Longest time for a whole answer, retries included."""
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+    max_retry_after: float = 20.0
+    """A ``Retry-After`` longer than this is not waited for: the answer fails instead."""
+
+
+class _Retry(Exception):
+    def __init__(self, code: ErrorCode, retry_after: float | None = None) -> None:
+        super().__init__(code.value)
+        self.code = code
+        self.retry_after = retry_after
+
+
+class _Stop(Exception):
+    """Ends the answer with ``event``; ``retryable`` if nothing was sent yet and time is left."""
+
+    def __init__(self, event: AnswerFailed, *, retryable: bool = False) -> None:
+        super().__init__(event.code.value)
+        self.event = event
+        self.retryable = retryable
+
+
+def retry_after_seconds(error: openai.OpenAIError) -> float | None:
+    """The wait the provider asked for, from ``retry-after-ms`` or ``retry-after``."""
+    response = getattr(error, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        if value.strip().replace(".", "", 1).isdigit():
+            return float(value)
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def map_event(event: StreamEvent) -> AnswerEvent | None:
+    """Our event for an upstream event, or ``None`` for the many we do not relay."""
+    if event.type == "response.output_text.delta":
+        return TextDelta(event.delta)
+    if event.type == "response.completed":
+        return AnswerDone("stop", _usage(event.response.usage))
+    if event.type == "response.incomplete":
+        details = event.response.incomplete_details
+        reason = details.reason if details and details.reason else "incomplete"
+        return AnswerDone(reason, _usage(event.response.usage))
+    if event.type == "response.failed":
+        upstream_code = event.response.error.code if event.response.error else None
+        logger.warning("upstream response failed: %s", upstream_code)
+        return failure(_from_upstream_code(upstream_code))
+    if event.type == "error":
+        logger.warning("upstream error event: %s", event.code)
+        return failure(_from_upstream_code(event.code))
+    return None
+
+
+@dataclass(slots=True)
+class _Opened:
+    stream: Any
+    events: AsyncIterator[StreamEvent]
+    first: AnswerEvent
+
+
 class ResponsesEngine:
-    """Streams answers from any server that speaks the OpenAI Responses API."""
+    """Streams answers from any server that speaks the OpenAI Responses API.
+
+    Until the first text delta, failures that may pass (429, 5xx, connection errors, a
+    stream that ends early or stalls) are retried with backoff, honouring ``Retry-After``;
+    once text was sent, a failure ends the answer with an error event. Every wait is
+    bounded by the idle timeout, the answer's total timeout and, while the server drains
+    for shutdown, the time left before it stops.
+    """
 
     mode = "openai"
 
-    def __init__(self, client: AsyncOpenAI, *, max_output_tokens: int) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        *,
+        max_output_tokens: int,
+        policy: UpstreamPolicy | None = None,
+        drain_time_left: Callable[[], float | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self._max_output_tokens = max_output_tokens
+        self._policy = policy = policy or UpstreamPolicy()
+        self._exponential = wait_exponential_jitter(
+            multiplier=policy.backoff_initial,
+            max=policy.backoff_max,
+            jitter=policy.backoff_initial,
+        )
+        self._drain_time_left = drain_time_left
+        self._clock = clock
 
     def model_for(self, requested: str) -> str:
         return requested
 
     async def stream_answer(self, request: AnswerRequest) -> AsyncGenerator[AnswerEvent, None]:
+        deadline = self._clock() + self._policy.total_timeout
+        try:
+            opened = await self._open_with_retries(request, deadline)
+        except _Stop as stop:
+            yield stop.event
+            return
+        try:
+            event: AnswerEvent | None = opened.first
+            while event is not None:
+                yield event
+                if not isinstance(event, TextDelta):
+                    return
+                event = await self._next_answer_event(opened.events, deadline)
+            logger.warning("upstream stream ended without a terminal event")
+            yield failure(ErrorCode.UPSTREAM_INTERRUPTED)
+        except _Stop as stop:
+            yield stop.event
+        finally:
+            await _close(opened.stream)
+
+    async def _open_with_retries(self, request: AnswerRequest, deadline: float) -> _Opened:
+        policy = self._policy
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.max_retries + 1)
+            | stop_after_delay(policy.total_timeout),
+            wait=self._backoff,
+            retry=retry_if_exception_type(_Retry),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(request, deadline)
+        except _Retry as gave_up:
+            raise _Stop(failure(gave_up.code)) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _backoff(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        exponential = self._exponential(state)
+        asked = error.retry_after if isinstance(error, _Retry) else None
+        wait = exponential if asked is None else asked
+        if isinstance(error, _Retry):
+            logger.warning(
+                "upstream attempt %d failed (%s); retrying in %.2fs",
+                state.attempt_number,
+                error.code.value,
+                wait,
+            )
+        return wait
+
+    async def _attempt(self, request: AnswerRequest, deadline: float) -> _Opened:
+        """One request, read up to its first meaningful event."""
         try:
             stream = await self._client.responses.create(
                 model=request.model,
@@ -104,53 +284,80 @@ class ResponsesEngine:
                 stream=True,
             )
         except openai.OpenAIError as error:
-            yield self._failed_before_start(error)
-            return
+            code = classify(error)
+            status = getattr(error, "status_code", None)
+            logger.warning("upstream request failed: %s status=%s", type(error).__name__, status)
+            if code in RETRYABLE:
+                asked = retry_after_seconds(error)
+                if asked is None or asked <= self._policy.max_retry_after:
+                    raise _Retry(code, asked) from None
+            raise _Stop(failure(code)) from None
 
+        events = aiter(stream)
         try:
-            async for event in stream:
-                if event.type == "response.output_text.delta":
-                    yield TextDelta(event.delta)
-                elif event.type == "response.completed":
-                    yield AnswerDone("stop", _usage(event.response.usage))
-                    return
-                elif event.type == "response.incomplete":
-                    details = event.response.incomplete_details
-                    reason = details.reason if details and details.reason else "incomplete"
-                    yield AnswerDone(reason, _usage(event.response.usage))
-                    return
-                elif event.type == "response.failed":
-                    upstream_code = event.response.error.code if event.response.error else None
-                    logger.warning("upstream response failed: %s", upstream_code)
-                    yield failure(_from_upstream_code(upstream_code))
-                    return
-                elif event.type == "error":
-                    logger.warning("upstream error event: %s", event.code)
-                    yield failure(_from_upstream_code(event.code))
-                    return
-        except openai.APIConnectionError as error:
-            # Includes timeouts: the stream broke after it had started.
-            logger.warning("upstream stream broke: %s", type(error).__name__)
-            timed_out = isinstance(error, openai.APITimeoutError)
-            yield failure(
-                ErrorCode.UPSTREAM_TIMEOUT if timed_out else ErrorCode.UPSTREAM_INTERRUPTED
-            )
-            return
-        except openai.APIError as error:
-            # The SDK raises nested ``{"error": {...}}`` events mid-iteration.
-            logger.warning("upstream error in stream: %s", error.code)
-            yield failure(classify(error))
-            return
-        finally:
-            # Close the upstream HTTP stream even when the client left and this task is being
-            # cancelled: shielded, so the close itself is not cancelled half-way.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(UPSTREAM_CLOSE_SECONDS):
-                await stream.close()
-        logger.warning("upstream stream ended without a terminal event")
-        yield failure(ErrorCode.UPSTREAM_INTERRUPTED)
+            while True:
+                event = await self._next_answer_event(events, deadline)
+                if event is None:
+                    raise _Retry(ErrorCode.UPSTREAM_INTERRUPTED)
+                if isinstance(event, AnswerFailed) and event.code in RETRYABLE:
+                    raise _Retry(event.code)
+                return _Opened(stream, events, event)
+        except _Stop as stop:
+            await _close(stream)
+            if stop.retryable:
+                raise _Retry(stop.event.code) from None
+            raise
+        except _Retry:
+            await _close(stream)
+            raise
 
-    @staticmethod
-    def _failed_before_start(error: openai.OpenAIError) -> AnswerFailed:
-        status = getattr(error, "status_code", None)
-        logger.warning("upstream request failed: %s status=%s", type(error).__name__, status)
-        return failure(classify(error))
+    async def _next_answer_event(
+        self, events: AsyncIterator[StreamEvent], deadline: float
+    ) -> AnswerEvent | None:
+        """The next event worth relaying, or ``None`` when the stream ends."""
+        while True:
+            limit, code = self._wait_limit(deadline)
+            try:
+                with anyio.fail_after(limit):
+                    upstream_event = await anext(events)
+            except StopAsyncIteration:
+                return None
+            except TimeoutError:
+                logger.warning("upstream wait ended: %s", code.value)
+                raise _Stop(
+                    AnswerFailed(code, UPSTREAM_MESSAGES[code]),
+                    retryable=code == ErrorCode.UPSTREAM_TIMEOUT and self._clock() < deadline,
+                ) from None
+            except openai.APIConnectionError as error:
+                # The stream broke after it had started (timeouts included).
+                logger.warning("upstream stream broke: %s", type(error).__name__)
+                timed_out = isinstance(error, openai.APITimeoutError)
+                code = ErrorCode.UPSTREAM_TIMEOUT if timed_out else ErrorCode.UPSTREAM_INTERRUPTED
+                raise _Stop(failure(code), retryable=True) from None
+            except openai.APIError as error:
+                # The SDK raises nested ``{"error": {...}}`` events mid-iteration.
+                logger.warning("upstream error in stream: %s", error.code)
+                code = classify(error)
+                raise _Stop(failure(code), retryable=code in RETRYABLE) from None
+            mapped = map_event(upstream_event)
+            if mapped is not None:
+                return mapped
+
+    def _wait_limit(self, deadline: float) -> tuple[float, ErrorCode]:
+        """How long the next upstream event may take, and what it means if it doesn't come."""
+        now = self._clock()
+        limits = [
+            (self._policy.idle_timeout, ErrorCode.UPSTREAM_TIMEOUT),
+            (deadline - now, ErrorCode.UPSTREAM_TIMEOUT),
+        ]
+        drain = self._drain_time_left()
+        if drain is not None:
+            limits.append((drain, ErrorCode.SERVER_SHUTTING_DOWN))
+        seconds, code = min(limits, key=lambda item: item[0])
+        return max(seconds, 0.0), code
+
+
+async def _close(stream: Any) -> None:
+    """Close the upstream HTTP stream even while the task is being cancelled (client left)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(UPSTREAM_CLOSE_SECONDS):
+        await stream.close()

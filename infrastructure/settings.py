@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -33,7 +34,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    upstream_read_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    upstream_idle_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=25)
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
@@ -42,15 +43,25 @@ class Settings(BaseSettings):
     history_budget_chars: int = Field(default=12_000, ge=0, le=1_000_000)
     admin_token: SecretStr | None = None
     conversation_retention_days: int = Field(default=90, ge=0, le=36_500)
+    # Holding up in public: abuse limits, upstream faults, shutdown, observability.
+    rate_limit_per_minute: int = Field(default=20, ge=0, le=100_000)
+    trusted_proxies: CommaSeparated = ()
+    redis_url: str | None = None
+    daily_token_budget: int = Field(default=0, ge=0)
+    upstream_total_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
+    fallback_to_offline: bool = True
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=10_000_000)
+    log_format: Literal["json", "text"] = "json"
 
-    @field_validator("allowed_models", "cors_origins", mode="before")
+    @field_validator("allowed_models", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("openai_api_key", "openai_base_url", "admin_token", mode="before")
+    @field_validator("openai_api_key", "openai_base_url", "admin_token", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -76,6 +87,25 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"TRUSTED_PROXIES: {network!r} is not an IP address or CIDR network"
+                ) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("admin_token")

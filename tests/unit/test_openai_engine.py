@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
+import openai
 import pytest
 import respx
 from openai import AsyncOpenAI
@@ -24,7 +27,7 @@ from domain.models import (
     Usage,
 )
 from domain.policy import INSTRUCTIONS
-from infrastructure.openai_engine import ResponsesEngine
+from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy, retry_after_seconds
 
 BASE_URL = "https://upstream.test/v1"
 
@@ -106,9 +109,10 @@ def upstream() -> Iterator[respx.MockRouter]:
         yield router
 
 
-def engine() -> ResponsesEngine:
+def engine(**policy: Any) -> ResponsesEngine:
     client = AsyncOpenAI(api_key="sk-test", base_url=BASE_URL, max_retries=0)
-    return ResponsesEngine(client, max_output_tokens=300)
+    options = {"max_retries": 0, "backoff_initial": 0.001, "backoff_max": 0.01, **policy}
+    return ResponsesEngine(client, max_output_tokens=300, policy=UpstreamPolicy(**options))
 
 
 def request(question: str = "What did Jane build?") -> AnswerRequest:
@@ -254,3 +258,149 @@ async def test_unknown_event_types_are_ignored(upstream: respx.MockRouter) -> No
     }
     events = await run(sse(CREATED, reasoning, delta("ok"), COMPLETED), upstream)
     assert events == [TextDelta("ok"), AnswerDone("stop", Usage(11, 7, 18))]
+
+
+# --- retries, timeouts and the shutdown drain ------------------------------------------------
+
+OK_BODY = sse(CREATED, delta("fine"), COMPLETED)
+
+
+async def collect(router: respx.MockRouter, replies: list[Any], **policy: Any) -> list[AnswerEvent]:
+    router.post("/responses").mock(side_effect=replies)
+    return [event async for event in engine(**policy).stream_answer(request())]
+
+
+@pytest.mark.parametrize(
+    "first_failure",
+    [
+        error_reply(429, "rate_limit_exceeded"),
+        error_reply(500, "server_error"),
+        error_reply(503, "overloaded"),
+        httpx2.ConnectError("refused"),
+        stream_reply(sse(CREATED)),  # dropped before any text
+        stream_reply(
+            sse(CREATED, {"type": "error", "code": "server_error", "message": "x", "param": None})
+        ),
+    ],
+)
+async def test_failures_before_any_text_are_retried(
+    upstream: respx.MockRouter, first_failure: Any
+) -> None:
+    events = await collect(upstream, [first_failure, stream_reply(OK_BODY)], max_retries=2)
+    assert events == [TextDelta("fine"), AnswerDone("stop", Usage(11, 7, 18))]
+    assert upstream.calls.call_count == 2
+
+
+async def test_retries_give_up_with_the_last_code(upstream: respx.MockRouter) -> None:
+    replies = [error_reply(500, "server_error")] * 3
+    [event] = await collect(upstream, replies, max_retries=2)
+    assert isinstance(event, AnswerFailed)
+    assert event.code == ErrorCode.UPSTREAM_UNAVAILABLE
+    assert upstream.calls.call_count == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+async def test_client_errors_are_not_retried(upstream: respx.MockRouter, status: int) -> None:
+    await collect(upstream, [error_reply(status, "nope"), stream_reply(OK_BODY)], max_retries=2)
+    assert upstream.calls.call_count == 1
+
+
+async def test_retry_after_is_honoured(upstream: respx.MockRouter) -> None:
+    limited = error_reply(429, "rate_limit_exceeded")
+    limited.headers["retry-after"] = "0.2"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    events = await collect(upstream, [limited, stream_reply(OK_BODY)], max_retries=1)
+    assert loop.time() - started >= 0.2
+    assert events[0] == TextDelta("fine")
+
+
+async def test_too_long_retry_after_is_not_waited_for(upstream: respx.MockRouter) -> None:
+    limited = error_reply(429, "rate_limit_exceeded")
+    limited.headers["retry-after"] = "3600"
+    [event] = await collect(upstream, [limited, stream_reply(OK_BODY)], max_retries=2)
+    assert isinstance(event, AnswerFailed)
+    assert event.code == ErrorCode.UPSTREAM_RATE_LIMITED
+    assert upstream.calls.call_count == 1
+
+
+async def test_nothing_is_retried_after_text_was_sent(upstream: respx.MockRouter) -> None:
+    flat = {"type": "error", "code": "server_error", "message": "x", "param": None}
+    events = await collect(
+        upstream,
+        [stream_reply(sse(CREATED, delta("Par"), flat)), stream_reply(OK_BODY)],
+        max_retries=2,
+    )
+    assert events[0] == TextDelta("Par")
+    assert isinstance(events[1], AnswerFailed)
+    assert upstream.calls.call_count == 1
+
+
+class StallingBody(httpx2.AsyncByteStream):
+    """An upstream that sends ``first`` and then nothing, until the client closes it."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+        self.closed = asyncio.Event()
+
+    async def __aiter__(self):  # type: ignore[override]
+        yield self.first
+        await asyncio.Event().wait()
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+def stalling_reply(first: bytes) -> tuple[httpx2.Response, StallingBody]:
+    body = StallingBody(first)
+    return httpx2.Response(200, stream=body, headers={"content-type": "text/event-stream"}), body
+
+
+async def test_silent_upstream_ends_with_a_timeout_and_is_closed(
+    upstream: respx.MockRouter,
+) -> None:
+    reply, body = stalling_reply(sse(CREATED, delta("So far")))
+    events = await collect(upstream, [reply], idle_timeout=0.2)
+    assert events[0] == TextDelta("So far")
+    assert isinstance(events[1], AnswerFailed)
+    assert events[1].code == ErrorCode.UPSTREAM_TIMEOUT
+    assert body.closed.is_set()
+
+
+async def test_whole_answer_has_a_deadline(upstream: respx.MockRouter) -> None:
+    reply, _ = stalling_reply(sse(CREATED, delta("So far")))
+    events = await collect(upstream, [reply], idle_timeout=10, total_timeout=0.3)
+    assert isinstance(events[-1], AnswerFailed)
+    assert events[-1].code == ErrorCode.UPSTREAM_TIMEOUT
+
+
+async def test_shutdown_drain_ends_the_stream_with_its_own_code(upstream: respx.MockRouter) -> None:
+    reply, body = stalling_reply(sse(CREATED, delta("So far")))
+    upstream.post("/responses").mock(return_value=reply)
+    client = AsyncOpenAI(api_key="sk-test", base_url=BASE_URL, max_retries=0)
+    draining = ResponsesEngine(
+        client,
+        max_output_tokens=300,
+        policy=UpstreamPolicy(max_retries=0),
+        drain_time_left=lambda: 0.2,
+    )
+    events = [event async for event in draining.stream_answer(request())]
+    assert events[0] == TextDelta("So far")
+    assert isinstance(events[1], AnswerFailed)
+    assert events[1].code == ErrorCode.SERVER_SHUTTING_DOWN
+    assert body.closed.is_set()
+
+
+def test_retry_after_headers_are_read() -> None:
+    def limited(headers: dict[str, str]) -> Any:
+        response = httpx2.Response(429, headers=headers, request=httpx2.Request("POST", BASE_URL))
+        return openai.RateLimitError("limited", response=response, body=None)
+
+    assert retry_after_seconds(limited({"retry-after-ms": "1500"})) == 1.5
+    assert retry_after_seconds(limited({"retry-after": "7"})) == 7
+    future = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    seconds = retry_after_seconds(limited({"retry-after": future}))
+    assert seconds is not None
+    assert 25 < seconds <= 30
+    assert retry_after_seconds(limited({"retry-after": "soon"})) is None
+    assert retry_after_seconds(limited({})) is None

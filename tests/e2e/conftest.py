@@ -44,7 +44,7 @@ def openai_app(
         "OPENAI_MODEL": "gpt-fake",
         "ALLOWED_MODELS": "gpt-fake-mini",
         "UPSTREAM_MAX_RETRIES": "0",
-        "UPSTREAM_READ_TIMEOUT_SECONDS": "2",
+        "UPSTREAM_IDLE_TIMEOUT_SECONDS": "2",
         "SSE_PING_SECONDS": "0.5",
         "DATABASE_URL": sqlite_url(tmp_path_factory.mktemp("openai")),
     }

@@ -34,5 +34,6 @@ if __name__ == "__main__":
         port=settings.port,
         log_level=settings.log_level,
         proxy_headers=False,
-        timeout_graceful_shutdown=30,
+        # Streams get SHUTDOWN_GRACE_SECONDS to finish; connections a little longer to close.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 10),
     )

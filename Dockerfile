@@ -52,8 +52,10 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
-# Code and venv stay owned by root (the app cannot modify itself); only data/ is the app's,
-# ready for a named volume (a volume mounted there inherits this ownership on first use).
+# Code and venv stay owned by root (the app cannot modify itself); only data/ is the app's:
+# the default DATABASE_URL puts SQLite there, on a volume (a volume mounted there inherits this
+# ownership on first use). The app migrates the schema at start-up; by hand, `alembic upgrade
+# head` from /app (alembic.ini and infrastructure/migrations/ are part of the copied source).
 COPY --from=build /app /app
 RUN install -d -o app -g app -m 0750 /app/data
 

@@ -44,6 +44,8 @@ def openai_app(
         "OPENAI_MODEL": "gpt-fake",
         "ALLOWED_MODELS": "gpt-fake-mini",
         "UPSTREAM_MAX_RETRIES": "0",
+        # These tests look at how failures reach the client; test_resilience covers fallback.
+        "FALLBACK_TO_OFFLINE": "false",
         "UPSTREAM_IDLE_TIMEOUT_SECONDS": "2",
         "SSE_PING_SECONDS": "0.5",
         "DATABASE_URL": sqlite_url(tmp_path_factory.mktemp("openai")),

@@ -1,0 +1,140 @@
+"""The use case keeps answering when the model cannot: fallback, budget, shutdown."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from application.ask import AskApplicant
+from domain.errors import ErrorCode, ShuttingDown
+from domain.models import AnswerDone, AnswerFailed, EngineSwitched, Message, TextDelta, Usage
+from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT
+from infrastructure.budget import MemoryTokenBudget
+from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
+
+UNREACHABLE = [AnswerFailed(ErrorCode.UPSTREAM_UNAVAILABLE, "unavailable")]
+
+
+def make(
+    primary: ScriptedEngine,
+    *,
+    fall_back: bool = True,
+    budget: MemoryTokenBudget | None = None,
+    accepting: bool = True,
+) -> tuple[AskApplicant, ScriptedEngine, InMemoryConversations]:
+    offline = ScriptedEngine(
+        script=[TextDelta("From the documents."), AnswerDone("stop")], mode="offline"
+    )
+    conversations = InMemoryConversations()
+    ask = AskApplicant(
+        small_profile(),
+        primary,
+        conversations,
+        default_model="gpt-x",
+        allowed_models=frozenset(),
+        max_input_chars=500,
+        offline=offline,
+        budget=budget,
+        fall_back_on_failure=fall_back,
+        accepting_questions=lambda: accepting,
+    )
+    return ask, offline, conversations
+
+
+async def events_of(ask: AskApplicant) -> list[object]:
+    stream = await ask.start([Message("user", "Where did Jane work?")])
+    return [event async for event in stream.events]
+
+
+async def test_failure_before_any_text_falls_back_to_offline() -> None:
+    ask, offline, conversations = make(ScriptedEngine(script=UNREACHABLE))
+    events = await events_of(ask)
+    assert events == [
+        EngineSwitched(ANSWERED_OFFLINE, "offline", "gpt-x"),
+        TextDelta("From the documents."),
+        AnswerDone("stop"),
+    ]
+    assert len(offline.requests) == 1
+    [(_, stored)] = conversations.finished
+    assert (stored.text, stored.status, stored.model) == (
+        "From the documents.",
+        "completed",
+        "gpt-x",
+    )
+
+
+async def test_json_answer_reports_the_engine_that_answered() -> None:
+    ask, _, _ = make(ScriptedEngine(script=UNREACHABLE))
+    answer = await ask.answer([Message("user", "hi")])
+    assert answer.meta.mode == "offline"
+    assert answer.meta.notice == ANSWERED_OFFLINE
+    assert answer.text == "From the documents."
+
+
+async def test_failure_after_text_is_an_error_not_a_fallback() -> None:
+    failing = [TextDelta("Half"), AnswerFailed(ErrorCode.UPSTREAM_UNAVAILABLE, "gone")]
+    ask, offline, _ = make(ScriptedEngine(script=failing))
+    events = await events_of(ask)
+    assert events[0] == TextDelta("Half")
+    assert isinstance(events[-1], AnswerFailed)
+    assert offline.requests == []
+
+
+async def test_no_fallback_when_turned_off() -> None:
+    ask, offline, _ = make(ScriptedEngine(script=UNREACHABLE), fall_back=False)
+    events = await events_of(ask)
+    assert isinstance(events[-1], AnswerFailed)
+    assert offline.requests == []
+
+
+async def test_internal_errors_do_not_fall_back() -> None:
+    ask, offline, _ = make(ScriptedEngine(raise_after=0))
+    events = await events_of(ask)
+    assert isinstance(events[-1], AnswerFailed)
+    assert events[-1].code == ErrorCode.INTERNAL_ERROR
+    assert offline.requests == []
+
+
+async def test_spent_budget_answers_offline_and_says_so_in_meta() -> None:
+    budget = MemoryTokenBudget(daily_tokens=5)
+    primary = ScriptedEngine()  # reports 5 tokens
+    ask, offline, _ = make(primary, budget=budget)
+    first = await ask.start([Message("user", "hi")])
+    assert first.meta.mode == "scripted"
+    assert first.meta.notice is None
+    _ = [event async for event in first.events]
+    second = await ask.start([Message("user", "hi again")])
+    assert second.meta.mode == "offline"
+    assert second.meta.notice == BUDGET_SPENT
+    _ = [event async for event in second.events]
+    assert len(primary.requests) == 1
+    assert len(offline.requests) == 1
+
+
+async def test_budget_rolls_over_with_the_utc_day() -> None:
+    today = [date(2026, 11, 25)]
+    budget = MemoryTokenBudget(daily_tokens=10, today=lambda: today[0])
+    await budget.spend(10)
+    assert await budget.exhausted()
+    today[0] = date(2026, 11, 26)
+    assert not await budget.exhausted()
+    await budget.spend(-3)  # nonsense is ignored
+    assert not await budget.exhausted()
+
+
+async def test_usage_is_counted_against_the_budget() -> None:
+    budget = MemoryTokenBudget(daily_tokens=100)
+    ask, _, _ = make(
+        ScriptedEngine(script=[TextDelta("x"), AnswerDone("stop", Usage(60, 40, 100))]),
+        budget=budget,
+    )
+    await ask.answer([Message("user", "hi")])
+    assert await budget.exhausted()
+
+
+async def test_questions_are_refused_while_shutting_down() -> None:
+    ask, _, conversations = make(ScriptedEngine(), accepting=False)
+    with pytest.raises(ShuttingDown):
+        await ask.start([Message("user", "hi")])
+    assert conversations.conversations == {}

@@ -7,11 +7,14 @@ within ``SHUTDOWN_GRACE_SECONDS`` and are then ended with an ``error`` event (an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import anyio
 from sse_starlette.sse import AppStatus
 from uvicorn.server import Server
 
@@ -19,21 +22,50 @@ logger = logging.getLogger(__name__)
 
 
 class Lifecycle:
-    """Draining state shared by the engines (to bound their waits) and the routes (503)."""
+    """Draining state shared by the engines (to bound their waits) and the use case (503)."""
 
     def __init__(self, grace_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._grace_seconds = grace_seconds
         self._clock = clock
         self._drain_deadline: float | None = None
+        self._waits: set[anyio.CancelScope] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def draining(self) -> bool:
         return self._drain_deadline is not None
 
     def begin_drain(self) -> None:
-        if self._drain_deadline is None:
-            self._drain_deadline = self._clock() + self._grace_seconds
-            logger.info("shutting down: open streams have %.0fs to finish", self._grace_seconds)
+        """Start the grace period. Safe to call from a signal handler."""
+        if self._drain_deadline is not None:
+            return
+        self._drain_deadline = self._clock() + self._grace_seconds
+        logger.info("shutting down: open streams have %.0fs to finish", self._grace_seconds)
+        if self._loop is not None and not self._loop.is_closed():
+            # A signal handler may run in the middle of the loop's own bookkeeping: let the
+            # loop shorten the waits itself.
+            self._loop.call_soon_threadsafe(self._shorten_waits)
+
+    @contextmanager
+    def bounding(self, wait: anyio.CancelScope) -> Iterator[None]:
+        """Cut ``wait`` short when the grace period ends, even if it started before the drain."""
+        self._loop = asyncio.get_running_loop()
+        self._waits.add(wait)
+        self._shorten(wait)
+        try:
+            yield
+        finally:
+            self._waits.discard(wait)
+
+    def _shorten_waits(self) -> None:
+        for wait in list(self._waits):
+            self._shorten(wait)
+
+    def _shorten(self, wait: anyio.CancelScope) -> None:
+        left = self.time_left()
+        if left is not None:
+            # Cancel-scope deadlines are in the event loop's clock.
+            wait.deadline = min(wait.deadline, asyncio.get_running_loop().time() + left)
 
     def time_left(self) -> float | None:
         """Seconds until open streams must end, or ``None`` while not shutting down."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -34,6 +34,7 @@ from domain.models import (
     Usage,
 )
 from domain.policy import INSTRUCTIONS, render_grounding
+from infrastructure.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +202,7 @@ class ResponsesEngine:
         *,
         max_output_tokens: int,
         policy: UpstreamPolicy | None = None,
-        drain_time_left: Callable[[], float | None] = lambda: None,
-        clock: Callable[[], float] = time.monotonic,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self._client = client
         self._max_output_tokens = max_output_tokens
@@ -212,14 +212,13 @@ class ResponsesEngine:
             max=policy.backoff_max,
             jitter=policy.backoff_initial,
         )
-        self._drain_time_left = drain_time_left
-        self._clock = clock
+        self._lifecycle = lifecycle
 
     def model_for(self, requested: str) -> str:
         return requested
 
     async def stream_answer(self, request: AnswerRequest) -> AsyncGenerator[AnswerEvent, None]:
-        deadline = self._clock() + self._policy.total_timeout
+        deadline = anyio.current_time() + self._policy.total_timeout
         try:
             opened = await self._open_with_retries(request, deadline)
         except _Stop as stop:
@@ -314,47 +313,49 @@ class ResponsesEngine:
     async def _next_answer_event(
         self, events: AsyncIterator[StreamEvent], deadline: float
     ) -> AnswerEvent | None:
-        """The next event worth relaying, or ``None`` when the stream ends."""
+        """The next event worth relaying, or ``None`` when the stream ends.
+
+        Each wait is bounded by the idle timeout and the answer's deadline, and is cut short
+        when the server starts draining for shutdown, even if the wait began before.
+        """
         while True:
-            limit, code = self._wait_limit(deadline)
-            try:
-                with anyio.fail_after(limit):
+            wait = anyio.CancelScope(
+                deadline=min(anyio.current_time() + self._policy.idle_timeout, deadline)
+            )
+            with wait, self._bounded_by_drain(wait):
+                try:
                     upstream_event = await anext(events)
-            except StopAsyncIteration:
-                return None
-            except TimeoutError:
+                except StopAsyncIteration:
+                    return None
+                except openai.APIConnectionError as error:
+                    # The stream broke after it had started (timeouts included).
+                    logger.warning("upstream stream broke: %s", type(error).__name__)
+                    timed_out = isinstance(error, openai.APITimeoutError)
+                    code = (
+                        ErrorCode.UPSTREAM_TIMEOUT if timed_out else ErrorCode.UPSTREAM_INTERRUPTED
+                    )
+                    raise _Stop(failure(code), retryable=True) from None
+                except openai.APIError as error:
+                    # The SDK raises nested ``{"error": {...}}`` events mid-iteration.
+                    logger.warning("upstream error in stream: %s", error.code)
+                    code = classify(error)
+                    raise _Stop(failure(code), retryable=code in RETRYABLE) from None
+            if wait.cancelled_caught:
+                draining = self._lifecycle is not None and self._lifecycle.draining
+                code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
                 logger.warning("upstream wait ended: %s", code.value)
                 raise _Stop(
-                    AnswerFailed(code, UPSTREAM_MESSAGES[code]),
-                    retryable=code == ErrorCode.UPSTREAM_TIMEOUT and self._clock() < deadline,
-                ) from None
-            except openai.APIConnectionError as error:
-                # The stream broke after it had started (timeouts included).
-                logger.warning("upstream stream broke: %s", type(error).__name__)
-                timed_out = isinstance(error, openai.APITimeoutError)
-                code = ErrorCode.UPSTREAM_TIMEOUT if timed_out else ErrorCode.UPSTREAM_INTERRUPTED
-                raise _Stop(failure(code), retryable=True) from None
-            except openai.APIError as error:
-                # The SDK raises nested ``{"error": {...}}`` events mid-iteration.
-                logger.warning("upstream error in stream: %s", error.code)
-                code = classify(error)
-                raise _Stop(failure(code), retryable=code in RETRYABLE) from None
+                    failure(code),
+                    retryable=not draining and anyio.current_time() < deadline,
+                )
             mapped = map_event(upstream_event)
             if mapped is not None:
                 return mapped
 
-    def _wait_limit(self, deadline: float) -> tuple[float, ErrorCode]:
-        """How long the next upstream event may take, and what it means if it doesn't come."""
-        now = self._clock()
-        limits = [
-            (self._policy.idle_timeout, ErrorCode.UPSTREAM_TIMEOUT),
-            (deadline - now, ErrorCode.UPSTREAM_TIMEOUT),
-        ]
-        drain = self._drain_time_left()
-        if drain is not None:
-            limits.append((drain, ErrorCode.SERVER_SHUTTING_DOWN))
-        seconds, code = min(limits, key=lambda item: item[0])
-        return max(seconds, 0.0), code
+    def _bounded_by_drain(self, wait: anyio.CancelScope) -> AbstractContextManager[None]:
+        if self._lifecycle is None:
+            return nullcontext()
+        return self._lifecycle.bounding(wait)
 
 
 async def _close(stream: Any) -> None:

@@ -27,6 +27,7 @@ from domain.models import (
     Usage,
 )
 from domain.policy import INSTRUCTIONS
+from infrastructure.lifecycle import Lifecycle
 from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy, retry_after_seconds
 
 BASE_URL = "https://upstream.test/v1"
@@ -374,17 +375,20 @@ async def test_whole_answer_has_a_deadline(upstream: respx.MockRouter) -> None:
     assert events[-1].code == ErrorCode.UPSTREAM_TIMEOUT
 
 
-async def test_shutdown_drain_ends_the_stream_with_its_own_code(upstream: respx.MockRouter) -> None:
+async def test_shutdown_drain_ends_a_wait_that_began_before_it(upstream: respx.MockRouter) -> None:
     reply, body = stalling_reply(sse(CREATED, delta("So far")))
     upstream.post("/responses").mock(return_value=reply)
     client = AsyncOpenAI(api_key="sk-test", base_url=BASE_URL, max_retries=0)
+    lifecycle = Lifecycle(grace_seconds=0.2)
     draining = ResponsesEngine(
-        client,
-        max_output_tokens=300,
-        policy=UpstreamPolicy(max_retries=0),
-        drain_time_left=lambda: 0.2,
+        client, max_output_tokens=300, policy=UpstreamPolicy(max_retries=0), lifecycle=lifecycle
     )
-    events = [event async for event in draining.stream_answer(request())]
+    events: list[AnswerEvent] = []
+    async for event in draining.stream_answer(request()):
+        events.append(event)
+        if event == TextDelta("So far"):
+            # The engine now waits (idle timeout: 30 s) for an event that never comes.
+            asyncio.get_running_loop().call_later(0.05, lifecycle.begin_drain)
     assert events[0] == TextDelta("So far")
     assert isinstance(events[1], AnswerFailed)
     assert events[1].code == ErrorCode.SERVER_SHUTTING_DOWN

@@ -33,6 +33,9 @@ if __name__ == "__main__":
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Logging is configured by create_app (JSON lines, our own access log line).
+        log_config=None,
+        access_log=False,
         proxy_headers=False,
         # Streams get SHUTDOWN_GRACE_SECONDS to finish; connections a little longer to close.
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 10),

@@ -15,9 +15,18 @@ from typing import Any
 
 from sse_starlette import ServerSentEvent
 
+from api.observability import Metrics
 from application.ask import AnswerStream
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
-from domain.models import AnswerDone, AnswerFailed, AnswerMeta, TextDelta, Usage
+from domain.models import (
+    AnswerDone,
+    AnswerFailed,
+    AnswerMeta,
+    EngineSwitched,
+    Notice,
+    TextDelta,
+    Usage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,17 +34,23 @@ SSE_DESCRIPTION = """\
 A `text/event-stream` of these events, in order:
 
 1. `event: meta`, data `{"conversation_id": str, "model": str, "mode": "offline" | "openai"}`,
-   sent at once, before the model's first token.
+   sent at once, before the model's first token. While the daily token budget is spent it
+   also has `"notice": {"code": "daily_token_budget_spent", "message": str}` and `mode` is
+   `offline`.
 2. The answer as **unnamed** events (no `event:` line): each event's data is the next text
    delta. A delta with line breaks is split into several `data:` lines, as the SSE spec
    requires; a spec-compliant parser joins them with `\\n`, so concatenating the data of the
    unnamed events rebuilds the answer exactly (markdown included).
+   If the model cannot be reached before any text, `event: notice` with data
+   `{"code": "answered_offline", "message": str, "mode": "offline", "model": str}` comes
+   first, and the answer is quoted from the applicant's documents instead.
 3. `event: done`, data `{"usage": {"input_tokens", "output_tokens", "total_tokens"} | null,
    "finish_reason": "stop" | "max_output_tokens" | ...}`; or, if the answer fails after the
    stream started, `event: error` with data `{"code": str, "message": str}`. Then the stream
    ends.
 
 Comment lines (`: ping`) keep idle connections open at most 15 s apart; parsers ignore them.
+Clients should ignore named events they do not know.
 """
 
 SSE_EXAMPLE = (
@@ -75,33 +90,59 @@ def _usage(usage: Usage | None) -> dict[str, int] | None:
     }
 
 
+def _notice(notice: Notice) -> dict[str, str]:
+    return {"code": notice.code, "message": notice.message}
+
+
 def meta_event(meta: AnswerMeta) -> ServerSentEvent:
-    payload = {"conversation_id": meta.conversation_id, "model": meta.model, "mode": meta.mode}
+    payload: dict[str, Any] = {
+        "conversation_id": meta.conversation_id,
+        "model": meta.model,
+        "mode": meta.mode,
+    }
+    if meta.notice is not None:
+        payload["notice"] = _notice(meta.notice)
     return _event(_json(payload), event="meta")
+
+
+def notice_event(switched: EngineSwitched) -> ServerSentEvent:
+    payload = {**_notice(switched.notice), "mode": switched.mode, "model": switched.model}
+    return _event(_json(payload), event="notice")
 
 
 def error_event(code: ErrorCode, message: str) -> ServerSentEvent:
     return _event(_json({"code": code.value, "message": message}), event="error")
 
 
-async def answer_events(stream: AnswerStream) -> AsyncIterator[ServerSentEvent]:
-    """``meta`` first, then the deltas, then one ``done`` or ``error``; never raises."""
-    yield meta_event(stream.meta)
-    try:
-        async for event in stream.events:
-            if isinstance(event, TextDelta):
-                if event.text:
-                    yield _event(event.text)
-            elif isinstance(event, AnswerDone):
-                done = {"usage": _usage(event.usage), "finish_reason": event.finish_reason}
-                yield _event(_json(done), event="done")
-            elif isinstance(event, AnswerFailed):
-                yield error_event(event.code, event.message)
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:
-        # An exception here would abort the body mid-event; end with an error event instead.
-        logger.error("answer stream failed: %s", type(error).__name__)
-        yield error_event(ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR])
-    finally:
-        await stream.events.aclose()
+async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator[ServerSentEvent]:
+    """``meta`` first, then the deltas, then one ``done`` or ``error``; never raises.
+
+    ``metrics`` observes the stream: time to first delta, duration and outcome (``interrupted``
+    if the stream is closed before its terminal event), tokens, upstream errors.
+    """
+    with metrics.answer_stream(stream.meta.mode) as observed:
+        yield meta_event(stream.meta)
+        try:
+            async for event in stream.events:
+                if isinstance(event, TextDelta):
+                    if event.text:
+                        observed.delta()
+                        yield _event(event.text)
+                elif isinstance(event, AnswerDone):
+                    observed.done(event.finish_reason, event.usage)
+                    done = {"usage": _usage(event.usage), "finish_reason": event.finish_reason}
+                    yield _event(_json(done), event="done")
+                elif isinstance(event, AnswerFailed):
+                    observed.failed(event.code)
+                    yield error_event(event.code, event.message)
+                else:
+                    yield notice_event(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # An exception here would abort the body mid-event; end with an error event instead.
+            logger.error("answer stream failed: %s", type(error).__name__)
+            observed.failed(ErrorCode.INTERNAL_ERROR)
+            yield error_event(ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR])
+        finally:
+            await stream.events.aclose()

@@ -1,0 +1,445 @@
+"""What an operator sees of the service: JSON logs, a request id, Prometheus metrics.
+
+Kept in ``api/``: the domain and the use cases log through the standard ``logging`` module
+and know nothing of the format, the request id or the metrics.
+
+- **Logs** are one JSON object per line (``LOG_FORMAT=json``) or plain text, on standard
+  error. A log line never carries a stack trace: the formatters drop ``exc_info`` and
+  ``stack_info`` and keep only the exception's type, so even a stray ``logger.exception``
+  cannot print an upstream body or a key. Request bodies and headers are never logged.
+- **Request id**: ``X-Request-ID`` from the client when it is a sane token, else a new one;
+  every log record of the request carries it (a ``ContextVar`` copied onto records by a
+  filter), and so does every response, SSE and error responses included.
+- **Metrics** live on a registry of the app's own, served at ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from time import perf_counter
+from types import TracebackType
+from typing import Literal
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from domain.errors import ErrorCode
+from domain.models import Usage
+from infrastructure.settings import Settings
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# Client libraries that log request details (prompts, URLs, every SSE chunk) at DEBUG and
+# INFO: kept at WARNING so answers and questions stay out of the logs.
+QUIET_LOGGERS = ("openai", "httpx2", "httpcore2", "bm25s", "sse_starlette", "aiosqlite")
+
+# Probes that run every few seconds: logged at DEBUG unless they fail.
+_PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+access_logger = logging.getLogger("api.access")
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled, or ``None`` outside a request."""
+    return _request_id.get()
+
+
+# --- Logs ----------------------------------------------------------------------------------
+
+
+class RequestIdFilter(logging.Filter):
+    """Copies the current request id onto every record that passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = _request_id.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
+
+
+def _iso_utc(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _without_trace(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of ``record`` with no traceback or stack, naming the exception type instead.
+
+    A copy, so other handlers (a test's ``caplog``) see the record as it was logged.
+    """
+    if not (record.exc_info or record.exc_text or record.stack_info):
+        return record
+    clean = logging.makeLogRecord(record.__dict__)
+    exception = record.exc_info[1] if record.exc_info else None
+    if exception is not None:
+        clean.error_type = type(exception).__name__
+    clean.exc_info = None
+    clean.exc_text = None
+    clean.stack_info = None
+    return clean
+
+
+class JsonLogFormatter(JsonFormatter):
+    """One JSON object per line: time, level, logger, message, request_id, extras."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            # uvicorn adds an ANSI-coloured copy of its messages; one copy is enough.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+            json_ensure_ascii=False,
+        )
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _iso_utc(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(_without_trace(record))
+
+
+class TextLogFormatter(logging.Formatter):
+    """``time LEVEL logger [request_id] message``, for reading logs in a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+            defaults={"request_id": "-"},
+        )
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _iso_utc(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        clean = _without_trace(record)
+        line = super().format(clean)
+        error_type = getattr(clean, "error_type", None)
+        return f"{line} ({error_type})" if error_type else line
+
+
+class _StandardErrorHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is now (tests swap it), and never prints a trace."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # logging's default prints a traceback (with the record's arguments) to stderr.
+        note = {"level": "ERROR", "logger": "logging", "message": "could not write a record"}
+        with contextlib.suppress(Exception):  # nowhere left to report to
+            sys.stderr.write(json.dumps({**note, "source": record.name}) + "\n")
+
+
+def configure_logging(level: str, fmt: Literal["json", "text"] = "json") -> None:
+    """Send every log record, uvicorn's included, through one handler in ``fmt``.
+
+    Idempotent: a second call replaces the handler of the first. Other handlers on the root
+    logger (pytest's) are left alone.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StandardErrorHandler)]:
+        root.removeHandler(handler)
+    handler = _StandardErrorHandler()
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else TextLogFormatter())
+    handler.addFilter(RequestIdFilter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # uvicorn's CLI configures its loggers before it imports the app: take them back.
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger("uvicorn").setLevel(level.upper())
+    logging.getLogger("uvicorn.error").setLevel(logging.NOTSET)
+    # Our access line replaces uvicorn's: it has the route, the duration and the request id,
+    # and leaves out the query string. Without handlers uvicorn skips formatting its own.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# --- Metrics -------------------------------------------------------------------------------
+
+_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_FIRST_DELTA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30)
+_STREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+
+Outcome = Literal["completed", "incomplete", "failed", "interrupted"]
+
+
+class Metrics:
+    """The service's Prometheus metrics, on a registry of the app's own.
+
+    One registry per app, not the global one, so that tests can build many apps.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        # What the default registry would have: memory, CPU, file descriptors, GC, version.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        registry = self.registry
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests, by method, route template ('unmatched' if none) and status.",
+            ("method", "route", "status"),
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response (a stream's end for SSE).",
+            ("method", "route"),
+            buckets=_REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.time_to_first_delta = Histogram(
+            "answer_time_to_first_delta_seconds",
+            "Time from the start of an answer stream to its first text delta.",
+            ("mode",),
+            buckets=_FIRST_DELTA_BUCKETS,
+            registry=registry,
+        )
+        self.stream_duration = Histogram(
+            "answer_stream_duration_seconds",
+            "Duration of an answer stream, by engine mode and how it ended.",
+            ("mode", "outcome"),
+            buckets=_STREAM_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "upstream_errors",
+            "Answers that failed because of the model provider, by error code.",
+            ("code",),
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "answer_tokens",
+            "Tokens the model provider reported for answers, by kind.",
+            ("kind",),
+            registry=registry,
+        )
+        self.open_streams = Gauge("open_streams", "Answer streams open now.", registry=registry)
+        # Resolved once: the counters are touched on every answer.
+        self._input_tokens = self.tokens.labels("input")
+        self._output_tokens = self.tokens.labels("output")
+        for code in ErrorCode:  # every known code shows as 0 before its first error
+            if _is_upstream(code):
+                self.upstream_errors.labels(code.value)
+
+    def answer_stream(self, mode: str) -> AnswerObserver:
+        """Observes one streamed answer: ``with metrics.answer_stream(mode) as observed``."""
+        return AnswerObserver(self, mode)
+
+    def count_usage(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self._input_tokens.inc(usage.input_tokens)
+            self._output_tokens.inc(usage.output_tokens)
+
+    def count_failure(self, code: ErrorCode) -> None:
+        if _is_upstream(code):
+            self.upstream_errors.labels(code.value).inc()
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.request_duration.labels(method, route).observe(seconds)
+
+
+def _is_upstream(code: ErrorCode) -> bool:
+    return code.value.startswith("upstream_")
+
+
+class AnswerObserver:
+    """One streamed answer's metrics. Per delta it costs one attribute check."""
+
+    __slots__ = ("_first_delta", "_metrics", "_mode", "_open", "_outcome", "_started")
+
+    def __init__(self, metrics: Metrics, mode: str) -> None:
+        self._metrics = metrics
+        self._mode = mode
+        self._first_delta: Histogram | None = metrics.time_to_first_delta.labels(mode)
+        self._outcome: Outcome = "interrupted"  # unless a terminal event says otherwise
+        self._started = perf_counter()
+        self._open = False
+
+    def __enter__(self) -> AnswerObserver:
+        self._started = perf_counter()
+        self._metrics.open_streams.inc()
+        self._open = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self._metrics.open_streams.dec()
+        seconds = perf_counter() - self._started
+        self._metrics.stream_duration.labels(self._mode, self._outcome).observe(seconds)
+
+    def delta(self) -> None:
+        if self._first_delta is not None:
+            self._first_delta.observe(perf_counter() - self._started)
+            self._first_delta = None
+
+    def done(self, finish_reason: str, usage: Usage | None) -> None:
+        self._outcome = "completed" if finish_reason == "stop" else "incomplete"
+        self._metrics.count_usage(usage)
+
+    def failed(self, code: ErrorCode) -> None:
+        self._outcome = "failed"
+        self._metrics.count_failure(code)
+
+
+# --- Request id, access log and HTTP metrics -----------------------------------------------
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            return candidate if _SANE_REQUEST_ID.fullmatch(candidate) else None
+    return None
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template; ``unmatched`` otherwise, so label values stay few."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) and path else "unmatched"
+
+
+class ObservabilityMiddleware:
+    """Request id, one access log line and the HTTP metrics for every request.
+
+    Pure ASGI: Starlette's ``BaseHTTPMiddleware`` would get in the way of streaming.
+    Installed outermost, so it sees the final status of every response.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = _request_id.set(request_id)
+        header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
+        started = perf_counter()
+        status = 500  # if the app raises before it responds
+        sent = 0
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            seconds = perf_counter() - started
+            method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
+            route = _route_template(scope)
+            self.metrics.observe_request(method, route, status, seconds)
+            _log_access(scope, method, route, status, seconds, sent)
+            _request_id.reset(token)
+
+
+def _log_access(
+    scope: Scope, method: str, route: str, status: int, seconds: float, sent: int
+) -> None:
+    # The query string is left out (it may carry data), and so is a path with parameters
+    # (a conversation id is as good as a password to that conversation): the route says it.
+    path = route if scope.get("path_params") else scope["path"][:200]
+    client = scope.get("client")
+    quiet = scope["path"] in _PROBE_PATHS and status < 400
+    access_logger.log(
+        logging.DEBUG if quiet else logging.INFO,
+        "%s %s %s %.1fms",
+        method,
+        path,
+        status,
+        seconds * 1000,
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "client": client[0] if client else None,
+            "bytes": sent,
+        },
+    )
+
+
+# --- Installation --------------------------------------------------------------------------
+
+
+def _exposition(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
+    async def exposition(request: Request) -> Response:
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(metrics.registry), headers={"Content-Type": content_type})
+
+    return exposition
+
+
+def install_observability(app: FastAPI, settings: Settings) -> Metrics:
+    """Logs, request id, metrics and ``GET /metrics``; call last in ``create_app``.
+
+    Last, because the middleware must be the outermost to see every response.
+    """
+    configure_logging(settings.log_level, settings.log_format)
+    # ``*_created`` series double what Prometheus stores and say little (process-wide switch).
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_api_route(
+        "/metrics",
+        _exposition(metrics),
+        methods=["GET"],
+        include_in_schema=False,
+    )
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    return metrics

@@ -97,12 +97,20 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class NoticeOut(BaseModel):
+    code: str = Field(description="`answered_offline` or `daily_token_budget_spent`.")
+    message: str
+
+
 class AnswerResponse(BaseModel):
     output_text: str
     model: str
     mode: str = Field(description="The engine that answered: `offline` or `openai`.")
     usage: Usage | None
     conversation_id: str
+    notice: NoticeOut | None = Field(
+        default=None, description="Set when the offline engine answered in the model's place."
+    )
 
 
 class ErrorBody(BaseModel):

@@ -118,7 +118,7 @@ def test_conversation_survives_a_server_restart(tmp_path: Path) -> None:
         assert len(messages(restarted, conversation_id)) == 4
 
 
-def test_answer_in_flight_during_shutdown_is_kept(
+def test_answer_in_flight_during_shutdown_ends_with_an_error_and_is_kept(
     fake_upstream: RunningFake, tmp_path: Path
 ) -> None:
     fake_upstream.api.reset()
@@ -130,21 +130,27 @@ def test_answer_in_flight_during_shutdown_is_kept(
         "OPENAI_BASE_URL": fake_upstream.base_url,
         "UPSTREAM_MAX_RETRIES": "0",
         "DATABASE_URL": sqlite_url(tmp_path),
+        "SHUTDOWN_GRACE_SECONDS": "1",
     }
     with run_app(environment) as app:
         received = ""
+        terminated_at = 0.0
         with httpx2.stream(
             "POST", f"{app.base_url}/openai-response/sse", json={"input": "hi"}, timeout=15
         ) as response:
             for chunk in response.iter_text():
                 received += chunk
-                if "an answer" in received:
+                if "an answer" in received and not terminated_at:
                     app.process.terminate()  # SIGTERM, as `docker stop` sends
-                    break
+                    terminated_at = time.monotonic()
+        ended_after = time.monotonic() - terminated_at
         app.process.wait(timeout=15)
-    conversation_id = Answer(parse_sse([received])).data_of("meta")["conversation_id"]
+    answer = Answer(parse_sse([received]))
+    assert answer.terminal == "error"
+    assert answer.data_of("error")["code"] == "server_shutting_down"
+    assert 0.5 < ended_after < 5, "the stream ends when the grace period is over"
     fake_upstream.api.release_stalled_streams()
     with run_app({**environment, "ENGINE": "offline"}) as restarted:
-        stored = messages(restarted, conversation_id)
+        stored = messages(restarted, answer.data_of("meta")["conversation_id"])
     assert (stored[-1]["role"], stored[-1]["content"]) == ("assistant", "Half an answer")
-    assert stored[-1]["status"] == "interrupted"
+    assert stored[-1]["status"] == "failed"

@@ -1,0 +1,98 @@
+"""The running app when the model provider fails or the budget is spent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.e2e.conftest import sqlite_url
+from tests.sse_client import Answer, parse_sse
+from tests.support.app_server import RunningApp, run_app
+from tests.support.fake_responses_api import FakeUsage, RunningFake, Scenario
+
+pytestmark = pytest.mark.e2e
+
+
+def ask(app: RunningApp, body: dict[str, Any]) -> Answer:
+    with httpx2.stream(
+        "POST", f"{app.base_url}/openai-response/sse", json=body, timeout=15
+    ) as response:
+        assert response.status_code == 200, response.read()
+        return Answer(parse_sse(response.iter_text()))
+
+
+@pytest.fixture(scope="module")
+def guarded_app(
+    fake_upstream: RunningFake, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """Defaults for fallback and retries, a tiny daily budget."""
+    environment = {
+        "OPENAI_API_KEY": "sk-test-resilience",
+        "OPENAI_BASE_URL": fake_upstream.base_url,
+        "UPSTREAM_MAX_RETRIES": "1",
+        "DAILY_TOKEN_BUDGET": "1000",
+        "DATABASE_URL": sqlite_url(tmp_path_factory.mktemp("resilience")),
+    }
+    with run_app(environment) as app:
+        yield app
+
+
+def test_one_upstream_hiccup_is_retried_invisibly(
+    guarded_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(
+        Scenario(status_code=500), Scenario(deltas=["Recovered."], usage=FakeUsage(input_tokens=1))
+    )
+    answer = ask(guarded_app, {"input": "What does Minji do?"})
+    assert answer.names == ["meta", "message", "done"]
+    assert answer.text == "Recovered."
+    assert len(upstream.api.requests) == 2
+
+
+def test_unreachable_model_falls_back_to_the_documents(
+    guarded_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(status_code=503), Scenario(status_code=503))
+    answer = ask(guarded_app, {"input": "When can she start?"})
+    assert answer.names[:2] == ["meta", "notice"]
+    assert answer.data_of("meta")["mode"] == "openai"
+    notice = answer.data_of("notice")
+    assert (notice["code"], notice["mode"], notice["model"]) == (
+        "answered_offline",
+        "offline",
+        "offline",
+    )
+    assert answer.terminal == "done"
+    assert "January 4, 2027" in answer.text
+
+
+def test_spent_budget_answers_offline_until_the_day_rolls_over(
+    guarded_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["Costly answer."], usage=FakeUsage(input_tokens=2000)))
+    first = ask(guarded_app, {"input": "What is her biggest achievement?"})
+    assert first.data_of("meta")["mode"] == "openai"
+    second = ask(guarded_app, {"input": "What is her biggest achievement?"})
+    meta = second.data_of("meta")
+    assert meta["mode"] == "offline"
+    assert meta["notice"]["code"] == "daily_token_budget_spent"
+    assert "820 ms" in second.text
+    assert len(upstream.api.requests) == 1
+
+
+def test_json_answer_carries_the_notice(guarded_app: RunningApp, upstream: RunningFake) -> None:
+    response = httpx2.post(
+        f"{guarded_app.base_url}/openai-response", json={"input": "When can she start?"}
+    )
+    body = response.json()
+    assert body["mode"] == "offline"
+    assert body["notice"]["code"] in {"daily_token_budget_spent", "answered_offline"}
+
+
+def test_logs_stay_free_of_secrets(guarded_app: RunningApp) -> None:
+    log = guarded_app.log()
+    assert "sk-test-resilience" not in log
+    assert "Traceback" not in log

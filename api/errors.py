@@ -29,13 +29,20 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.UPSTREAM_FAILED: 502,
     ErrorCode.UPSTREAM_BAD_REQUEST: 502,
     ErrorCode.SERVER_SHUTTING_DOWN: 503,
+    ErrorCode.STORAGE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 
 # For routes' ``responses=``, so the OpenAPI docs show the error shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorBody, "description": "The input is longer than MAX_INPUT_CHARS."},
-    503: {"model": ErrorBody, "description": "The service is shutting down; retry shortly."},
+    413: {
+        "model": ErrorBody,
+        "description": "The input is longer than MAX_INPUT_CHARS, or the body than MAX_BODY_BYTES.",
+    },
+    503: {
+        "model": ErrorBody,
+        "description": "The service is shutting down or its storage is unreachable; retry.",
+    },
     404: {"model": ErrorBody, "description": "No conversation has this `conversation_id`."},
     422: {"model": ErrorBody, "description": "The request is invalid; the message says why."},
 }
@@ -96,16 +103,65 @@ async def _ask_error(_: Request, error: AskError) -> JSONResponse:
     return response
 
 
-_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    429: "rate_limited",
+}
 
 
-async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+class BodyTooLarge(StarletteHTTPException):
+    """The request body is longer than MAX_BODY_BYTES (an HTTP concern, not the domain's)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            413, f"The request body is larger than {max_bytes} bytes: send a shorter question."
+        )
+
+
+class TooManyRequests(StarletteHTTPException):
+    """The client is over RATE_LIMIT_PER_MINUTE; ``Retry-After`` says when to try again."""
+
+    def __init__(self, limit: int, retry_after_seconds: int) -> None:
+        wait = max(1, retry_after_seconds)
+        unit = "second" if wait == 1 else "seconds"
+        super().__init__(
+            429,
+            f"Too many questions from your address: the limit is {limit} per minute. "
+            f"Try again in {wait} {unit}.",
+            headers={"Retry-After": str(wait), "X-RateLimit-Limit": str(limit)},
+        )
+
+
+RATE_LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "Over RATE_LIMIT_PER_MINUTE for this client; retry after `Retry-After`.",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
+            "X-RateLimit-Limit": {
+                "description": "Requests allowed per minute.",
+                "schema": {"type": "integer"},
+            },
+        },
+    },
+}
+
+
+def http_error_response(error: StarletteHTTPException) -> JSONResponse:
+    """The body for an HTTP-level error (not found, too large, rate limited, ...)."""
     fallback = "invalid_request" if error.status_code < 500 else "internal_error"
     return JSONResponse(
         {"code": _HTTP_CODES.get(error.status_code, fallback), "message": error.detail},
         status_code=error.status_code,
         headers=error.headers,
     )
+
+
+async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    return http_error_response(error)
 
 
 class CatchUnhandled:

@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_FAILED = "upstream_failed"
     UPSTREAM_BAD_REQUEST = "upstream_bad_request"
     SERVER_SHUTTING_DOWN = "server_shutting_down"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -62,6 +63,17 @@ class ShuttingDown(AskError):
 
     def __init__(self) -> None:
         super().__init__("The service is restarting. Please ask again in a few seconds.")
+
+
+class StorageUnavailable(AskError):
+    """Conversations cannot be read or written: no question is answered without a record."""
+
+    code = ErrorCode.STORAGE_UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The service cannot reach its storage right now. Please try again shortly."
+        )
 
 
 class InputTooLong(AskError):

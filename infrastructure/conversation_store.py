@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
 import anyio
 from sqlalchemy import ColumnElement, Row, cast, delete, func, insert, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import Date
 
@@ -24,11 +27,15 @@ from domain.conversation import (
     question_key,
     turns_from_messages,
 )
+from domain.errors import StorageUnavailable
 from domain.models import Message, Usage
 from infrastructure.database import conversations, turns
 
-# A write that was started must finish even if the client left; but not hang a shutdown.
-FINISH_TIMEOUT_SECONDS = 5.0
+logger = logging.getLogger(__name__)
+
+# A write that was started must finish even if the client left (or the server is busy);
+# but it must not hang a shutdown.
+FINISH_TIMEOUT_SECONDS = 30.0
 
 
 def _now() -> datetime:
@@ -65,6 +72,16 @@ def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
+@asynccontextmanager
+async def _storage_errors() -> AsyncIterator[None]:
+    """Database failures as the domain's ``StorageUnavailable``, logged by type only."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError, TimeoutError) as error:
+        logger.error("conversation storage failed: %s", type(error).__name__)
+        raise StorageUnavailable() from None
+
+
 class SqlConversationRepository:
     """``ConversationRepository`` on an ``AsyncEngine``: one short transaction per call."""
 
@@ -72,7 +89,7 @@ class SqlConversationRepository:
         self._engine = engine
 
     async def get(self, conversation_id: str) -> Conversation | None:
-        async with self._engine.connect() as connection:
+        async with _storage_errors(), self._engine.connect() as connection:
             head = (
                 await connection.execute(
                     select(conversations.c.id, conversations.c.created_at).where(
@@ -97,7 +114,7 @@ class SqlConversationRepository:
         earlier: Sequence[Message] = (),
     ) -> int:
         now = _now()
-        async with self._engine.begin() as connection:
+        async with _storage_errors(), self._engine.begin() as connection:
             if new_conversation:
                 await connection.execute(
                     insert(conversations).values(id=conversation_id, created_at=now, updated_at=now)

@@ -122,6 +122,9 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # SQLite has one writer at a time: one connection queues statements in the process
+        # instead of having many connections sleep in SQLite's busy handler.
+        options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30}
     else:
         options |= {"pool_size": 10, "max_overflow": 20, "pool_timeout": 5, "pool_recycle": 1800}
     engine = create_async_engine(url, **options)

@@ -14,6 +14,7 @@ from sqlalchemy import inspect, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.conversation import FinishedAnswer
+from domain.errors import StorageUnavailable
 from domain.models import Message, Usage
 from infrastructure.conversation_store import SqlConversationRepository
 from infrastructure.database import create_engine, metadata, migrate, turns
@@ -210,3 +211,15 @@ async def test_old_conversations_are_purged_with_their_turns(
 
 async def test_check_passes_on_a_live_database(repository: SqlConversationRepository) -> None:
     await repository.check()
+
+
+async def test_unreachable_database_is_reported_as_storage_unavailable() -> None:
+    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test")
+    repository = SqlConversationRepository(engine)
+    try:
+        with pytest.raises(StorageUnavailable):
+            await repository.get("any")
+        with pytest.raises(StorageUnavailable):
+            await repository.begin_turn("any", "q", covered=True, new_conversation=True)
+    finally:
+        await engine.dispose()

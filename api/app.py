@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -12,6 +11,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import admin
 from api.errors import install_error_handlers
+from api.observability import REQUEST_ID_HEADER, install_observability
+from api.protection import install_protection
 from api.routes import router
 from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex
 from infrastructure.bootstrap import Container, bootstrap
@@ -29,20 +30,6 @@ returns it as JSON. Errors always have the body `{"code", "message"}`.
 
 class AppState(TypedDict):
     container: Container
-
-
-# Client libraries that log request details at DEBUG and INFO: kept at WARNING so prompts
-# and URLs stay out of the logs.
-QUIET_LOGGERS = ("openai", "httpx2", "httpcore2", "bm25s")
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger().setLevel(level.upper())
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def create_app(
@@ -71,7 +58,6 @@ def create_app(
             finally:
                 stop_watching()
 
-    configure_logging(settings.log_level)
     app = FastAPI(
         title="Ask the Applicant",
         version="0.1.0",
@@ -81,12 +67,17 @@ def create_app(
     app.include_router(router)
     app.include_router(admin.router)
     install_error_handlers(app)
+    # Before CORS, so that CORS headers reach 413 and 429 answers too.
+    install_protection(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Content-Type", "Last-Event-ID"],
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After", "X-RateLimit-Limit"],
             max_age=600,
         )
+    # Last: its middleware must be the outermost, to see (and tag) every response.
+    install_observability(app, settings)
     return app

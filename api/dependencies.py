@@ -7,10 +7,15 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import Scope
 
+from api.client_address import client_address, rate_limit_key, trusted_networks
+from api.errors import TooManyRequests
+from api.observability import Metrics
 from application.ask import AskApplicant
 from application.review import ReviewConversations
 from infrastructure.bootstrap import Container
+from infrastructure.rate_limit import RateDecision
 
 
 def _container(request: Request) -> Container:
@@ -29,8 +34,14 @@ def _review(container: ContainerDep) -> ReviewConversations:
     return container.review
 
 
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
 AskDep = Annotated[AskApplicant, Depends(_ask)]
 ReviewDep = Annotated[ReviewConversations, Depends(_review)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
 
 _bearer = HTTPBearer(auto_error=False, description="The ADMIN_TOKEN setting.")
 
@@ -53,3 +64,36 @@ def _require_admin(
 
 
 AdminDep = Depends(_require_admin)
+
+
+_RATE_DECISION = "ask_the_applicant.rate_decision"
+
+
+async def rate_limit_decision(scope: Scope) -> RateDecision | None:
+    """Count this request against its client's RATE_LIMIT_PER_MINUTE, once per request.
+
+    ``None`` when limits are off. The decision is kept in the scope: ``RateLimitFirst``
+    (``api/protection.py``) takes it before the body is read, so that invalid bodies are
+    counted too, and the dependency below then finds it instead of counting again.
+    """
+    if _RATE_DECISION in scope:
+        decision: RateDecision | None = scope[_RATE_DECISION]
+        return decision
+    container: Container | None = scope.get("state", {}).get("container")
+    decision = None
+    if container is not None and container.rate_limiter is not None:
+        trusted = trusted_networks(container.settings.trusted_proxies)
+        client = rate_limit_key(client_address(scope, trusted))
+        decision = await container.rate_limiter.hit(client)
+    scope[_RATE_DECISION] = decision
+    return decision
+
+
+async def _rate_limit(request: Request) -> None:
+    decision = await rate_limit_decision(request.scope)
+    if decision is not None and not decision.allowed:
+        raise TooManyRequests(decision.limit, decision.retry_after_seconds)
+
+
+# For a route's ``dependencies=[...]``: the route is limited per client, before anything else.
+RateLimited = Depends(_rate_limit)

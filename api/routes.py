@@ -9,18 +9,20 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from api.dependencies import AskDep, ContainerDep, ReviewDep
-from api.errors import ERROR_RESPONSES, UPSTREAM_ERROR_RESPONSES
+from api.dependencies import AskDep, ContainerDep, MetricsDep, RateLimited, ReviewDep
+from api.errors import ERROR_RESPONSES, RATE_LIMIT_RESPONSES, UPSTREAM_ERROR_RESPONSES
 from api.schemas import (
     AnswerResponse,
     AskRequest,
     ConversationOut,
     Health,
     MessageOut,
+    NoticeOut,
     Readiness,
     Usage,
 )
 from api.sse import SEPARATOR, SSE_DESCRIPTION, SSE_EXAMPLE, answer_events
+from domain.errors import AnswerNotCompleted
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -38,16 +40,18 @@ router = APIRouter()
             },
         },
         **ERROR_RESPONSES,
+        **RATE_LIMIT_RESPONSES,
     },
+    dependencies=[RateLimited],
     tags=["ask"],
 )
 async def ask_streaming(
-    body: AskRequest, ask: AskDep, container: ContainerDep
+    body: AskRequest, ask: AskDep, container: ContainerDep, metrics: MetricsDep
 ) -> EventSourceResponse:
     # Validation happens here, before the response starts: a bad request gets a 4xx, not a stream.
     stream = await ask.start(body.messages(), body.model, body.conversation_id)
     return EventSourceResponse(
-        answer_events(stream),
+        answer_events(stream, metrics),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ping=container.settings.sse_ping_seconds,
         # A client that stops reading must not hold the stream (and the upstream call) forever.
@@ -60,12 +64,19 @@ async def ask_streaming(
     "/openai-response",
     summary="Ask about the applicant; the whole answer as JSON",
     response_model=AnswerResponse,
-    responses={**ERROR_RESPONSES, **UPSTREAM_ERROR_RESPONSES},
+    responses={**ERROR_RESPONSES, **UPSTREAM_ERROR_RESPONSES, **RATE_LIMIT_RESPONSES},
+    dependencies=[RateLimited],
     tags=["ask"],
 )
-async def ask_json(body: AskRequest, ask: AskDep) -> AnswerResponse:
-    answer = await ask.answer(body.messages(), body.model, body.conversation_id)
+async def ask_json(body: AskRequest, ask: AskDep, metrics: MetricsDep) -> AnswerResponse:
+    try:
+        answer = await ask.answer(body.messages(), body.model, body.conversation_id)
+    except AnswerNotCompleted as error:
+        metrics.count_failure(error.code)
+        raise
     usage = answer.usage
+    metrics.count_usage(usage)
+    notice = answer.meta.notice
     return AnswerResponse(
         output_text=answer.text,
         model=answer.meta.model,
@@ -78,6 +89,7 @@ async def ask_json(body: AskRequest, ask: AskDep) -> AnswerResponse:
         if usage
         else None,
         conversation_id=answer.meta.conversation_id,
+        notice=NoticeOut(code=notice.code, message=notice.message) if notice else None,
     )
 
 

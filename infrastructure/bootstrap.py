@@ -26,6 +26,7 @@ from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.lifecycle import Lifecycle
 from infrastructure.offline_engine import OfflineEngine
 from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy
+from infrastructure.rate_limit import ClientRateLimiter, build_rate_limiter
 from infrastructure.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Container:
     ask: AskApplicant
     review: ReviewConversations
     lifecycle: Lifecycle
+    rate_limiter: ClientRateLimiter | None
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -97,7 +99,7 @@ async def bootstrap(
                         idle_timeout=settings.upstream_idle_timeout_seconds,
                         total_timeout=settings.upstream_total_timeout_seconds,
                     ),
-                    drain_time_left=lifecycle.time_left,
+                    lifecycle=lifecycle,
                 )
             else:
                 engine = offline
@@ -121,6 +123,9 @@ async def bootstrap(
         )
         purging = asyncio.create_task(_purge_periodically(review), name="purge-conversations")
         stack.callback(purging.cancel)
+        rate_limiter = build_rate_limiter(settings)
+        if rate_limiter is not None:
+            stack.push_async_callback(rate_limiter.close)
         yield Container(
             settings=settings,
             knowledge=knowledge,
@@ -128,6 +133,7 @@ async def bootstrap(
             ask=ask,
             review=review,
             lifecycle=lifecycle,
+            rate_limiter=rate_limiter,
         )
 
 

@@ -195,8 +195,10 @@ def test_client_disconnect_closes_the_upstream_stream(
             received += chunk
             if "two" in received:
                 break
-    # Leaving the block closed the connection mid-answer.
+    # Leaving the block closed the connection mid-answer: the upstream call must follow.
+    left_at = time.monotonic()
     assert upstream.api.wait_for(lambda: upstream.api.closed_by_client == 1, timeout_seconds=5)
+    assert time.monotonic() - left_at < 1.0, "the upstream request is closed within a second"
 
 
 def test_bad_request_is_rejected_before_streaming(

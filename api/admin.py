@@ -1,12 +1,16 @@
-"""The applicant's view: what recruiters asked. Only with ``ADMIN_TOKEN`` set and sent."""
+"""The applicant's view: what recruiters asked, and which documents answer them. Only with
+``ADMIN_TOKEN`` set and sent."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections import Counter
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field
 
-from api.dependencies import AdminDep, ReviewDep
+from api.dependencies import AdminDep, LiveKnowledgeDep, ReviewDep
 from api.schemas import (
     ConversationPage,
     ConversationSummaryOut,
@@ -17,6 +21,8 @@ from api.schemas import (
     UnansweredQuestionOut,
     Usage,
 )
+from infrastructure.knowledge import LoadReport
+from infrastructure.knowledge_live import KnowledgeReloadFailed
 
 router = APIRouter(
     prefix="/admin",
@@ -86,3 +92,74 @@ async def insights(
             total_tokens=found.tokens.total_tokens,
         ),
     )
+
+
+class KnowledgeSourceOut(BaseModel):
+    source: str = Field(description="Path under KNOWLEDGE_DIR, e.g. `en/resume.pdf`.")
+    passages: int
+
+
+class SkippedFileOut(BaseModel):
+    source: str
+    reason: str = Field(
+        description="Why it was left out, e.g. `not UTF-8`, `encrypted PDF`, "
+        "`no extractable text`, `unreadable: PermissionError`."
+    )
+
+
+class KnowledgeOut(BaseModel):
+    passages: int = Field(description="Passages in use, from every document.")
+    sources: list[KnowledgeSourceOut]
+    skipped: list[SkippedFileOut] = Field(description="Documents that could not be read.")
+    loaded_at: datetime = Field(description="When the documents in use were loaded (UTC).")
+
+
+def _knowledge_out(report: LoadReport) -> KnowledgeOut:
+    per_source = Counter(passage.source for passage in report.passages)
+    return KnowledgeOut(
+        passages=len(report.passages),
+        sources=[KnowledgeSourceOut(source=s, passages=n) for s, n in per_source.items()],
+        skipped=[SkippedFileOut(source=f.source, reason=f.reason) for f in report.skipped],
+        loaded_at=report.loaded_at,
+    )
+
+
+_NOT_FROM_A_FOLDER: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": ErrorBody,
+        "description": "ADMIN_TOKEN is not set, or the documents were not loaded from a folder.",
+    }
+}
+
+
+@router.get(
+    "/knowledge",
+    response_model=KnowledgeOut,
+    responses=_NOT_FROM_A_FOLDER,
+    summary="The documents in use, and those that could not be read",
+)
+async def knowledge(live: LiveKnowledgeDep) -> KnowledgeOut:
+    return _knowledge_out(live.report)
+
+
+@router.post(
+    "/knowledge/reload",
+    response_model=KnowledgeOut,
+    responses={
+        **_NOT_FROM_A_FOLDER,
+        500: {
+            "model": ErrorBody,
+            "description": "The folder could not be loaded; the documents before stay in use.",
+        },
+    },
+    summary="Reload KNOWLEDGE_DIR now",
+)
+async def reload_knowledge(live: LiveKnowledgeDep) -> KnowledgeOut:
+    try:
+        report = await live.reload()
+    except KnowledgeReloadFailed as error:
+        raise HTTPException(
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+            f"Reloading KNOWLEDGE_DIR failed ({error}): the documents loaded before stay in use.",
+        ) from None
+    return _knowledge_out(report)

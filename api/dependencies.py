@@ -15,6 +15,7 @@ from api.observability import Metrics
 from application.ask import AskApplicant
 from application.review import ReviewConversations
 from infrastructure.bootstrap import Container
+from infrastructure.knowledge_live import LiveKnowledgeIndex
 from infrastructure.rate_limit import RateDecision
 
 
@@ -34,6 +35,14 @@ def _review(container: ContainerDep) -> ReviewConversations:
     return container.review
 
 
+def _live_knowledge(container: ContainerDep) -> LiveKnowledgeIndex:
+    if container.live_knowledge is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, "The documents were not loaded from KNOWLEDGE_DIR."
+        )
+    return container.live_knowledge
+
+
 def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
@@ -41,6 +50,7 @@ def _metrics(request: Request) -> Metrics:
 
 AskDep = Annotated[AskApplicant, Depends(_ask)]
 ReviewDep = Annotated[ReviewConversations, Depends(_review)]
+LiveKnowledgeDep = Annotated[LiveKnowledgeIndex, Depends(_live_knowledge)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 
 _bearer = HTTPBearer(auto_error=False, description="The ADMIN_TOKEN setting.")

@@ -19,9 +19,10 @@ from api.schemas import (
     MessageOut,
     NoticeOut,
     Readiness,
+    SourceOut,
     Usage,
 )
-from api.sse import SEPARATOR, SSE_DESCRIPTION, SSE_EXAMPLE, answer_events
+from api.sse import SEPARATOR, SSE_DESCRIPTION, SSE_EXAMPLE, answer_events, source_items
 from domain.errors import AnswerNotCompleted
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ async def ask_json(body: AskRequest, ask: AskDep, metrics: MetricsDep) -> Answer
         else None,
         conversation_id=answer.meta.conversation_id,
         notice=NoticeOut(code=notice.code, message=notice.message) if notice else None,
+        sources=[SourceOut(**item) for item in source_items(answer.sources)],
     )
 
 

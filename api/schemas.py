@@ -102,6 +102,14 @@ class NoticeOut(BaseModel):
     message: str
 
 
+class SourceOut(BaseModel):
+    id: int = Field(description="The number the answer cites, as [1], [2], ...")
+    source: str = Field(description="The document, relative to the knowledge folder.")
+    heading: str = Field(description="The headings above the passage, joined with ' > '.")
+    snippet: str = Field(description="The start of the passage.")
+    page: int | None = Field(default=None, description="For PDFs, the page.")
+
+
 class AnswerResponse(BaseModel):
     output_text: str
     model: str
@@ -110,6 +118,9 @@ class AnswerResponse(BaseModel):
     conversation_id: str
     notice: NoticeOut | None = Field(
         default=None, description="Set when the offline engine answered in the model's place."
+    )
+    sources: list[SourceOut] = Field(
+        default_factory=list, description="The passages the answer draws on, as cited."
     )
 
 

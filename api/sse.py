@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sse_starlette import ServerSentEvent
@@ -24,6 +24,7 @@ from domain.models import (
     AnswerMeta,
     EngineSwitched,
     Notice,
+    Passage,
     TextDelta,
     Usage,
 )
@@ -37,14 +38,17 @@ A `text/event-stream` of these events, in order:
    sent at once, before the model's first token. While the daily token budget is spent it
    also has `"notice": {"code": "daily_token_budget_spent", "message": str}` and `mode` is
    `offline`.
-2. The answer as **unnamed** events (no `event:` line): each event's data is the next text
+2. `event: sources`, data `[{"id": int, "source": str, "heading": str, "snippet": str,
+   "page"?: int}]`: the passages of the applicant's documents the answer may use; the answer
+   cites them by `id` as [1], [2]. An empty list when the profile does not cover the question.
+3. The answer as **unnamed** events (no `event:` line): each event's data is the next text
    delta. A delta with line breaks is split into several `data:` lines, as the SSE spec
    requires; a spec-compliant parser joins them with `\\n`, so concatenating the data of the
    unnamed events rebuilds the answer exactly (markdown included).
    If the model cannot be reached before any text, `event: notice` with data
    `{"code": "answered_offline", "message": str, "mode": "offline", "model": str}` comes
    first, and the answer is quoted from the applicant's documents instead.
-3. `event: done`, data `{"usage": {"input_tokens", "output_tokens", "total_tokens"} | null,
+4. `event: done`, data `{"usage": {"input_tokens", "output_tokens", "total_tokens"} | null,
    "finish_reason": "stop" | "max_output_tokens" | ...}`; or, if the answer fails after the
    stream started, `event: error` with data `{"code": str, "message": str}`. Then the stream
    ends.
@@ -56,6 +60,9 @@ Clients should ignore named events they do not know.
 SSE_EXAMPLE = (
     "event: meta\n"
     'data: {"conversation_id": "3q2-5n1x0Wm5u8u6SxQd5g", "model": "offline", "mode": "offline"}\n'
+    "\n"
+    "event: sources\n"
+    'data: [{"id": 1, "source": "en/resume.md", "heading": "Resume > Summary", "snippet": "..."}]\n'
     "\n"
     "data: Here is what the applicant's profile says.\n"
     "data: \n"
@@ -105,6 +112,31 @@ def meta_event(meta: AnswerMeta) -> ServerSentEvent:
     return _event(_json(payload), event="meta")
 
 
+SNIPPET_CHARS = 240
+
+
+def source_items(sources: Sequence[Passage]) -> list[dict[str, Any]]:
+    """The ``sources`` payload: what each numbered citation ([1], [2], ...) refers to."""
+    items: list[dict[str, Any]] = []
+    for number, passage in enumerate(sources, start=1):
+        text = " ".join(passage.text.split())
+        snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rstrip() + "…"
+        item: dict[str, Any] = {
+            "id": number,
+            "source": passage.source,
+            "heading": passage.heading,
+            "snippet": snippet,
+        }
+        if passage.page is not None:
+            item["page"] = passage.page
+        items.append(item)
+    return items
+
+
+def sources_event(sources: Sequence[Passage]) -> ServerSentEvent:
+    return _event(json.dumps(source_items(sources), ensure_ascii=False), event="sources")
+
+
 def notice_event(switched: EngineSwitched) -> ServerSentEvent:
     payload = {**_notice(switched.notice), "mode": switched.mode, "model": switched.model}
     return _event(_json(payload), event="notice")
@@ -122,6 +154,7 @@ async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator
     """
     with metrics.answer_stream(stream.meta.mode) as observed:
         yield meta_event(stream.meta)
+        yield sources_event(stream.sources)
         try:
             async for event in stream.events:
                 if isinstance(event, TextDelta):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TypeGuard
 
 from domain.conversation import AnswerStatus, FinishedAnswer, fit_history, turns_from_messages
+from domain.disclosure import Decline, DisclosurePolicy
 from domain.errors import (
     UPSTREAM_MESSAGES,
     AnswerNotCompleted,
@@ -31,10 +32,11 @@ from domain.models import (
     EngineSwitched,
     Message,
     Notice,
+    Passage,
     RetrievedPassage,
     TextDelta,
 )
-from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT, relevant
+from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT, choose_sources, detect_language
 from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
 
 logger = logging.getLogger(__name__)
@@ -53,11 +55,20 @@ def _upstream_failure(event: AnswerEvent) -> TypeGuard[AnswerFailed]:
     return isinstance(event, AnswerFailed) and event.code.value.startswith("upstream_")
 
 
+async def _declined(decline: Decline) -> AsyncGenerator[AnswerEvent, None]:
+    """A polite refusal in place of an answer: no engine sees the question."""
+    yield TextDelta(decline.text)
+    yield AnswerDone("stop")
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerStream:
-    """An answer that has been accepted: ``meta`` is known now, the events come later."""
+    """An answer that has been accepted: ``meta`` and ``sources`` are known now, the events
+    come later."""
 
     meta: AnswerMeta
+    sources: tuple[Passage, ...]
+    """What the answer may draw on, numbered from 1 in this order."""
     events: AsyncGenerator[AnswerEvent, None]
 
 
@@ -90,6 +101,7 @@ class AskApplicant:
         budget: TokenBudget | None = None,
         fall_back_on_failure: bool = False,
         accepting_questions: Callable[[], bool] = lambda: True,
+        disclosure: DisclosurePolicy | None = None,
     ) -> None:
         self._knowledge = knowledge
         self._engine = engine
@@ -97,6 +109,7 @@ class AskApplicant:
         self._budget = budget
         self._fall_back_on_failure = fall_back_on_failure
         self._accepting_questions = accepting_questions
+        self._disclosure = disclosure or DisclosurePolicy()
         self._conversations = conversations
         self._history_budget_chars = history_budget_chars
         self._default_model = default_model
@@ -142,16 +155,25 @@ class AskApplicant:
                 raise ConversationNotFound()
             is_new = False
             history = stored.history(self._history_budget_chars)
+        language = detect_language(question.content)
+        contact = self._knowledge.contact()
+        decline = self._disclosure.decline(question.content, language, contact)
+        sources: tuple[RetrievedPassage, ...] = ()
+        if decline is None:
+            sources = choose_sources(self._ground((*history, question)), language)
+        else:
+            logger.info("declined a question (%s)", decline.reason)
         request = AnswerRequest(
             messages=(*history, question),
             model=requested_model,
-            grounding=self._ground((*history, question)),
-            contact=self._knowledge.contact(),
+            grounding=sources,
+            contact=contact,
         )
         turn_id = await self._conversations.begin_turn(
             conversation_id,
             question.content,
-            covered=bool(relevant(request.grounding)),
+            # A declined question is not a gap in the profile.
+            covered=decline is not None or bool(sources),
             new_conversation=is_new,
             earlier=earlier_sent,
         )
@@ -162,8 +184,12 @@ class AskApplicant:
             mode=engine.mode,
             notice=notice,
         )
-        events = self._recorded(request, turn_id, meta.model, engine)
-        return AnswerStream(meta=meta, events=events)
+        answer = self._with_fallback(request, engine) if decline is None else _declined(decline)
+        return AnswerStream(
+            meta=meta,
+            sources=tuple(hit.passage for hit in sources),
+            events=self._recorded(answer, turn_id, meta.model),
+        )
 
     async def answer(
         self,
@@ -173,7 +199,7 @@ class AskApplicant:
     ) -> CollectedAnswer:
         """The whole answer at once; raises ``AnswerNotCompleted`` if it cannot be whole."""
         stream = await self.start(messages, model, conversation_id)
-        collected = CollectedAnswer(meta=stream.meta)
+        collected = CollectedAnswer(meta=stream.meta, sources=stream.sources)
         async with aclosing(stream.events) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
@@ -231,7 +257,7 @@ class AskApplicant:
         return self._engine, None
 
     async def _recorded(
-        self, request: AnswerRequest, turn_id: int, model: str, engine: AnswerEngine
+        self, produced: AsyncGenerator[AnswerEvent, None], turn_id: int, model: str
     ) -> AsyncGenerator[AnswerEvent, None]:
         """The answer stream, stored once when it ends: whole, cut short, failed or abandoned.
 
@@ -243,7 +269,7 @@ class AskApplicant:
         error_code: str | None = None
         usage = None
         try:
-            async with aclosing(self._with_fallback(request, engine)) as events:
+            async with aclosing(produced) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         parts.append(event.text)

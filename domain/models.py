@@ -27,6 +27,8 @@ class Passage:
     heading_path: tuple[str, ...]
     """Headings from the top of the document down to this passage."""
     text: str
+    page: int | None = None
+    """The 1-based page the passage is on, for PDFs; ``None`` for documents without pages."""
 
     @property
     def heading(self) -> str:
@@ -34,7 +36,9 @@ class Passage:
 
     @property
     def citation(self) -> str:
-        return f"{self.source} § {self.heading}" if self.heading_path else self.source
+        """Where a reader finds the passage: ``resume.pdf p. 2 § Experience``."""
+        where = self.source if self.page is None else f"{self.source} p. {self.page}"
+        return f"{where} § {self.heading}" if self.heading_path else where
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,7 @@ class CollectedAnswer:
     """An answer read to its end, for clients that want JSON rather than a stream."""
 
     meta: AnswerMeta
+    sources: tuple[Passage, ...] = ()
     text_parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None

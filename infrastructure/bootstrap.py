@@ -18,11 +18,13 @@ from redis.asyncio import Redis
 
 from application.ask import AskApplicant
 from application.review import ReviewConversations
+from domain.disclosure import DisclosurePolicy
 from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
 from infrastructure.budget import MemoryTokenBudget, RedisTokenBudget
 from infrastructure.conversation_store import SqlConversationRepository
 from infrastructure.database import create_engine, migrate
-from infrastructure.knowledge import Bm25KnowledgeIndex
+from infrastructure.disclosure_file import PolicyFileError, load_disclosure_policy
+from infrastructure.knowledge_live import LiveKnowledgeIndex
 from infrastructure.lifecycle import Lifecycle
 from infrastructure.offline_engine import OfflineEngine
 from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy
@@ -39,6 +41,8 @@ PURGE_INTERVAL_SECONDS = 3600.0
 class Container:
     settings: Settings
     knowledge: KnowledgeIndex
+    live_knowledge: LiveKnowledgeIndex | None
+    """``knowledge`` when it is loaded from a folder and can be reloaded (not a test's own)."""
     conversations: ConversationRepository
     ask: AskApplicant
     review: ReviewConversations
@@ -82,10 +86,17 @@ async def bootstrap(
                 await migrate(database)
             conversations = SqlConversationRepository(database)
         if knowledge is None:
-            knowledge = Bm25KnowledgeIndex.from_folder(settings.knowledge_dir)
+            knowledge = await LiveKnowledgeIndex.open(settings.knowledge_dir)
             logger.info(
-                "loaded %d passages from %s", len(knowledge.passages), settings.knowledge_dir
+                "loaded %d passages from %s (%d files skipped)",
+                len(knowledge.passages),
+                settings.knowledge_dir,
+                len(knowledge.report.skipped),
             )
+        live_knowledge = knowledge if isinstance(knowledge, LiveKnowledgeIndex) else None
+        if live_knowledge is not None and settings.knowledge_watch:
+            await stack.enter_async_context(live_knowledge.watching())
+        # The engines and the use case get the live index, so they see every reload.
         offline = OfflineEngine(knowledge)
         if engine is None:
             if settings.resolved_engine == "responses":
@@ -117,6 +128,7 @@ async def bootstrap(
             budget=budget,
             fall_back_on_failure=settings.fallback_to_offline,
             accepting_questions=lambda: not lifecycle.draining,
+            disclosure=_disclosure_policy(settings),
         )
         review = ReviewConversations(
             conversations, retention_days=settings.conversation_retention_days
@@ -129,12 +141,24 @@ async def bootstrap(
         yield Container(
             settings=settings,
             knowledge=knowledge,
+            live_knowledge=live_knowledge,
             conversations=conversations,
             ask=ask,
             review=review,
             lifecycle=lifecycle,
             rate_limiter=rate_limiter,
         )
+
+
+def _disclosure_policy(settings: Settings) -> DisclosurePolicy:
+    try:
+        policy = load_disclosure_policy(settings.knowledge_dir)
+    except PolicyFileError as error:
+        logger.error("%s", error)  # names the file and what to fix; it holds no secret
+        raise
+    if policy.undisclosed:
+        logger.info("not disclosed: %s", ", ".join(t.name for t in policy.undisclosed))
+    return policy
 
 
 @asynccontextmanager

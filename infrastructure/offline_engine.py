@@ -9,15 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator
 
-from domain.models import AnswerDone, AnswerEvent, AnswerRequest, RetrievedPassage, TextDelta
-from domain.policy import Language, detect_language, not_covered_message, relevant
+from domain.models import AnswerDone, AnswerEvent, AnswerRequest, TextDelta
+from domain.policy import Language, choose_sources, detect_language, not_covered_message
 from domain.ports import KnowledgeIndex
 from infrastructure.text_analysis import tokenize
 
 OFFLINE_MODEL = "offline"
 # Share of the question's (IDF-weighted) terms a passage must contain to be quoted.
 MIN_COVERAGE = 0.5
-MAX_QUOTED_PASSAGES = 2
 MAX_QUOTED_LINES = 4
 
 _INTRO: dict[Language, str] = {
@@ -46,7 +45,7 @@ class OfflineEngine:
     def compose(self, request: AnswerRequest) -> list[str]:
         """The answer as the chunks it streams in: one per line, so markdown stays intact."""
         language = detect_language(request.question)
-        hits = self._relevant(request.grounding, language)
+        hits = choose_sources(request.grounding, language)
         if not hits:
             return _lines(not_covered_message(language, request.contact))
         question_terms = set(tokenize(request.question))
@@ -56,17 +55,9 @@ class OfflineEngine:
             # An overview section ("Projects") is best answered with what it contains.
             quoted += [f"- {title}" for title in self._knowledge.subsections(hit.passage)]
             parts.append("\n".join(f"> {line}" for line in quoted))
-            parts.append(f"— {hit.passage.citation}")
+            number = request.grounding.index(hit) + 1
+            parts.append(f"— [{number}] {hit.passage.citation}")
         return _lines("\n\n".join(parts))
-
-    def _relevant(
-        self, grounding: tuple[RetrievedPassage, ...], language: Language
-    ) -> list[RetrievedPassage]:
-        hits = relevant(grounding)
-        # The sample profile says everything twice, in Korean and English: quote the
-        # recruiter's language when the profile has it.
-        same_language = [hit for hit in hits if detect_language(hit.passage.text) == language]
-        return (same_language or hits)[:MAX_QUOTED_PASSAGES]
 
 
 def _best_lines(text: str, question_terms: set[str]) -> list[str]:

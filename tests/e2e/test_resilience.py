@@ -47,7 +47,7 @@ def test_one_upstream_hiccup_is_retried_invisibly(
         Scenario(status_code=500), Scenario(deltas=["Recovered."], usage=FakeUsage(input_tokens=1))
     )
     answer = ask(guarded_app, {"input": "What does Minji do?"})
-    assert answer.names == ["meta", "message", "done"]
+    assert answer.names == ["meta", "sources", "message", "done"]
     assert answer.text == "Recovered."
     assert len(upstream.api.requests) == 2
 
@@ -57,7 +57,7 @@ def test_unreachable_model_falls_back_to_the_documents(
 ) -> None:
     upstream.api.enqueue(Scenario(status_code=503), Scenario(status_code=503))
     answer = ask(guarded_app, {"input": "When can she start?"})
-    assert answer.names[:2] == ["meta", "notice"]
+    assert answer.names[:3] == ["meta", "sources", "notice"]
     assert answer.data_of("meta")["mode"] == "openai"
     notice = answer.data_of("notice")
     assert (notice["code"], notice["mode"], notice["model"]) == (

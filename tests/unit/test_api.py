@@ -48,7 +48,7 @@ def ask_sse(client: TestClient, body: dict[str, Any]) -> Answer:
 
 def test_stream_sends_meta_then_deltas_then_done(client: TestClient) -> None:
     answer = ask_sse(client, {"input": "Where did Jane work?"})
-    assert answer.names == ["meta", "message", "message", "done"]
+    assert answer.names == ["meta", "sources", "message", "message", "done"]
     meta = answer.data_of("meta")
     assert meta["mode"] == "scripted"
     assert meta["model"] == "gpt-4.1-mini"
@@ -108,7 +108,7 @@ def test_failure_after_start_ends_with_an_error_event(
 ) -> None:
     engine.script = failing_script(ErrorCode.UPSTREAM_RATE_LIMITED)
     answer = ask_sse(client, {"input": "hi"})
-    assert answer.names == ["meta", "message", "error"]
+    assert answer.names == ["meta", "sources", "message", "error"]
     assert answer.text == "Partial "
     assert answer.data_of("error")["code"] == "upstream_rate_limited"
 

@@ -320,7 +320,7 @@ async def _events(script: list[AnswerEvent]) -> AsyncGenerator[AnswerEvent, None
 
 
 def _stream(script: list[AnswerEvent]) -> AnswerStream:
-    return AnswerStream(AnswerMeta("conversation", "model", "scripted"), _events(script))
+    return AnswerStream(AnswerMeta("conversation", "model", "scripted"), (), _events(script))
 
 
 def _sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -332,6 +332,7 @@ async def test_a_stream_closed_before_its_end_is_interrupted() -> None:
     script: list[AnswerEvent] = [TextDelta("Hello"), TextDelta(" world"), AnswerDone("stop")]
     events = answer_events(_stream(script), metrics)
     await anext(events)  # meta
+    await anext(events)  # sources
     await anext(events)  # the first delta
     assert _sample(metrics, "open_streams") == 1
     await events.aclose()
@@ -345,7 +346,7 @@ async def test_a_stream_stopped_at_the_token_limit_is_incomplete() -> None:
     metrics = Metrics()
     script: list[AnswerEvent] = [TextDelta("Hel"), AnswerDone("max_output_tokens", Usage(7, 4, 11))]
     frames = [frame async for frame in answer_events(_stream(script), metrics)]
-    assert [frame.event for frame in frames] == ["meta", None, "done"]
+    assert [frame.event for frame in frames] == ["meta", "sources", None, "done"]
     count = "answer_stream_duration_seconds_count"
     assert _sample(metrics, count, mode="scripted", outcome="incomplete") == 1
     assert _sample(metrics, "answer_tokens_total", kind="output") == 4

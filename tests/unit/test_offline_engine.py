@@ -45,7 +45,7 @@ def assert_only_quotes(text: str, passages: list[Passage]) -> None:
         if line.startswith("> - ") and any(line[4:] in p.heading_path for p in passages):
             continue
         if line.startswith("— "):
-            assert line[2:] in citations
+            assert re.sub(r"^\[\d+\] ", "", line[2:]) in citations, line
             continue
         assert line.startswith("> "), line
         quoted = line[2:]
@@ -58,7 +58,7 @@ async def test_english_question_quotes_the_resume(sample: Bm25KnowledgeIndex) ->
     text = await answer(sample, "What is her biggest achievement?")
     assert text.startswith("Here is what the applicant's profile says.")
     assert "820 ms" in text
-    assert "— en/" in text
+    assert "— [1] en/" in text
     assert_only_quotes(text, list(sample.passages))
 
 
@@ -67,7 +67,7 @@ async def test_korean_question_is_answered_from_korean_documents(
 ) -> None:
     text = await answer(sample, "어떤 프로젝트를 했나요?")
     assert text.startswith("지원자의 프로필 문서에서 찾은 내용입니다.")
-    assert "— ko/프로젝트.md" in text
+    assert "— [1] ko/프로젝트.md" in text
     assert_only_quotes(text, list(sample.passages))
 
 

@@ -1,0 +1,444 @@
+"""Offline evaluation on a labelled question set: ``uv run python -m evaluation.evaluate``.
+
+For every question in ``evaluation/questions.yaml`` it asks the knowledge index and the
+offline engine the way the service does (the disclosure policy declines protected and
+undisclosed topics first, with ``policy.yaml`` from the knowledge folder; then the relevant
+passages are chosen and quoted) and reports:
+
+- recall@3 (answerable questions): one of the top 3 retrieved passages is an acceptable source;
+- fact rate (answerable): the offline answer contains one of the expected facts;
+- false refusals (answerable): the answer refuses or declines without giving an expected fact;
+- refusal accuracy (unanswerable and protected): the offline answer refuses or declines.
+
+``--check`` exits with status 1 when a target (recall@3, refusal accuracy) is missed.
+See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+
+from domain.disclosure import DisclosurePolicy
+from domain.models import AnswerRequest, Message, Passage, RetrievedPassage
+from domain.policy import Language, choose_sources, detect_language, not_covered_message
+from infrastructure.disclosure_file import load_disclosure_policy
+from infrastructure.knowledge import Bm25KnowledgeIndex
+from infrastructure.offline_engine import OfflineEngine
+from infrastructure.settings import SAMPLE_PROFILE_DIR
+
+QUESTIONS_FILE = Path(__file__).with_name("questions.yaml")
+KINDS = ("direct", "paraphrase", "cross_language", "unanswerable", "protected")
+MUST_REFUSE = frozenset({"unanswerable", "protected"})
+LANGUAGES: tuple[Language, ...] = get_args(Language)
+RECALL_AT = 3
+GROUNDING_LIMIT = 4
+"""Passages the service retrieves per question (``AskApplicant``'s ``grounding_limit``)."""
+TARGETS = {"recall_at_3": 0.9, "refusal_accuracy": 0.9}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """An acceptable passage: its document and the last heading above it (None: no heading)."""
+
+    source: str
+    heading: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    id: str
+    lang: Language
+    question: str
+    kind: str
+    expected_facts: tuple[str, ...] = ()
+    sources: tuple[SourceRef, ...] = ()
+
+    @property
+    def answerable(self) -> bool:
+        return self.kind not in MUST_REFUSE
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one question. A metric that does not apply is None."""
+
+    question: Question
+    retrieved: tuple[RetrievedPassage, ...]
+    """The top ``RECALL_AT`` passages, best first."""
+    answer: str
+    declined: str | None
+    """Why the disclosure policy declined the question before retrieval, if it did."""
+    refused: bool
+    """Declined, or answered with "the profile does not cover this"."""
+    recall_hit: bool | None
+    fact_hit: bool | None
+    false_refusal: bool | None
+    """Answerable, yet refused without giving an expected fact."""
+    source_rank: int | None
+    """1-based rank of the first acceptable passage in the top 10, for answerable questions."""
+
+    @property
+    def failures(self) -> list[str]:
+        problems = []
+        if self.recall_hit is False:
+            problems.append(
+                "recall@3"
+                if self.source_rank is None
+                else f"recall@3 (acceptable source at rank {self.source_rank})"
+            )
+        if self.false_refusal:
+            problems.append("false refusal")
+        elif self.fact_hit is False:
+            problems.append("fact missing from answer")
+        if not self.question.answerable and not self.refused:
+            problems.append("answered instead of refusing")
+        return problems
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    questions: int
+    answerable: int
+    must_refuse: int
+    recall_at_3: float | None
+    fact_rate: float | None
+    false_refusal_rate: float | None
+    refusal_accuracy: float | None
+
+
+# ------------------------------------------------------------------------- the question set
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{where}: expected a list of non-empty strings")
+    return tuple(value)
+
+
+def _question(raw: object, index: int) -> Question:
+    if not isinstance(raw, dict):
+        raise ValueError(f"question #{index}: expected a mapping")
+    where = f"question {raw.get('id', f'#{index}')}"
+    for key in ("id", "lang", "question", "kind"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ValueError(f"{where}: '{key}' must be a non-empty string")
+    lang, kind = raw["lang"], raw["kind"]
+    if lang not in LANGUAGES:
+        raise ValueError(f"{where}: 'lang' must be one of {LANGUAGES}")
+    if kind not in KINDS:
+        raise ValueError(f"{where}: 'kind' must be one of {KINDS}")
+    facts = _strings(raw.get("expected_facts", []), f"{where} expected_facts")
+    sources: list[SourceRef] = []
+    for ref in raw.get("sources") or []:
+        if not isinstance(ref, dict) or not isinstance(ref.get("source"), str):
+            raise ValueError(f"{where}: each source needs 'source' (and 'heading')")
+        heading = ref.get("heading")
+        if heading is not None and not isinstance(heading, str):
+            raise ValueError(f"{where}: 'heading' must be a string or null")
+        sources.append(SourceRef(ref["source"], heading))
+    if kind in MUST_REFUSE and (facts or sources):
+        raise ValueError(f"{where}: a question that must be refused has no facts or sources")
+    if kind not in MUST_REFUSE and not facts:
+        raise ValueError(f"{where}: an answerable question needs 'expected_facts'")
+    return Question(raw["id"], lang, raw["question"], kind, facts, tuple(sources))
+
+
+def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    items = data.get("questions") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a list of questions under 'questions'")
+    questions = [_question(raw, index) for index, raw in enumerate(items, 1)]
+    ids = [q.id for q in questions]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{path}: duplicate ids {duplicates}")
+    return questions
+
+
+# ------------------------------------------------------------------------- matching
+
+
+def normalize(text: str) -> str:
+    """Whitespace collapsed, markdown bold dropped, Latin letters case-folded."""
+    return " ".join(text.replace("**", "").split()).casefold()
+
+
+def contains_fact(text: str, facts: Iterable[str]) -> bool:
+    haystack = normalize(text)
+    return any(normalize(fact) in haystack for fact in facts)
+
+
+def last_heading(passage: Passage) -> str | None:
+    return passage.heading_path[-1] if passage.heading_path else None
+
+
+def is_acceptable(passage: Passage, question: Question) -> bool:
+    """The passage is one of the question's sources.
+
+    A document without headings (faq.txt) cannot say which of its passages is meant, so
+    there a passage counts only if it also holds an expected fact. Without any sources,
+    a passage that holds an expected fact counts.
+    """
+    if not question.sources:
+        return contains_fact(passage.text, question.expected_facts)
+    heading = last_heading(passage)
+    return any(
+        ref.source == passage.source
+        and ref.heading == heading
+        and (heading is not None or contains_fact(passage.text, question.expected_facts))
+        for ref in question.sources
+    )
+
+
+def refusal_markers() -> tuple[str, ...]:
+    """Sentences that only a refusal contains: "not covered", and the protected-topic decline."""
+    markers = [not_covered_message(language, None).splitlines()[0] for language in LANGUAGES]
+    policy = DisclosurePolicy()
+    probes: dict[Language, str] = {"en": "How old is she?", "ko": "몇 살인가요?"}
+    for language, probe in probes.items():
+        decline = policy.decline(probe, language)
+        if decline is not None:
+            markers.append(decline.text.splitlines()[0])
+    return tuple(markers)
+
+
+# ------------------------------------------------------------------------- running
+
+
+Answerer = Callable[[str], tuple[str, str | None]]
+"""Question -> (answer text, the reason it was declined before retrieval, if it was)."""
+
+
+def offline_answerer(
+    index: Bm25KnowledgeIndex, disclosure: DisclosurePolicy | None = None
+) -> Answerer:
+    """Answers as ``AskApplicant`` does with the offline engine: decline, ground, compose."""
+    engine = OfflineEngine(index)
+    policy = disclosure or DisclosurePolicy()
+    contact = index.contact()
+
+    def answer(question: str) -> tuple[str, str | None]:
+        language = detect_language(question)
+        decline = policy.decline(question, language, contact)
+        if decline is not None:
+            return decline.text, decline.reason
+        grounding = choose_sources(index.search(question, GROUNDING_LIMIT), language)
+        request = AnswerRequest(
+            messages=(Message("user", question),),
+            model="offline",
+            grounding=grounding,
+            contact=contact,
+        )
+        return "".join(engine.compose(request)), None
+
+    return answer
+
+
+def evaluate(
+    index: Bm25KnowledgeIndex,
+    questions: Sequence[Question],
+    answerer: Answerer | None = None,
+) -> list[Outcome]:
+    answer_for = answerer or offline_answerer(index)
+    markers = refusal_markers()
+    contact = index.contact()
+    outcomes: list[Outcome] = []
+    for question in questions:
+        ranked = index.search(question.question, 10)
+        answer, declined = answer_for(question.question)
+        refused = declined is not None or any(marker in answer for marker in markers)
+        # A refusal ends with the contact block: it is not an answer to the question.
+        said = answer.replace(contact.text.strip(), "") if refused and contact else answer
+        recall_hit = fact_hit = false_refusal = None
+        source_rank = None
+        if question.answerable:
+            source_rank = next(
+                (
+                    rank
+                    for rank, hit in enumerate(ranked, 1)
+                    if is_acceptable(hit.passage, question)
+                ),
+                None,
+            )
+            recall_hit = source_rank is not None and source_rank <= RECALL_AT
+            fact_hit = contains_fact(said, question.expected_facts)
+            # A decline that states the fact (salary: "discussed directly") is an answer.
+            false_refusal = refused and not fact_hit
+        outcomes.append(
+            Outcome(
+                question=question,
+                retrieved=tuple(ranked[:RECALL_AT]),
+                answer=answer,
+                declined=declined,
+                refused=refused,
+                recall_hit=recall_hit,
+                fact_hit=fact_hit,
+                false_refusal=false_refusal,
+                source_rank=source_rank,
+            )
+        )
+    return outcomes
+
+
+def _rate(values: Sequence[bool]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def metrics(outcomes: Sequence[Outcome]) -> Metrics:
+    answerable = [o for o in outcomes if o.question.answerable]
+    must_refuse = [o for o in outcomes if not o.question.answerable]
+    return Metrics(
+        questions=len(outcomes),
+        answerable=len(answerable),
+        must_refuse=len(must_refuse),
+        recall_at_3=_rate([bool(o.recall_hit) for o in answerable]),
+        fact_rate=_rate([bool(o.fact_hit) for o in answerable]),
+        false_refusal_rate=_rate([bool(o.false_refusal) for o in answerable]),
+        refusal_accuracy=_rate([o.refused for o in must_refuse]),
+    )
+
+
+def breakdown(outcomes: Sequence[Outcome]) -> dict[str, Metrics]:
+    """Metrics overall, by kind and by language, in a stable order."""
+    rows = {"overall": metrics(outcomes)}
+    for kind in KINDS:
+        subset = [o for o in outcomes if o.question.kind == kind]
+        if subset:
+            rows[f"kind: {kind}"] = metrics(subset)
+    for language in LANGUAGES:
+        subset = [o for o in outcomes if o.question.lang == language]
+        if subset:
+            rows[f"lang: {language}"] = metrics(subset)
+    return rows
+
+
+def run(knowledge_dir: Path, questions_file: Path = QUESTIONS_FILE) -> list[Outcome]:
+    """The evaluation as the service would answer from ``knowledge_dir``, its policy included."""
+    index = Bm25KnowledgeIndex.from_folder(knowledge_dir)
+    answerer = offline_answerer(index, load_disclosure_policy(knowledge_dir))
+    return evaluate(index, load_questions(questions_file), answerer)
+
+
+def missed_targets(overall: Metrics) -> list[str]:
+    missed = []
+    for name, target in TARGETS.items():
+        value = getattr(overall, name)
+        if value is not None and value < target:
+            missed.append(f"{name} {value:.3f} < {target}")
+    return missed
+
+
+# ------------------------------------------------------------------------- reporting
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def format_table(rows: dict[str, Metrics]) -> str:
+    header = (
+        "| | questions | recall@3 | fact rate | false refusals | refusal accuracy |",
+        "|---|---:|---:|---:|---:|---:|",
+    )
+    lines = [
+        f"| {name} | {m.questions} | {_cell(m.recall_at_3)} | {_cell(m.fact_rate)} "
+        f"| {_cell(m.false_refusal_rate)} | {_cell(m.refusal_accuracy)} |"
+        for name, m in rows.items()
+    ]
+    return "\n".join((*header, *lines))
+
+
+def _describe(hit: RetrievedPassage | None) -> str:
+    if hit is None:
+        return "(nothing retrieved)"
+    return f"{hit.passage.citation} (coverage {hit.score:.3f})"
+
+
+def format_failures(outcomes: Sequence[Outcome]) -> str:
+    failed = [o for o in outcomes if o.failures]
+    if not failed:
+        return "No failures."
+    lines = [f"{len(failed)} question(s) with a failure:"]
+    for o in failed:
+        top = o.retrieved[0] if o.retrieved else None
+        lines.append(
+            f"- {o.question.id} [{o.question.kind}, {o.question.lang}] {o.question.question}\n"
+            f"    failed: {'; '.join(o.failures)}\n"
+            f"    top-1: {_describe(top)}" + (f"\n    declined: {o.declined}" if o.declined else "")
+        )
+    return "\n".join(lines)
+
+
+def to_json(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    rows = breakdown(outcomes)
+    return {
+        "targets": TARGETS,
+        "missed_targets": missed_targets(rows["overall"]),
+        "metrics": {name: asdict(m) for name, m in rows.items()},
+        "questions": [
+            {
+                "id": o.question.id,
+                "lang": o.question.lang,
+                "kind": o.question.kind,
+                "question": o.question.question,
+                "recall_hit": o.recall_hit,
+                "source_rank": o.source_rank,
+                "fact_hit": o.fact_hit,
+                "false_refusal": o.false_refusal,
+                "refused": o.refused,
+                "declined": o.declined,
+                "failures": o.failures,
+                "retrieved": [
+                    {
+                        "source": hit.passage.source,
+                        "heading": last_heading(hit.passage),
+                        "coverage": hit.score,
+                    }
+                    for hit in o.retrieved
+                ],
+                "answer": o.answer,
+            }
+            for o in outcomes
+        ],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.evaluate",
+        description="Recall@3, offline fact rate and refusal accuracy on a labelled question set.",
+    )
+    parser.add_argument("--knowledge-dir", type=Path, default=SAMPLE_PROFILE_DIR)
+    parser.add_argument("--questions", type=Path, default=QUESTIONS_FILE)
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+
+    outcomes = run(args.knowledge_dir, args.questions)
+    rows = breakdown(outcomes)
+    missed = missed_targets(rows["overall"])
+
+    print(format_table(rows))
+    print()
+    targets = ", ".join(f"{name} >= {value}" for name, value in TARGETS.items())
+    print(f"Targets: {targets}: {'missed: ' + '; '.join(missed) if missed else 'met'}.")
+    print()
+    print(format_failures(outcomes))
+    if args.json:
+        args.json.write_text(
+            json.dumps(to_json(outcomes), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

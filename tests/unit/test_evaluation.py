@@ -1,0 +1,129 @@
+"""The labelled question set is well-formed and the evaluation runs on the sample profile.
+
+The targets (recall@3, refusal accuracy) are reported by ``python -m evaluation.evaluate``,
+not asserted here: retrieval is tuned against them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from evaluation.evaluate import (
+    KINDS,
+    Question,
+    breakdown,
+    contains_fact,
+    evaluate,
+    is_acceptable,
+    last_heading,
+    load_questions,
+    main,
+    refusal_markers,
+    run,
+)
+from infrastructure.knowledge import Bm25KnowledgeIndex
+from infrastructure.settings import SAMPLE_PROFILE_DIR
+
+
+@pytest.fixture(scope="module")
+def index() -> Bm25KnowledgeIndex:
+    return Bm25KnowledgeIndex.from_folder(SAMPLE_PROFILE_DIR)
+
+
+@pytest.fixture(scope="module")
+def questions() -> list[Question]:
+    return load_questions()
+
+
+def test_the_set_is_large_and_balanced(questions: list[Question]) -> None:
+    assert len(questions) >= 60
+    languages = Counter(q.lang for q in questions)
+    assert set(languages) == {"ko", "en"}
+    assert all(count >= 0.45 * len(questions) for count in languages.values()), languages
+    assert {q.kind for q in questions} == set(KINDS)
+    assert len({q.id for q in questions}) == len(questions)
+
+
+def test_answerable_questions_have_facts_and_sources(questions: list[Question]) -> None:
+    for question in questions:
+        if question.answerable:
+            assert question.expected_facts, question.id
+            assert question.sources, question.id
+        else:
+            assert not question.expected_facts, question.id
+            assert not question.sources, question.id
+
+
+def test_every_source_names_a_passage_of_the_profile(
+    index: Bm25KnowledgeIndex, questions: list[Question]
+) -> None:
+    known = {(p.source, last_heading(p)) for p in index.passages}
+    for question in questions:
+        for ref in question.sources:
+            assert (ref.source, ref.heading) in known, (question.id, ref)
+
+
+def test_every_expected_fact_is_stated_by_an_acceptable_source(
+    index: Bm25KnowledgeIndex, questions: list[Question]
+) -> None:
+    """Each alternative is grounded, and each listed source states one of them."""
+    for question in questions:
+        if not question.answerable:
+            continue
+        sources = [p for p in index.passages if is_acceptable(p, question)]
+        for fact in question.expected_facts:
+            assert any(contains_fact(p.text, [fact]) for p in sources), (question.id, fact)
+        for ref in question.sources:
+            named = [
+                p
+                for p in index.passages
+                if p.source == ref.source and last_heading(p) == ref.heading
+            ]
+            assert any(contains_fact(p.text, question.expected_facts) for p in named), (
+                question.id,
+                ref,
+            )
+
+
+def test_refusals_are_recognised() -> None:
+    markers = refusal_markers()
+    assert any(m.startswith("The applicant's profile does not cover") for m in markers)
+    assert any(m.startswith("지원자의 프로필 문서에는") for m in markers)
+
+
+def test_the_evaluation_runs_and_reports_rates(questions: list[Question]) -> None:
+    outcomes = run(SAMPLE_PROFILE_DIR)
+    assert len(outcomes) == len(questions)
+    rows = breakdown(outcomes)
+    assert {"overall", "lang: ko", "lang: en"} <= set(rows)
+    assert {f"kind: {kind}" for kind in KINDS} <= set(rows)
+    overall = rows["overall"]
+    for value in (
+        overall.recall_at_3,
+        overall.fact_rate,
+        overall.false_refusal_rate,
+        overall.refusal_accuracy,
+    ):
+        assert value is not None
+        assert 0.0 <= value <= 1.0
+
+
+def test_protected_questions_are_declined_before_retrieval(
+    index: Bm25KnowledgeIndex,
+) -> None:
+    [outcome] = evaluate(index, [Question("age", "en", "How old is she?", "protected")])
+    assert outcome.declined is not None
+    assert outcome.refused
+
+
+def test_the_command_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results.json"
+    assert main(["--json", str(out)]) == 0
+    assert "recall@3" in capsys.readouterr().out
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert 0.0 <= results["metrics"]["overall"]["recall_at_3"] <= 1.0
+    assert len(results["questions"]) == len(load_questions())

@@ -36,8 +36,14 @@ from domain.models import (
     RetrievedPassage,
     TextDelta,
 )
-from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT, choose_sources, detect_language
-from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
+from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT, choose_sources, detect_language, fuse
+from domain.ports import (
+    AnswerEngine,
+    ConversationRepository,
+    KnowledgeIndex,
+    SemanticSearch,
+    TokenBudget,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +108,7 @@ class AskApplicant:
         fall_back_on_failure: bool = False,
         accepting_questions: Callable[[], bool] = lambda: True,
         disclosure: DisclosurePolicy | None = None,
+        semantic: SemanticSearch | None = None,
     ) -> None:
         self._knowledge = knowledge
         self._engine = engine
@@ -110,6 +117,7 @@ class AskApplicant:
         self._fall_back_on_failure = fall_back_on_failure
         self._accepting_questions = accepting_questions
         self._disclosure = disclosure or DisclosurePolicy()
+        self._semantic = semantic
         self._conversations = conversations
         self._history_budget_chars = history_budget_chars
         self._default_model = default_model
@@ -160,7 +168,7 @@ class AskApplicant:
         decline = self._disclosure.decline(question.content, language, contact)
         sources: tuple[RetrievedPassage, ...] = ()
         if decline is None:
-            sources = choose_sources(self._ground((*history, question)), language)
+            sources = choose_sources(await self._ground((*history, question)), language)
         else:
             logger.info("declined a question (%s)", decline.reason)
         request = AnswerRequest(
@@ -238,17 +246,22 @@ class AskApplicant:
             raise ModelNotAllowed(model, self._allowed_models)
         return model
 
-    def _ground(self, conversation: tuple[Message, ...]) -> tuple[RetrievedPassage, ...]:
+    async def _ground(self, conversation: tuple[Message, ...]) -> list[RetrievedPassage]:
         question = conversation[-1].content
-        hits = self._knowledge.search(question, self._grounding_limit)
+        hits = await self._search(question)
         earlier = [m.content for m in conversation[:-1] if m.role == "user"]
         if earlier and (not hits or hits[0].score < FOLLOW_UP_COVERAGE):
-            with_context = self._knowledge.search(
-                f"{earlier[-1]}\n{question}", self._grounding_limit
-            )
+            with_context = await self._search(f"{earlier[-1]}\n{question}")
             if with_context and (not hits or with_context[0].score > hits[0].score):
                 hits = with_context
-        return tuple(hits)
+        return hits
+
+    async def _search(self, query: str) -> list[RetrievedPassage]:
+        lexical = self._knowledge.search(query, self._grounding_limit)
+        if self._semantic is None:
+            return lexical
+        semantic = await self._semantic.similar(query, self._grounding_limit)
+        return fuse(lexical, semantic, self._grounding_limit)
 
     async def _engine_for_this_answer(self) -> tuple[AnswerEngine, Notice | None]:
         offline, budget = self._offline, self._budget

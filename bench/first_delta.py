@@ -75,6 +75,7 @@ def main() -> None:
         environment = {
             "OPENAI_API_KEY": "sk-bench",
             "OPENAI_BASE_URL": fake.base_url,
+            "SEMANTIC_SEARCH": "false",
             "LOG_LEVEL": "warning",
         }
         with run_app(environment) as app:

@@ -25,6 +25,24 @@ def relevant(grounding: Sequence[RetrievedPassage]) -> list[RetrievedPassage]:
     return [hit for hit in grounding if hit.score >= MIN_COVERAGE]
 
 
+RRF_K = 60
+
+
+def fuse(
+    lexical: Sequence[RetrievedPassage], semantic: Sequence[RetrievedPassage], limit: int
+) -> list[RetrievedPassage]:
+    """Hybrid ranking: reciprocal rank fusion of both lists, each passage keeping its best
+    score, so a paraphrase found only by meaning still counts as relevant."""
+    rank_score: dict[Passage, float] = {}
+    best: dict[Passage, float] = {}
+    for hits in (lexical, semantic):
+        for rank, hit in enumerate(hits):
+            rank_score[hit.passage] = rank_score.get(hit.passage, 0.0) + 1.0 / (RRF_K + rank)
+            best[hit.passage] = max(best.get(hit.passage, 0.0), hit.score)
+    ordered = sorted(rank_score, key=lambda passage: rank_score[passage], reverse=True)
+    return [RetrievedPassage(passage, best[passage]) for passage in ordered[:limit]]
+
+
 def choose_sources(
     hits: Sequence[RetrievedPassage], language: Language, limit: int = MAX_SOURCES
 ) -> tuple[RetrievedPassage, ...]:

@@ -105,3 +105,12 @@ class TokenBudget(Protocol):
         ...
 
     async def spend(self, tokens: int) -> None: ...
+
+
+class SemanticSearch(Protocol):
+    """Finds passages close in meaning to a question, in any language (embeddings)."""
+
+    async def similar(self, query: str, limit: int) -> list[RetrievedPassage]:
+        """Best passages first, each scored on the same scale as lexical coverage (0.5 is
+        the line of relevance); an empty list when the service cannot be used right now."""
+        ...

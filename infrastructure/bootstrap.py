@@ -29,6 +29,7 @@ from infrastructure.lifecycle import Lifecycle
 from infrastructure.offline_engine import OfflineEngine
 from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy
 from infrastructure.rate_limit import ClientRateLimiter, build_rate_limiter
+from infrastructure.semantic import EmbeddingCache, EmbeddingSearch
 from infrastructure.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -98,10 +99,13 @@ async def bootstrap(
             await stack.enter_async_context(live_knowledge.watching())
         # The engines and the use case get the live index, so they see every reload.
         offline = OfflineEngine(knowledge)
+        client: AsyncOpenAI | None = None
+        if settings.resolved_engine == "responses":
+            client = build_openai_client(settings)
+            stack.push_async_callback(client.close)
+        semantic = _semantic_search(settings, client, knowledge, stack)
         if engine is None:
-            if settings.resolved_engine == "responses":
-                client = build_openai_client(settings)
-                stack.push_async_callback(client.close)
+            if client is not None:
                 engine = ResponsesEngine(
                     client,
                     max_output_tokens=settings.max_output_tokens,
@@ -129,6 +133,7 @@ async def bootstrap(
             fall_back_on_failure=settings.fallback_to_offline,
             accepting_questions=lambda: not lifecycle.draining,
             disclosure=_disclosure_policy(settings),
+            semantic=semantic,
         )
         review = ReviewConversations(
             conversations, retention_days=settings.conversation_retention_days
@@ -147,6 +152,35 @@ async def bootstrap(
             review=review,
             lifecycle=lifecycle,
             rate_limiter=rate_limiter,
+        )
+
+
+def _semantic_search(
+    settings: Settings, client: AsyncOpenAI | None, knowledge: KnowledgeIndex, stack: AsyncExitStack
+) -> EmbeddingSearch | None:
+    """Embeddings-based search beside the lexical one, when a model provider is configured."""
+    if client is None or not settings.semantic_search:
+        return None
+    search = EmbeddingSearch(
+        client,
+        knowledge,
+        EmbeddingCache(settings.embeddings_cache),
+        model=settings.embedding_model,
+        min_similarity=settings.semantic_min_similarity,
+    )
+    # Embed the documents now, in the background, so the first question need not wait.
+    warming = asyncio.create_task(_warm_up(search), name="embed-documents")
+    stack.callback(warming.cancel)
+    logger.info("semantic search: %s", settings.embedding_model)
+    return search
+
+
+async def _warm_up(search: EmbeddingSearch) -> None:
+    try:
+        await search.refresh()
+    except Exception as error:
+        logger.warning(
+            "embedding the documents failed: %s; will retry on demand", type(error).__name__
         )
 
 

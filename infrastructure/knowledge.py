@@ -6,18 +6,20 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bm25s
 import numpy as np
 
 from domain.models import Passage, RetrievedPassage
+from infrastructure.pdf_text import PdfBlock, UnreadablePdf, read_pdf
 from infrastructure.text_analysis import analyze, tokenize
 
 logger = logging.getLogger(__name__)
 
-DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
+DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".pdf"})
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _CONTACT_HEADING = re.compile(r"contact|연락처|연락", re.IGNORECASE)
@@ -65,39 +67,128 @@ def split_plain_text(source: str, text: str) -> list[Passage]:
     ]
 
 
-def _chunks(content: str) -> Iterable[str]:
-    if len(content) <= MAX_PASSAGE_CHARS:
-        yield content
-        return
+def split_pdf(source: str, pages: Sequence[Sequence[PdfBlock]]) -> list[Passage]:
+    """Passages by page and paragraph: a page's paragraphs are grouped up to
+    ``MAX_PASSAGE_CHARS``, under the headings found above them (which carry over pages)."""
+    passages: list[Passage] = []
+    headings: list[tuple[int, str]] = []
+    for number, blocks in enumerate(pages, start=1):
+        body: list[str] = []
+        for block in (*blocks, None):  # None: the end of the page
+            if block is not None and block.level is None:
+                body.append(block.text)
+                continue
+            path = tuple(title for _, title in headings)
+            passages.extend(Passage(source, path, chunk, number) for chunk in _chunks(body))
+            body = []
+            if block is not None and block.level is not None:
+                while headings and headings[-1][0] >= block.level:
+                    headings.pop()
+                headings.append((block.level, block.text))
+    return passages
+
+
+def _chunks(content: str | Sequence[str]) -> Iterable[str]:
+    """Paragraphs (blank-line separated, or given one by one) grouped into passages of at most
+    ``MAX_PASSAGE_CHARS``; a longer paragraph is cut between sentences."""
+    paragraphs = re.split(r"\n\s*\n", content) if isinstance(content, str) else content
     chunk: list[str] = []
     size = 0
-    for paragraph in re.split(r"\n\s*\n", content):
-        if chunk and size + len(paragraph) > MAX_PASSAGE_CHARS:
-            yield "\n\n".join(chunk)
-            chunk, size = [], 0
-        chunk.append(paragraph.strip())
-        size += len(paragraph)
+    for paragraph in paragraphs:
+        for piece in _pieces(paragraph.strip()):
+            if chunk and size + 2 + len(piece) > MAX_PASSAGE_CHARS:
+                yield "\n\n".join(chunk)
+                chunk, size = [], 0
+            size += len(piece) + (2 if chunk else 0)
+            chunk.append(piece)
     if chunk:
         yield "\n\n".join(chunk)
 
 
-def load_passages(folder: Path) -> list[Passage]:
-    """Every markdown and text document under ``folder``, in a stable order."""
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?。])\s+")
+
+
+def _pieces(paragraph: str) -> Iterable[str]:
+    """A paragraph in pieces of at most ``MAX_PASSAGE_CHARS``: whole sentences if it can."""
+    if len(paragraph) <= MAX_PASSAGE_CHARS:
+        if paragraph:
+            yield paragraph
+        return
+    piece = ""
+    for sentence in _SENTENCE_BREAK.split(paragraph):
+        while len(sentence) > MAX_PASSAGE_CHARS:  # no sentence break: cut at a space
+            cut = sentence.rfind(" ", 0, MAX_PASSAGE_CHARS) + 1 or MAX_PASSAGE_CHARS
+            head, sentence = sentence[:cut].rstrip(), sentence[cut:]
+            if piece:
+                yield piece
+            piece = ""
+            yield head
+        if piece and len(piece) + 1 + len(sentence) > MAX_PASSAGE_CHARS:
+            yield piece
+            piece = ""
+        piece = f"{piece} {sentence}" if piece else sentence
+    if piece:
+        yield piece
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A document that could not be read, and why, in a short phrase (``not UTF-8``,
+    ``encrypted PDF``, ``no extractable text``, ``unreadable: PermissionError``)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What loading the knowledge folder gave: the passages, and the files left out."""
+
+    passages: tuple[Passage, ...]
+    skipped: tuple[SkippedFile, ...] = ()
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def load_documents(folder: Path) -> LoadReport:
+    """Every ``.md``, ``.markdown``, ``.txt`` and ``.pdf`` document under ``folder``, in a
+    stable order. A file that cannot be read is skipped, never fatal: it is logged (one
+    warning line) and listed in the report. Hidden files and folders are ignored."""
     if not folder.is_dir():
         raise FileNotFoundError(f"KNOWLEDGE_DIR {folder} is not a folder")
     passages: list[Passage] = []
+    skipped: list[SkippedFile] = []
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in DOCUMENT_SUFFIXES):
-        if not path.is_file() or any(part.startswith(".") for part in path.parts):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
             continue
-        source = path.relative_to(folder).as_posix()
+        source = relative.as_posix()
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as error:
-            logger.warning("skipping %s: %s", source, type(error).__name__)
-            continue
-        split = split_plain_text if path.suffix.lower() == ".txt" else split_markdown
-        passages.extend(split(source, text))
-    return passages
+            passages.extend(_read(path, source))
+        except Exception as error:  # any file may be broken; none may stop the others
+            skipped.append(SkippedFile(source, _reason(error)))
+            logger.warning("skipped %s: %s", source, skipped[-1].reason)
+    return LoadReport(tuple(passages), tuple(skipped))
+
+
+def load_passages(folder: Path) -> list[Passage]:
+    """The passages of ``load_documents``, for callers that need no report."""
+    return list(load_documents(folder).passages)
+
+
+def _read(path: Path, source: str) -> list[Passage]:
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        return split_pdf(source, read_pdf(path))
+    text = path.read_text(encoding="utf-8-sig")
+    return split_plain_text(source, text) if suffix == ".txt" else split_markdown(source, text)
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnreadablePdf):
+        return str(error)
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8"
+    return f"unreadable: {type(error).__name__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +239,7 @@ class Bm25KnowledgeIndex:
 
     @classmethod
     def from_folder(cls, folder: Path) -> Bm25KnowledgeIndex:
-        return cls(load_passages(folder))
+        return cls(load_documents(folder).passages)
 
     @staticmethod
     def _searchable_text(passage: Passage) -> str:

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     allowed_models: CommaSeparated = ()
     engine: EngineChoice = "auto"
     knowledge_dir: Path = SAMPLE_PROFILE_DIR
+    knowledge_watch: bool = True  # rebuild the index when KNOWLEDGE_DIR changes
     max_input_chars: int = Field(default=4000, ge=1, le=100_000)
     max_output_tokens: int = Field(default=800, ge=16, le=32_000)
     cors_origins: CommaSeparated = ()
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10_000_000)
     log_format: Literal["json", "text"] = "json"
+    # Answers the applicant can trust: retrieval.
+    semantic_search: bool = True
+    embedding_model: str = "text-embedding-3-small"
+    semantic_min_similarity: float = Field(default=0.35, ge=0.0, le=1.0)
+    embeddings_cache: Path = Path("data/embeddings.sqlite3")
 
     @field_validator("allowed_models", "cors_origins", "trusted_proxies", mode="before")
     @classmethod

@@ -9,8 +9,8 @@ English words are lower-cased and reduced to their Snowball stems (projects -> p
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
-from functools import lru_cache
 
 import Stemmer
 
@@ -51,9 +51,16 @@ KOREAN_SUFFIXES = tuple(
 )
 
 
-@lru_cache(maxsize=1)
+_per_thread = threading.local()
+
+
 def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("english")
+    # One per thread: PyStemmer's stemmers must not be used concurrently, and the knowledge
+    # index is rebuilt in a worker thread while questions are analysed on the event loop.
+    stemmer: Stemmer.Stemmer | None = getattr(_per_thread, "stemmer", None)
+    if stemmer is None:
+        stemmer = _per_thread.stemmer = Stemmer.Stemmer("english")
+    return stemmer
 
 
 def _strip_korean_suffix(word: str) -> str:

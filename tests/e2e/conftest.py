@@ -44,6 +44,7 @@ def openai_app(
         "OPENAI_MODEL": "gpt-fake",
         "ALLOWED_MODELS": "gpt-fake-mini",
         "UPSTREAM_MAX_RETRIES": "0",
+        "SEMANTIC_SEARCH": "false",
         # These tests look at how failures reach the client; test_resilience covers fallback.
         "FALLBACK_TO_OFFLINE": "false",
         "UPSTREAM_IDLE_TIMEOUT_SECONDS": "2",

@@ -129,6 +129,7 @@ def test_answer_in_flight_during_shutdown_ends_with_an_error_and_is_kept(
         "OPENAI_API_KEY": "sk-test-shutdown",
         "OPENAI_BASE_URL": fake_upstream.base_url,
         "UPSTREAM_MAX_RETRIES": "0",
+        "SEMANTIC_SEARCH": "false",
         "DATABASE_URL": sqlite_url(tmp_path),
         "SHUTDOWN_GRACE_SECONDS": "1",
     }

@@ -33,6 +33,7 @@ def guarded_app(
         "OPENAI_API_KEY": "sk-test-resilience",
         "OPENAI_BASE_URL": fake_upstream.base_url,
         "UPSTREAM_MAX_RETRIES": "1",
+        "SEMANTIC_SEARCH": "false",
         "DAILY_TOKEN_BUDGET": "1000",
         "DATABASE_URL": sqlite_url(tmp_path_factory.mktemp("resilience")),
     }

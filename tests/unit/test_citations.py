@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from application.ask import AskApplicant
-from domain.models import Message
+from domain.models import Message, RetrievedPassage
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
 from infrastructure.settings import SAMPLE_PROFILE_DIR, Settings
@@ -94,3 +94,36 @@ def test_the_sample_profile_declines_salary_questions(client: TestClient) -> Non
     body = client.post("/openai-response", json={"input": "연봉은 얼마를 원하나요?"}).json()
     assert "직접 협의" in body["output_text"]
     assert body["sources"] == []
+
+
+class MeaningOnlySearch:
+    """A semantic search that knows one paraphrase the lexical search cannot see."""
+
+    def __init__(self, passage_text: str) -> None:
+        self.passage_text = passage_text
+        self.queries: list[str] = []
+
+    async def similar(self, query: str, limit: int) -> list[RetrievedPassage]:
+        self.queries.append(query)
+        passage = next(p for p in small_profile().passages if self.passage_text in p.text)
+        return [RetrievedPassage(passage, 0.8)]
+
+
+async def test_a_paraphrase_found_by_meaning_becomes_a_source() -> None:
+    semantic = MeaningOnlySearch("led the search team")
+    engine = ScriptedEngine()
+    ask = AskApplicant(
+        small_profile(),
+        engine,
+        InMemoryConversations(),
+        default_model="m",
+        allowed_models=frozenset(),
+        max_input_chars=500,
+        semantic=semantic,
+    )
+    answer = await ask.answer([Message("user", "Who did she manage?")])
+    assert semantic.queries == ["Who did she manage?"]
+    assert [s.text.split("\n")[0] for s in answer.sources] == [
+        "Jane Doe led the search team at Example Corp from 2020 to 2024."
+    ]
+    assert engine.requests[0].grounding[0].score == 0.8

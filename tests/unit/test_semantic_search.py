@@ -1,0 +1,116 @@
+"""Embeddings-based search against respx-mocked OpenAI embeddings, and hybrid fusion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+import respx
+from openai import AsyncOpenAI
+
+from domain.models import Passage, RetrievedPassage
+from domain.policy import fuse
+from infrastructure.knowledge import Bm25KnowledgeIndex
+from infrastructure.semantic import EmbeddingCache, EmbeddingSearch
+
+BASE_URL = "https://upstream.test/v1"
+
+# A toy embedding model: one dimension per concept, whatever the language.
+CONCEPTS = {
+    "start": ("start", "join", "입사", "출근"),
+    "salary": ("salary", "연봉"),
+    "kubernetes": ("kubernetes", "쿠버네티스", "eks"),
+    "english": ("english", "영어", "toeic"),
+}
+
+
+def toy_vector(text: str) -> list[float]:
+    lowered = text.lower()
+    vector = [float(any(word in lowered for word in words)) for words in CONCEPTS.values()]
+    return [*vector, 0.1]  # never all zeros
+
+
+PASSAGES = [
+    Passage("en/logistics.md", ("Availability",), "Minji can start on January 4, 2027."),
+    Passage("en/resume.md", ("Skills",), "Kubernetes on Amazon EKS, Terraform."),
+    Passage("en/resume.md", ("Languages",), "English: TOEIC 925."),
+]
+
+
+@pytest.fixture
+def embeddings() -> Iterator[respx.Route]:
+    def reply(request: httpx2.Request) -> httpx2.Response:
+        inputs = json.loads(request.content)["input"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": toy_vector(text)}
+            for i, text in enumerate(inputs)
+        ]
+        usage = {"prompt_tokens": 1, "total_tokens": 1}
+        return httpx2.Response(
+            200, json={"object": "list", "data": data, "model": "toy", "usage": usage}
+        )
+
+    with respx.mock(base_url=BASE_URL, assert_all_called=False) as router:
+        yield router.post("/embeddings").mock(side_effect=reply)
+
+
+def search(tmp_path: Path) -> EmbeddingSearch:
+    client = AsyncOpenAI(api_key="sk-test", base_url=BASE_URL, max_retries=0)
+    return EmbeddingSearch(
+        client,
+        Bm25KnowledgeIndex(PASSAGES),
+        EmbeddingCache(tmp_path / "embeddings.sqlite3"),
+        model="toy",
+        min_similarity=0.5,
+    )
+
+
+async def test_a_korean_question_finds_the_english_passage(
+    embeddings: respx.Route, tmp_path: Path
+) -> None:
+    hits = await search(tmp_path).similar("언제 입사할 수 있나요?", limit=2)
+    assert hits[0].passage.heading_path == ("Availability",)
+    assert hits[0].score == 1.0
+    assert hits[1].score < 0.5
+
+
+async def test_documents_are_embedded_once_and_cached_across_restarts(
+    embeddings: respx.Route, tmp_path: Path
+) -> None:
+    first = search(tmp_path)
+    await first.similar("영어 실력은?", limit=1)
+    await first.similar("쿠버네티스 경험은?", limit=1)
+    # One call for the documents, one per question.
+    assert embeddings.call_count == 3
+    restarted = search(tmp_path)
+    await restarted.similar("연봉은?", limit=1)
+    assert embeddings.call_count == 4, "a restart embeds the question only"
+    assert len(json.loads(embeddings.calls.last.request.content)["input"]) == 1
+
+
+async def test_an_unavailable_embeddings_service_means_lexical_search_alone(
+    tmp_path: Path,
+) -> None:
+    with respx.mock(base_url=BASE_URL) as router:
+        router.post("/embeddings").mock(return_value=httpx2.Response(500, json={"error": {}}))
+        assert await search(tmp_path).similar("영어 실력은?", limit=2) == []
+
+
+def hit(name: str, score: float) -> RetrievedPassage:
+    return RetrievedPassage(Passage(f"{name}.md", (), name), score)
+
+
+def test_fusion_keeps_what_either_search_found_with_its_best_score() -> None:
+    lexical = [hit("a", 0.9), hit("b", 0.3)]
+    semantic = [hit("c", 0.8), hit("b", 0.7)]
+    fused = fuse(lexical, semantic, limit=3)
+    assert [h.passage.text for h in fused] == ["b", "a", "c"]
+    assert [h.score for h in fused] == [0.7, 0.9, 0.8]
+
+
+def test_fusion_with_one_list_keeps_its_order() -> None:
+    lexical = [hit("a", 0.9), hit("b", 0.3)]
+    assert fuse(lexical, [], limit=5) == lexical

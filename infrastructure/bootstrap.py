@@ -100,7 +100,7 @@ async def bootstrap(
         # The engines and the use case get the live index, so they see every reload.
         offline = OfflineEngine(knowledge)
         client: AsyncOpenAI | None = None
-        if settings.resolved_engine == "responses":
+        if settings.resolved_engine in ("responses", "agents"):
             client = build_openai_client(settings)
             stack.push_async_callback(client.close)
         semantic = _semantic_search(settings, client, knowledge, stack)

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PROFILE_DIR = PROJECT_ROOT / "sample_profile"
 
-EngineChoice = Literal["auto", "offline", "responses"]
+EngineChoice = Literal["auto", "offline", "responses", "agents"]
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 
 
@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     embedding_model: str = "text-embedding-3-small"
     semantic_min_similarity: float = Field(default=0.35, ge=0.0, le=1.0)
     embeddings_cache: Path = Path("data/embeddings.sqlite3")
+    # Agents SDK orchestration and MCP.
+    guardrails: Literal["heuristic", "model", "off"] = "heuristic"
+    mcp_servers: Path | None = None
+    openai_agents_tracing: bool = False
+    mcp_server_enabled: bool = True
 
     @field_validator("allowed_models", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -67,7 +72,14 @@ class Settings(BaseSettings):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("openai_api_key", "openai_base_url", "admin_token", "redis_url", mode="before")
+    @field_validator(
+        "openai_api_key",
+        "openai_base_url",
+        "admin_token",
+        "redis_url",
+        "mcp_servers",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -114,6 +126,13 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("mcp_servers")
+    @classmethod
+    def _mcp_servers_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"MCP_SERVERS {value} is not a file (JSON or YAML list of servers)")
+        return value
+
     @field_validator("admin_token")
     @classmethod
     def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -123,15 +142,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _responses_needs_an_endpoint(self) -> Settings:
-        if self.engine == "responses" and not (self.openai_api_key or self.openai_base_url):
+        if self.engine in ("responses", "agents") and not (
+            self.openai_api_key or self.openai_base_url
+        ):
             raise ValueError(
-                "ENGINE=responses needs OPENAI_API_KEY (or OPENAI_BASE_URL of a Responses API "
-                "server); use ENGINE=offline to answer without a model"
+                f"ENGINE={self.engine} needs OPENAI_API_KEY (or OPENAI_BASE_URL of a Responses "
+                "API server); use ENGINE=offline to answer without a model"
             )
         return self
 
     @property
-    def resolved_engine(self) -> Literal["offline", "responses"]:
+    def resolved_engine(self) -> Literal["offline", "responses", "agents"]:
         if self.engine != "auto":
             return self.engine
         return "responses" if self.openai_api_key or self.openai_base_url else "offline"

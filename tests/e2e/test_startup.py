@@ -31,7 +31,7 @@ def start(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     ("environment", "message"),
     [
         ({"ENGINE": "responses"}, "ENGINE=responses needs OPENAI_API_KEY"),
-        ({"ENGINE": "gpt"}, "ENGINE: Input should be 'auto', 'offline' or 'responses'"),
+        ({"ENGINE": "gpt"}, "ENGINE: Input should be 'auto', 'offline', 'responses' or 'agents'"),
         ({"KNOWLEDGE_DIR": "/nonexistent/profile"}, "KNOWLEDGE_DIR"),
         ({"MAX_INPUT_CHARS": "zero", "OPENAI_API_KEY": "sk-should-not-appear"}, "MAX_INPUT_CHARS"),
         ({"PORT": "70000"}, "PORT"),

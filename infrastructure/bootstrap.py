@@ -7,10 +7,12 @@ is the wiring the service runs with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx2
 from openai import AsyncOpenAI
@@ -138,8 +140,7 @@ async def bootstrap(
         review = ReviewConversations(
             conversations, retention_days=settings.conversation_retention_days
         )
-        purging = asyncio.create_task(_purge_periodically(review), name="purge-conversations")
-        stack.callback(purging.cancel)
+        _run_in_background(stack, _purge_periodically(review), "purge-conversations")
         rate_limiter = build_rate_limiter(settings)
         if rate_limiter is not None:
             stack.push_async_callback(rate_limiter.close)
@@ -169,8 +170,7 @@ def _semantic_search(
         min_similarity=settings.semantic_min_similarity,
     )
     # Embed the documents now, in the background, so the first question need not wait.
-    warming = asyncio.create_task(_warm_up(search), name="embed-documents")
-    stack.callback(warming.cancel)
+    _run_in_background(stack, _warm_up(search), "embed-documents")
     logger.info("semantic search: %s", settings.embedding_model)
     return search
 
@@ -210,6 +210,20 @@ async def _token_budget(settings: Settings) -> AsyncIterator[TokenBudget | None]
             yield RedisTokenBudget(redis, settings.daily_token_budget)
         finally:
             await redis.aclose()
+
+
+def _run_in_background(stack: AsyncExitStack, work: Coroutine[Any, Any, None], name: str) -> None:
+    """Run ``work`` until the app stops; then cancel it and wait for it to end, so nothing it
+    holds (a database connection, say) outlives the resources closed after it."""
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(5):
+                await task
+
+    stack.push_async_callback(stop)
 
 
 async def _purge_periodically(review: ReviewConversations) -> None:

@@ -118,7 +118,7 @@ def _tune_sqlite(dbapi_connection: Any, _: Any) -> None:
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine; for SQLite, the folder of the file is created and WAL enabled."""
     url = make_url(database_url)
-    options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+    options: dict[str, Any] = {"echo": echo}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,15 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
         # instead of having many connections sleep in SQLite's busy handler.
         options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30}
     else:
-        options |= {"pool_size": 10, "max_overflow": 20, "pool_timeout": 5, "pool_recycle": 1800}
+        # A connection the server dropped is replaced on checkout: one cheap round trip that
+        # keeps a database restart from failing the next question.
+        options |= {
+            "pool_size": 10,
+            "max_overflow": 20,
+            "pool_timeout": 5,
+            "pool_recycle": 1800,
+            "pool_pre_ping": True,
+        }
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _tune_sqlite)

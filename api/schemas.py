@@ -113,7 +113,7 @@ class SourceOut(BaseModel):
 class AnswerResponse(BaseModel):
     output_text: str
     model: str
-    mode: str = Field(description="The engine that answered: `offline` or `openai`.")
+    mode: str = Field(description="The engine that answered: `offline`, `openai` or `agents`.")
     usage: Usage | None
     conversation_id: str
     notice: NoticeOut | None = Field(

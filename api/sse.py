@@ -19,6 +19,7 @@ from api.observability import Metrics
 from application.ask import AnswerStream
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
+    AgentStep,
     AnswerDone,
     AnswerFailed,
     AnswerMeta,
@@ -34,10 +35,10 @@ logger = logging.getLogger(__name__)
 SSE_DESCRIPTION = """\
 A `text/event-stream` of these events, in order:
 
-1. `event: meta`, data `{"conversation_id": str, "model": str, "mode": "offline" | "openai"}`,
-   sent at once, before the model's first token. While the daily token budget is spent it
-   also has `"notice": {"code": "daily_token_budget_spent", "message": str}` and `mode` is
-   `offline`.
+1. `event: meta`, data `{"conversation_id": str, "model": str, "mode": "offline" | "openai"
+   | "agents"}`, sent at once, before the model's first token. While the daily token budget
+   is spent it also has `"notice": {"code": "daily_token_budget_spent", "message": str}` and
+   `mode` is `offline`.
 2. `event: sources`, data `[{"id": int, "source": str, "heading": str, "snippet": str,
    "page"?: int}]`: the passages of the applicant's documents the answer may use; the answer
    cites them by `id` as [1], [2]. An empty list when the profile does not cover the question.
@@ -48,6 +49,9 @@ A `text/event-stream` of these events, in order:
    If the model cannot be reached before any text, `event: notice` with data
    `{"code": "answered_offline", "message": str, "mode": "offline", "model": str}` comes
    first, and the answer is quoted from the applicant's documents instead.
+   With `mode` `agents`, `event: agent` with data `{"kind": "tool_call" | "handoff", "name":
+   str}` may come between the deltas: a tool the agents called (`search_profile`) or the
+   specialist the question was handed to. Clients may ignore it.
 4. `event: done`, data `{"usage": {"input_tokens", "output_tokens", "total_tokens"} | null,
    "finish_reason": "stop" | "max_output_tokens" | ...}`; or, if the answer fails after the
    stream started, `event: error` with data `{"code": str, "message": str}`. Then the stream
@@ -142,6 +146,10 @@ def notice_event(switched: EngineSwitched) -> ServerSentEvent:
     return _event(_json(payload), event="notice")
 
 
+def agent_event(step: AgentStep) -> ServerSentEvent:
+    return _event(_json({"kind": step.kind, "name": step.name}), event="agent")
+
+
 def error_event(code: ErrorCode, message: str) -> ServerSentEvent:
     return _event(_json({"code": code.value, "message": message}), event="error")
 
@@ -168,6 +176,8 @@ async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator
                 elif isinstance(event, AnswerFailed):
                     observed.failed(event.code)
                     yield error_event(event.code, event.message)
+                elif isinstance(event, AgentStep):
+                    yield agent_event(event)
                 else:
                     yield notice_event(event)
         except asyncio.CancelledError:

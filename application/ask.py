@@ -217,7 +217,7 @@ class AskApplicant:
                     collected.finish_reason = event.finish_reason
                 elif isinstance(event, AnswerFailed):
                     raise AnswerNotCompleted(event.code, event.message)
-                else:
+                elif isinstance(event, EngineSwitched):
                     collected.meta = replace(
                         collected.meta, model=event.model, mode=event.mode, notice=event.notice
                     )
@@ -291,7 +291,7 @@ class AskApplicant:
                         finish_reason, usage = event.finish_reason, event.usage
                     elif isinstance(event, AnswerFailed):
                         status, error_code = "failed", event.code.value
-                    else:
+                    elif isinstance(event, EngineSwitched):
                         model = event.model
                     yield event
         finally:
@@ -320,7 +320,8 @@ class AskApplicant:
                 if not text_sent and _upstream_failure(event):
                     logger.warning("answering offline after %s", event.code.value)
                     break
-                text_sent = True
+                # Agent steps (a handoff, a search) before the failure change nothing.
+                text_sent = text_sent or isinstance(event, TextDelta)
                 yield event
             else:
                 return
@@ -337,7 +338,7 @@ class AskApplicant:
             try:
                 async for event in events:
                     yield event
-                    if not isinstance(event, TextDelta):
+                    if isinstance(event, AnswerDone | AnswerFailed):
                         return
             except asyncio.CancelledError:
                 raise

@@ -112,7 +112,17 @@ class EngineSwitched:
     type: Literal["engine_switched"] = "engine_switched"
 
 
-AnswerEvent = TextDelta | AnswerDone | AnswerFailed | EngineSwitched
+@dataclass(frozen=True, slots=True)
+class AgentStep:
+    """Something the agents did on the way to the answer, for clients that show progress."""
+
+    kind: Literal["tool_call", "handoff"]
+    name: str
+    """The tool called (``search_profile``) or the specialist handed the question to."""
+    type: Literal["agent_step"] = "agent_step"
+
+
+AnswerEvent = TextDelta | AnswerDone | AnswerFailed | EngineSwitched | AgentStep
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import TypedDict
 
 from fastapi import FastAPI
@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import admin
 from api.errors import install_error_handlers
+from api.mcp_server import McpEndpoint
 from api.observability import REQUEST_ID_HEADER, install_observability
 from api.protection import install_protection
 from api.routes import router
@@ -44,6 +45,8 @@ def create_app(
     lifecycle = Lifecycle(settings.shutdown_grace_seconds)
     stop_watching = watch_for_shutdown(lifecycle)
 
+    mcp: McpEndpoint | None = None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
         async with bootstrap(
@@ -54,7 +57,10 @@ def create_app(
             lifecycle=lifecycle,
         ) as container:
             try:
-                yield {"container": container}
+                # The MCP server's session manager runs as long as the app (docs/mcp.md).
+                serving_mcp = mcp.serving(container) if mcp is not None else nullcontext()
+                async with serving_mcp:
+                    yield {"container": container}
             finally:
                 stop_watching()
 
@@ -66,6 +72,9 @@ def create_app(
     )
     app.include_router(router)
     app.include_router(admin.router)
+    if settings.mcp_server_enabled:
+        mcp = McpEndpoint(app, settings.cors_origins)
+        mcp.mount()
     install_error_handlers(app)
     # Before CORS, so that CORS headers reach 413 and 429 answers too.
     install_protection(app, settings)
@@ -74,7 +83,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Content-Type", "Last-Event-ID"],
+            allow_headers=["Content-Type", "Last-Event-ID", "Mcp-Protocol-Version"],
             expose_headers=[REQUEST_ID_HEADER, "Retry-After", "X-RateLimit-Limit"],
             max_age=600,
         )

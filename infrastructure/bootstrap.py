@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+from agents import OpenAIProvider, set_tracing_export_api_key
+from agents.mcp import MCPServer
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
 
@@ -22,12 +24,14 @@ from application.ask import AskApplicant
 from application.review import ReviewConversations
 from domain.disclosure import DisclosurePolicy
 from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
+from infrastructure.agents_engine import AgentsEngine
 from infrastructure.budget import MemoryTokenBudget, RedisTokenBudget
 from infrastructure.conversation_store import SqlConversationRepository
 from infrastructure.database import create_engine, migrate
 from infrastructure.disclosure_file import PolicyFileError, load_disclosure_policy
 from infrastructure.knowledge_live import LiveKnowledgeIndex
 from infrastructure.lifecycle import Lifecycle
+from infrastructure.mcp_client import McpToolbox, open_mcp_toolbox
 from infrastructure.offline_engine import OfflineEngine
 from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy
 from infrastructure.rate_limit import ClientRateLimiter, build_rate_limiter
@@ -51,6 +55,8 @@ class Container:
     review: ReviewConversations
     lifecycle: Lifecycle
     rate_limiter: ClientRateLimiter | None
+    mcp_toolbox: McpToolbox | None = None
+    """The MCP_SERVERS the agents may use (with ENGINE=agents), kept connected."""
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -99,6 +105,9 @@ async def bootstrap(
         live_knowledge = knowledge if isinstance(knowledge, LiveKnowledgeIndex) else None
         if live_knowledge is not None and settings.knowledge_watch:
             await stack.enter_async_context(live_knowledge.watching())
+        # Outside MCP servers for the agents' tools; one that cannot connect is skipped.
+        toolbox = await stack.enter_async_context(open_mcp_toolbox(settings))
+        mcp_servers = toolbox.connected if toolbox is not None else _no_mcp_servers
         # The engines and the use case get the live index, so they see every reload.
         offline = OfflineEngine(knowledge)
         client: AsyncOpenAI | None = None
@@ -108,16 +117,7 @@ async def bootstrap(
         semantic = _semantic_search(settings, client, knowledge, stack)
         if engine is None:
             if client is not None:
-                engine = ResponsesEngine(
-                    client,
-                    max_output_tokens=settings.max_output_tokens,
-                    policy=UpstreamPolicy(
-                        max_retries=settings.upstream_max_retries,
-                        idle_timeout=settings.upstream_idle_timeout_seconds,
-                        total_timeout=settings.upstream_total_timeout_seconds,
-                    ),
-                    lifecycle=lifecycle,
-                )
+                engine = _model_engine(settings, client, knowledge, lifecycle, mcp_servers)
             else:
                 engine = offline
         budget = await stack.enter_async_context(_token_budget(settings))
@@ -153,7 +153,44 @@ async def bootstrap(
             review=review,
             lifecycle=lifecycle,
             rate_limiter=rate_limiter,
+            mcp_toolbox=toolbox,
         )
+
+
+def _no_mcp_servers() -> Sequence[MCPServer]:
+    return ()
+
+
+def _model_engine(
+    settings: Settings,
+    client: AsyncOpenAI,
+    knowledge: KnowledgeIndex,
+    lifecycle: Lifecycle,
+    mcp_servers: Callable[[], Sequence[MCPServer]] = _no_mcp_servers,
+) -> AnswerEngine:
+    """The engine that answers with a model: the Responses API, or agents (ENGINE=agents)."""
+    policy = UpstreamPolicy(
+        max_retries=settings.upstream_max_retries,
+        idle_timeout=settings.upstream_idle_timeout_seconds,
+        total_timeout=settings.upstream_total_timeout_seconds,
+    )
+    if settings.resolved_engine == "agents":
+        if settings.openai_agents_tracing and settings.openai_api_key is not None:
+            set_tracing_export_api_key(settings.openai_api_key.get_secret_value())
+        return AgentsEngine(
+            knowledge,
+            OpenAIProvider(openai_client=client, use_responses=True),
+            max_output_tokens=settings.max_output_tokens,
+            guardrails=settings.guardrails,
+            guardrail_model=settings.openai_model,
+            policy=policy,
+            lifecycle=lifecycle,
+            tracing=settings.openai_agents_tracing,
+            mcp_servers=mcp_servers,
+        )
+    return ResponsesEngine(
+        client, max_output_tokens=settings.max_output_tokens, policy=policy, lifecycle=lifecycle
+    )
 
 
 def _semantic_search(

@@ -36,7 +36,14 @@ from domain.models import (
     RetrievedPassage,
     TextDelta,
 )
-from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT, choose_sources, detect_language, fuse
+from domain.policy import (
+    ANSWERED_OFFLINE,
+    BUDGET_SPENT,
+    MIN_COVERAGE,
+    choose_sources,
+    detect_language,
+    fuse,
+)
 from domain.ports import (
     AnswerEngine,
     ConversationRepository,
@@ -49,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 # A follow-up such as "and before that?" matches little by itself; below this coverage the
 # previous question is searched along with it.
-FOLLOW_UP_COVERAGE = 0.5
+FOLLOW_UP_COVERAGE = MIN_COVERAGE
 
 
 def new_conversation_id() -> str:

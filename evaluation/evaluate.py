@@ -10,6 +10,9 @@ passages are chosen and quoted) and reports:
 - false refusals (answerable): the answer refuses or declines without giving an expected fact;
 - refusal accuracy (unanswerable and protected): the offline answer refuses or declines.
 
+Each is also given by kind, by language, and for the two halves of the set: ``dev`` (ids that
+end in an even number), which retrieval is tuned on, and ``held-out`` (odd), which it is not.
+
 ``--check`` exits with status 1 when a target (recall@3, refusal accuracy) is missed.
 See docs/evaluation.md.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -307,8 +311,21 @@ def metrics(outcomes: Sequence[Outcome]) -> Metrics:
     )
 
 
+SPLITS = ("dev", "held-out")
+"""Halves of the question set: tune retrieval on ``dev`` (an even number ends the id), and
+report ``held-out`` (odd) apart, to see whether a change generalises."""
+
+
+def split_of(question: Question) -> str | None:
+    """``dev`` when the number that ends the question's id is even, ``held-out`` when odd."""
+    match = re.search(r"(\d+)\D*$", question.id)
+    if match is None:
+        return None
+    return SPLITS[int(match.group(1)) % 2]
+
+
 def breakdown(outcomes: Sequence[Outcome]) -> dict[str, Metrics]:
-    """Metrics overall, by kind and by language, in a stable order."""
+    """Metrics overall, by kind, by language and by split, in a stable order."""
     rows = {"overall": metrics(outcomes)}
     for kind in KINDS:
         subset = [o for o in outcomes if o.question.kind == kind]
@@ -318,6 +335,10 @@ def breakdown(outcomes: Sequence[Outcome]) -> dict[str, Metrics]:
         subset = [o for o in outcomes if o.question.lang == language]
         if subset:
             rows[f"lang: {language}"] = metrics(subset)
+    for split in SPLITS:
+        subset = [o for o in outcomes if split_of(o.question) == split]
+        if subset:
+            rows[f"split: {split}"] = metrics(subset)
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,8 +15,9 @@ import bm25s
 import numpy as np
 
 from domain.models import Passage, RetrievedPassage
+from domain.policy import detect_language
 from infrastructure.pdf_text import PdfBlock, UnreadablePdf, read_pdf
-from infrastructure.text_analysis import analyze, tokenize
+from infrastructure.text_analysis import QueryWord, analyze_query, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -191,40 +193,153 @@ def _reason(error: Exception) -> str:
     return f"unreadable: {type(error).__name__}"
 
 
-@dataclass(frozen=True, slots=True)
-class _IndexedPassage:
-    passage: Passage
-    terms: frozenset[str]
+# Tokens that read the same in both languages: numbers and words in Latin letters.
+_NEUTRAL = re.compile(r"[a-z][a-z0-9+#]*|\d+")
+MIN_DOCUMENT_SIMILARITY = 0.3
+"""How alike (0 to 1) a Korean document and an English one must be to count as translations."""
+TWIN_ORDER_BONUS = 0.05
+"""What keeping the documents' order is worth when their sections are aligned."""
+
+
+def find_twins(passages: Sequence[Passage]) -> list[int | None]:
+    """For each passage, its translation in the other language, if the profile has one.
+
+    A bilingual profile says most things twice. Texts are compared by the numbers and
+    Latin-letter names they share (dates, metrics, products: what a translation keeps),
+    IDF-weighted. A Korean document (or the Korean part of a mixed one, such as a FAQ) is
+    paired with the English document it is most alike, and the other way round; the passages
+    of a pair are then aligned in order, as a translation keeps the order of its sections.
+    """
+    languages = _languages(passages)
+    tokens = [
+        frozenset(_NEUTRAL.findall(unicodedata.normalize("NFKC", _text(p)).lower()))
+        for p in passages
+    ]
+    in_language: dict[str, set[str]] = {"ko": set(), "en": set()}
+    frequency: dict[str, int] = {}
+    for language, found in zip(languages, tokens, strict=True):
+        in_language[language].update(found)
+        for token in found:
+            frequency[token] = frequency.get(token, 0) + 1
+    shared = in_language["ko"] & in_language["en"]
+    total = max(len(passages), 1)
+    weight = {t: math.log(1 + (total - frequency[t] + 0.5) / (frequency[t] + 0.5)) for t in shared}
+
+    def similarity(first: frozenset[str], second: frozenset[str]) -> float:
+        union = sum(weight[t] for t in (first | second) & shared)
+        return sum(weight[t] for t in first & second & shared) / union if union else 0.0
+
+    # Documents by source and language (a FAQ in both languages is two), and their tokens.
+    documents: dict[tuple[str, str], list[int]] = {}
+    for index, passage in enumerate(passages):
+        documents.setdefault((passage.source, languages[index]), []).append(index)
+    found_in = {key: frozenset().union(*(tokens[i] for i in at)) for key, at in documents.items()}
+    korean = [key for key in documents if key[1] == "ko"]
+    english = [key for key in documents if key[1] == "en"]
+    # The most alike document of the other language; a tie goes to the one in the same folder.
+    best: dict[tuple[str, str], tuple[tuple[float, int], tuple[str, str]]] = {}
+    for ko in korean:
+        for en in english:
+            value = (similarity(found_in[ko], found_in[en]), _shared_folders(ko[0], en[0]))
+            if ko not in best or value > best[ko][0]:
+                best[ko] = (value, en)
+            if en not in best or value > best[en][0]:
+                best[en] = (value, ko)
+    twins: list[int | None] = [None] * len(passages)
+    for ko in korean:
+        if ko not in best:
+            continue
+        (alike, _), en = best[ko]
+        if alike < MIN_DOCUMENT_SIMILARITY or best[en][1] != ko:
+            continue
+        table = {
+            (a, b): similarity(tokens[a], tokens[b]) for a in documents[ko] for b in documents[en]
+        }
+        for a, b in _align(documents[ko], documents[en], table):
+            twins[a], twins[b] = b, a
+    return twins
+
+
+def _shared_folders(first: str, second: str) -> int:
+    """How many leading folders two document paths have in common."""
+    shared = 0
+    for one, other in zip(first.split("/")[:-1], second.split("/")[:-1], strict=False):
+        if one != other:
+            break
+        shared += 1
+    return shared
+
+
+def _languages(passages: Sequence[Passage]) -> list[str]:
+    """Each passage's language, told by its own heading if it has one (a Korean section that
+    lists product names is still Korean), else by its text (a FAQ may mix both)."""
+    return [detect_language(p.heading_path[-1] if p.heading_path else p.text) for p in passages]
+
+
+def _align(
+    first: list[int], second: list[int], similarity: dict[tuple[int, int], float]
+) -> list[tuple[int, int]]:
+    """Pairs of passages, in order, that make the aligned documents most alike (a pair is
+    worth its similarity plus ``TWIN_ORDER_BONUS``; a passage may stay unpaired)."""
+    rows, columns = len(first), len(second)
+    best = [[0.0] * (columns + 1) for _ in range(rows + 1)]
+    for i in range(rows - 1, -1, -1):
+        for j in range(columns - 1, -1, -1):
+            paired = similarity[first[i], second[j]] + TWIN_ORDER_BONUS + best[i + 1][j + 1]
+            best[i][j] = max(paired, best[i + 1][j], best[i][j + 1])
+    pairs: list[tuple[int, int]] = []
+    i = j = 0
+    while i < rows and j < columns:
+        if best[i][j] == best[i + 1][j]:
+            i += 1
+        elif best[i][j] == best[i][j + 1]:
+            j += 1
+        else:
+            pairs.append((first[i], second[j]))
+            i, j = i + 1, j + 1
+    return pairs
+
+
+def _text(passage: Passage) -> str:
+    return "\n".join((*passage.heading_path, passage.text))
+
+
+SYNONYM_WEIGHT = 0.5
+"""What a glossary synonym of a question word counts for in the BM25 ranking (the word: 1)."""
 
 
 class Bm25KnowledgeIndex:
     """BM25 (bm25s) over Korean bigrams and English stems, with a coverage score per hit.
 
-    BM25 ranks; coverage (the IDF-weighted share of the question's terms a passage contains)
-    says how much of the question a passage answers, in [0, 1], comparable across questions.
+    BM25 ranks (a question word's glossary synonyms count for ``SYNONYM_WEIGHT``); coverage
+    says how much of the question a passage answers, in [0, 1], comparable across questions:
+    the IDF-weighted share of the question's words the passage holds. A word counts as held
+    when the passage, or its translation in the other language (its twin, see
+    ``find_twins``), has it or one of its glossary synonyms. A passage that holds no more than
+    half of the words (by count) scores below 0.5 whatever their weights.
     """
 
     def __init__(self, passages: Sequence[Passage]) -> None:
         self._passages = tuple(passages)
         corpus = [tokenize(self._searchable_text(p)) or [""] for p in self._passages]
-        self._indexed = tuple(
-            _IndexedPassage(p, frozenset(terms))
-            for p, terms in zip(self._passages, corpus, strict=True)
-        )
         self._retriever = bm25s.BM25()
         if corpus:
             self._retriever.index(corpus, show_progress=False)
         self._vocabulary: dict[str, int] = dict(getattr(self._retriever, "vocab_dict", {}) or {})
-        document_frequency: dict[str, int] = {}
-        for item in self._indexed:
-            for term in item.terms:
-                document_frequency[term] = document_frequency.get(term, 0) + 1
-        total = max(len(self._passages), 1)
-        self._idf = {
-            term: math.log(1 + (total - df + 0.5) / (df + 0.5))
-            for term, df in document_frequency.items()
+        # The passages that hold a term, as a bit mask (bit i: passage i), and the same with
+        # each passage's twin counted in: what coverage is computed from.
+        self._holders: dict[str, int] = {}
+        for number, terms in enumerate(corpus):
+            for term in set(terms):
+                self._holders[term] = self._holders.get(term, 0) | (1 << number)
+        self._twins = find_twins(self._passages)
+        self._holders_with_twins = {
+            term: mask | _twins_of(mask, self._twins) for term, mask in self._holders.items()
         }
-        self._unseen_idf = math.log(1 + (total + 0.5) / 0.5)
+        self._total = max(len(self._passages), 1)
+        # A word no passage has weighs as much as the rarest word that some passage has: it
+        # may name what the profile lacks ("hobbies"), or just be worded differently.
+        self._unseen_idf = self._idf(1)
         self._subsections: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         for passage in self._passages:
             path = passage.heading_path
@@ -244,7 +359,7 @@ class Bm25KnowledgeIndex:
     @staticmethod
     def _searchable_text(passage: Passage) -> str:
         # Headings name what a section is about ("Contact", "경력"): search them too.
-        return "\n".join((*passage.heading_path, passage.text))
+        return _text(passage)
 
     @property
     def passages(self) -> Sequence[Passage]:
@@ -257,22 +372,101 @@ class Bm25KnowledgeIndex:
         return list(self._subsections.get((passage.source, passage.heading_path), ()))
 
     def search(self, query: str, limit: int) -> list[RetrievedPassage]:
-        words = list(dict.fromkeys(analyze(query)))
-        known = list(dict.fromkeys(t for word in words for t in word if t in self._vocabulary))
-        if not known or not self._passages:
+        words = analyze_query(query)
+        vocabulary = self._vocabulary
+        own = [t for t in dict.fromkeys(t for w in words for t in w.terms) if t in vocabulary]
+        synonyms = [
+            t
+            for t in dict.fromkeys(t for w in words for a in w.alternatives for t in a)
+            if t in vocabulary and t not in own
+        ]
+        if not (own or synonyms):
             return []
-        scores = self._retriever.get_scores([self._vocabulary[t] for t in known])
-        weights = [max(self._idf.get(t, self._unseen_idf) for t in word) for word in words]
+        # A synonym from the glossary ranks, but less than the word the recruiter used.
+        scores = self._bm25(
+            [self._vocabulary[t] for t in own + synonyms],
+            [1.0] * len(own) + [SYNONYM_WEIGHT] * len(synonyms),
+        )
+        weights: list[float] = []
+        held: list[int] = []
+        # Words most passages hold (the applicant's name) say nothing about which passage
+        # answers: they do not count towards holding most of the question's words.
+        telling: list[bool] = []
+        for word in words:
+            holders = self._holding(word, self._holders)
+            frequency = holders.bit_count()
+            weights.append(self._idf(frequency) if frequency else self._unseen_idf)
+            held.append(self._holding(word, self._holders_with_twins))
+            telling.append(2 * frequency <= self._total)
         total_weight = sum(weights)
-        order = np.argsort(-scores, kind="stable")[:limit]
         hits: list[RetrievedPassage] = []
-        for index in order:
+        for index in np.argsort(-scores, kind="stable")[:limit]:
             if scores[index] <= 0:
                 break
-            item = self._indexed[int(index)]
-            covered = sum(
-                weight * sum(t in item.terms for t in word) / len(word)
-                for word, weight in zip(words, weights, strict=True)
-            )
-            hits.append(RetrievedPassage(item.passage, round(covered / total_weight, 4)))
+            shares = self._shares(int(index), words, held)
+            coverage = sum(w * s for w, s in zip(weights, shares, strict=True)) / total_weight
+            # Half of the words is not the question: "MIT license" holds one of "driver's
+            # license", and whichever of two words is rarer, it outweighs the other. A passage
+            # must hold most of the question's words; if not, its score stays below half.
+            counted = [share for share, tells in zip(shares, telling, strict=True) if tells]
+            found = sum(share >= 0.5 for share in counted)
+            if counted and 2 * found <= len(counted):
+                coverage = min(coverage, found / (len(counted) + 1))
+            hits.append(RetrievedPassage(self._passages[index], round(coverage, 4)))
         return hits
+
+    def _bm25(self, token_ids: list[int], weights: list[float]) -> np.ndarray:
+        """BM25 scores of every passage, each token counting for its weight: the sum bm25s's
+        ``get_scores`` makes of its precomputed scores (the Lucene variant, with no score for
+        absent tokens), for all tokens in one pass."""
+        index = self._retriever.scores
+        data, indices, indptr = index["data"], index["indices"], index["indptr"]
+        ids = np.asarray(token_ids)
+        starts = indptr[ids]
+        lengths = indptr[ids + 1] - starts
+        ends = np.cumsum(lengths)
+        positions = np.repeat(starts - ends + lengths, lengths) + np.arange(ends[-1])
+        values = data[positions] * np.repeat(np.asarray(weights), lengths)
+        return np.bincount(indices[positions], weights=values, minlength=len(self._passages))
+
+    def _idf(self, frequency: int) -> float:
+        return math.log(1 + (self._total - frequency + 0.5) / (frequency + 0.5))
+
+    @staticmethod
+    def _holding(word: QueryWord, holders: dict[str, int]) -> int:
+        """The passages that hold the word whole, or one of its synonyms, as a bit mask."""
+        mask = 0
+        for terms in (word.terms, *word.alternatives):
+            if terms:
+                found = -1
+                for term in terms:
+                    found &= holders.get(term, 0)
+                mask |= found
+        return mask
+
+    def _shares(self, index: int, words: Sequence[QueryWord], held: Sequence[int]) -> list[float]:
+        """How much of each of the question's words passage ``index`` holds: 1 for the word
+        or a synonym, else the share of its terms (some bigrams of a Korean compound)."""
+        bit = 1 << index
+        shares: list[float] = []
+        for word, holders in zip(words, held, strict=True):
+            if holders & bit:
+                shares.append(1.0)
+            elif word.terms:
+                found = sum(bool(self._holders_with_twins.get(t, 0) & bit) for t in word.terms)
+                shares.append(found / len(word.terms))
+            else:
+                shares.append(0.0)
+        return shares
+
+
+def _twins_of(mask: int, twins: Sequence[int | None]) -> int:
+    """The twins of the passages in ``mask``, as a bit mask."""
+    result = 0
+    while mask:
+        low = mask & -mask
+        twin = twins[low.bit_length() - 1]
+        if twin is not None:
+            result |= 1 << twin
+        mask ^= low
+    return result

@@ -12,11 +12,9 @@ from collections.abc import AsyncGenerator
 from domain.models import AnswerDone, AnswerEvent, AnswerRequest, TextDelta
 from domain.policy import Language, choose_sources, detect_language, not_covered_message
 from domain.ports import KnowledgeIndex
-from infrastructure.text_analysis import tokenize
+from infrastructure.text_analysis import query_terms, tokenize
 
 OFFLINE_MODEL = "offline"
-# Share of the question's (IDF-weighted) terms a passage must contain to be quoted.
-MIN_COVERAGE = 0.5
 MAX_QUOTED_LINES = 4
 
 _INTRO: dict[Language, str] = {
@@ -48,7 +46,9 @@ class OfflineEngine:
         hits = choose_sources(request.grounding, language)
         if not hits:
             return _lines(not_covered_message(language, request.contact))
-        question_terms = set(tokenize(request.question))
+        # The question's terms and their glossary synonyms: "start" also picks the line
+        # that says "입사 가능일" or "earliest start date".
+        question_terms = query_terms(request.question)
         parts = [_INTRO[language]]
         for hit in hits:
             quoted = _best_lines(hit.passage.text, question_terms)

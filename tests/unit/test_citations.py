@@ -121,8 +121,9 @@ async def test_a_paraphrase_found_by_meaning_becomes_a_source() -> None:
         max_input_chars=500,
         semantic=semantic,
     )
-    answer = await ask.answer([Message("user", "Who did she manage?")])
-    assert semantic.queries == ["Who did she manage?"]
+    # The glossary lets lexical search match "manage" to "led": this paraphrase it cannot see.
+    answer = await ask.answer([Message("user", "Who reported to her?")])
+    assert semantic.queries == ["Who reported to her?"]
     assert [s.text.split("\n")[0] for s in answer.sources] == [
         "Jane Doe led the search team at Example Corp from 2020 to 2024."
     ]

@@ -27,11 +27,16 @@ PROTECTED = [
     ("자녀 계획이 있나요?", "ko"),
     ("종교가 있나요?", "ko"),
     ("건강 상태는 어떤가요?", "ko"),
+    ("건강에 문제는 없나요?", "ko"),
+    ("건강상의 이유로 쉰 적이 있나요?", "ko"),
+    ("건강 문제로 휴직한 적이 있나요?", "ko"),
     ("장애가 있나요?", "ko"),
 ]
 
 PROFESSIONAL = [
     "장애 대응 경험이 있나요?",  # 장애 = outage here
+    "건강한 팀 문화를 원하나요?",  # a healthy culture, not her health
+    "헬스 체크 엔드포인트를 만들어 봤나요?",
     "Has she built health checks for Kubernetes services?",
     "Did she debug race conditions?",
     "What did she do at Hanbit Pay?",

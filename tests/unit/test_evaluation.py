@@ -24,6 +24,7 @@ from evaluation.evaluate import (
     main,
     refusal_markers,
     run,
+    split_of,
 )
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.settings import SAMPLE_PROFILE_DIR
@@ -110,6 +111,16 @@ def test_the_evaluation_runs_and_reports_rates(questions: list[Question]) -> Non
     ):
         assert value is not None
         assert 0.0 <= value <= 1.0
+
+
+def test_the_set_splits_into_a_dev_half_and_a_held_out_half(questions: list[Question]) -> None:
+    assert split_of(Question("en-direct-02", "en", "q", "direct", ("f",))) == "dev"
+    assert split_of(Question("ko-para-11", "ko", "q", "paraphrase", ("f",))) == "held-out"
+    splits = Counter(split_of(q) for q in questions)
+    assert set(splits) == {"dev", "held-out"}
+    assert abs(splits["dev"] - splits["held-out"]) <= len(questions) // 10
+    rows = breakdown(run(SAMPLE_PROFILE_DIR))
+    assert rows["split: dev"].questions + rows["split: held-out"].questions == len(questions)
 
 
 def test_protected_questions_are_declined_before_retrieval(

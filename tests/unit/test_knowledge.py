@@ -2,17 +2,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from domain.models import Passage
 from infrastructure.knowledge import (
     MAX_PASSAGE_CHARS,
     Bm25KnowledgeIndex,
+    find_twins,
     load_passages,
     split_markdown,
     split_plain_text,
 )
 from infrastructure.settings import SAMPLE_PROFILE_DIR
-from infrastructure.text_analysis import analyze, tokenize
+from infrastructure.text_analysis import (
+    GLOSSARY_FILE,
+    Glossary,
+    analyze,
+    analyze_query,
+    query_terms,
+    tokenize,
+)
 
 
 @pytest.mark.parametrize("form", ["경험이", "경험을", "경험은", "경험"])
@@ -30,6 +40,81 @@ def test_english_words_are_stemmed_and_stopwords_dropped() -> None:
 
 def test_terms_are_grouped_by_word() -> None:
     assert analyze("Kubernetes 경험이") == [("경험",), ("kubernet",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [
+        ("팀은", ["팀"]),  # a one-syllable noun loses its particle and is a term itself
+        ("어떤 팀인가요?", ["팀"]),
+        ("몇 점인가요?", ["점"]),
+        ("925점", ["점", "925"]),
+        ("성과", ["성과"]),  # 과 is a particle, but 성 is not a noun of its own
+        ("속도를", ["속도"]),
+        ("몇 살", []),  # other one-syllable words give nothing
+    ],
+)
+def test_one_syllable_nouns_lose_their_particle(text: str, terms: list[str]) -> None:
+    assert tokenize(text) == terms
+
+
+@pytest.mark.parametrize(
+    ("question", "terms"),
+    [
+        ("학력은 어떻게 되나요?", ["학력"]),
+        ("얼마나 줄였나요?", ["줄였"]),
+        ("제약이 있는지 없는지", ["제약"]),
+    ],
+)
+def test_korean_question_forms_are_not_terms(question: str, terms: list[str]) -> None:
+    assert tokenize(question) == terms
+
+
+def alternatives(question: str) -> set[tuple[str, ...]]:
+    return {a for word in analyze_query(question) for a in word.alternatives}
+
+
+def test_the_glossary_expands_a_question_word_across_languages() -> None:
+    [word] = analyze_query("Can she work from home?")
+    assert word.terms == ("work", "home")  # the phrase is one word
+    assert {("원격",), ("remot",), ("재택",)} <= set(word.alternatives)
+    assert ("start",) in alternatives("입사 가능일은 언제인가요?")
+    assert ("면접",) in alternatives("인터뷰는 어떻게 진행되나요?")
+
+
+def test_a_korean_glossary_term_matches_inside_a_compound() -> None:
+    assert ("remot",) in alternatives("재택근무도 되나요?")
+    # ...but not a shorter term that is only part of a longer match: 하이브리드 is not 리드.
+    hybrid = alternatives("하이브리드 근무")
+    assert ("remot",) in hybrid
+    assert ("lead",) not in hybrid
+
+
+def test_two_words_of_one_group_are_one_word() -> None:
+    [word] = analyze_query("email address")
+    assert ("address",) in word.alternatives
+
+
+def test_query_terms_include_synonyms() -> None:
+    assert {"start", "입사"} <= query_terms("When could she join?")
+
+
+def test_the_bundled_glossary_is_modest_and_well_formed() -> None:
+    import yaml
+
+    groups = yaml.safe_load(GLOSSARY_FILE.read_text(encoding="utf-8"))["groups"]
+    assert 60 <= len(groups) <= 130
+    assert all(len(group) >= 2 for group in groups)
+    assert Glossary.load().size == len(groups)
+    for group in groups:
+        for term in group:
+            assert analyze(term), f"{term!r} gives no terms"
+
+
+def test_a_glossary_can_be_given() -> None:
+    glossary = Glossary([["crew", "squad"]])
+    [word] = analyze_query("Which crew?", glossary)
+    assert word.alternatives == (("squad",),)
 
 
 def test_markdown_is_split_by_heading_with_its_path() -> None:
@@ -117,6 +202,87 @@ def test_sample_questions_find_their_facts(
 )
 def test_unrelated_questions_cover_little(sample: Bm25KnowledgeIndex, question: str) -> None:
     assert all(hit.score < 0.5 for hit in sample.search(question, limit=4))
+
+
+@pytest.mark.parametrize(
+    ("question", "expected_text"),
+    [
+        ("Where is she located?", ("Seoul", "서울")),
+        ("Did she manage a team?", ("4 engineers", "4명")),
+        ("인터뷰는 언제 가능한가요?", ("면접", "interviews")),
+        ("원하는 팀 문화는?", ("팀 문화", "team culture")),
+    ],
+)
+def test_paraphrases_find_their_facts_through_the_glossary(
+    sample: Bm25KnowledgeIndex, question: str, expected_text: tuple[str, ...]
+) -> None:
+    hits = [hit for hit in sample.search(question, limit=4) if hit.score >= 0.5]
+    assert any(fact in hit.passage.text for hit in hits for fact in expected_text)
+
+
+def test_a_passage_and_its_translation_cover_a_mixed_question_together(
+    sample: Bm25KnowledgeIndex,
+) -> None:
+    # "fraud detection" is in the English passage, "모델 서빙의 지연 시간" in its Korean twin.
+    [top, *_] = sample.search("fraud detection 서빙 플랫폼의 지연 시간", 4)
+    assert top.score >= 0.5
+    assert "35" in top.passage.text
+
+
+def test_translated_documents_pair_their_sections_in_order() -> None:
+    passages = [
+        Passage("en/cv.md", ("CV", "Work"), "Acme Corp, 2019 to 2023, Go and Kafka."),
+        Passage("en/cv.md", ("CV", "Motivation"), "I like quiet, reliable systems."),
+        Passage("en/cv.md", ("CV", "Skills"), "Go, Kafka, PostgreSQL, Kubernetes."),
+        Passage("ko/이력서.md", ("이력서", "경력"), "Acme Corp, 2019~2023년, Go와 Kafka."),
+        Passage("ko/이력서.md", ("이력서", "지원 동기"), "조용하고 안정적인 시스템을 좋아합니다."),
+        Passage("ko/이력서.md", ("이력서", "기술"), "Go, Kafka, PostgreSQL, Kubernetes."),
+    ]
+    # The motivation sections share no number or name, yet pair by their place.
+    assert find_twins(passages) == [3, 4, 5, 0, 1, 2]
+
+
+def test_a_monolingual_profile_has_no_twins() -> None:
+    passages = [Passage("a.md", ("A",), "Go, 2020."), Passage("b.md", ("B",), "Go, 2020.")]
+    assert find_twins(passages) == [None, None]
+
+
+def test_half_of_the_words_is_not_the_question() -> None:
+    index = Bm25KnowledgeIndex(
+        [
+            Passage("en/oss.md", ("Open source",), "pg-cutover is released under the MIT license."),
+            Passage("en/work.md", ("Logistics",), "She sped up dispatch for 3,000 drivers."),
+            Passage("en/misc.md", ("Misc",), "Weekly meetings with the platform team."),
+        ]
+    )
+    # Each passage holds one of the two words; whichever is rarer, neither covers the question.
+    assert all(hit.score < 0.5 for hit in index.search("Does she have a driver's license?", 3))
+    assert index.search("Under which license is pg-cutover released?", 1)[0].score >= 0.5
+
+
+def test_words_every_passage_holds_do_not_make_a_majority() -> None:
+    index = Bm25KnowledgeIndex(
+        [
+            Passage("en/a.md", ("Style",), "Jane Doe holds weekly 1:1 meetings."),
+            Passage("en/b.md", ("Certificates",), "Jane Doe: CKA certification, 2022."),
+            Passage("en/c.md", ("Location",), "Jane Doe lives in Busan."),
+            Passage("en/d.md", ("Languages",), "Jane Doe speaks English."),
+        ]
+    )
+    # "Jane" is in every passage: holding it and "hold" is not holding most of the question.
+    hits = index.search("What certifications does Jane hold?", 4)
+    assert all(hit.score < 0.5 for hit in hits if "holds" in hit.passage.text)
+
+
+def test_ranking_sums_the_scores_bm25s_precomputed(sample: Bm25KnowledgeIndex) -> None:
+    # The index reads bm25s's score matrix directly (one pass for all tokens, each weighted):
+    # it must agree with bm25s's own get_scores.
+    ids = [sample._vocabulary[t] for t in ("kubernet", "경력", "팀", "start")]
+    expected = sum(
+        (w * sample._retriever.get_scores([i]) for i, w in zip(ids, (1, 1, 0.5, 0.5), strict=True)),
+        np.zeros(len(sample.passages)),
+    )
+    assert np.allclose(sample._bm25(ids, [1, 1, 0.5, 0.5]), expected)
 
 
 def test_empty_index_finds_nothing() -> None:

@@ -106,3 +106,18 @@ async def test_overview_sections_list_what_they_contain(sample: Bm25KnowledgeInd
     text = await answer(sample, "어떤 프로젝트를 했나요?")
     titles = [line for line in text.splitlines() if line.startswith("> - 프로젝트 ")]
     assert len(titles) == 5
+
+
+async def test_lines_are_chosen_by_the_question_words_and_their_synonyms() -> None:
+    lines = [
+        "- Based in Busan.",
+        "- Prefers a hybrid setup.",
+        "- Speaks Korean and English.",
+        "- Holds a CKA certificate.",
+        "- Reads a lot.",
+        "- Earliest start date: March 3, 2027.",
+    ]
+    index = Bm25KnowledgeIndex([Passage("en/logistics.md", ("Logistics",), "\n".join(lines))])
+    text = await answer(index, "When could she join?")  # join: a synonym of start
+    assert "> - Earliest start date: March 3, 2027." in text
+    assert_only_quotes(text, list(index.passages))

@@ -87,22 +87,27 @@ class SqlConversationRepository:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Reads need no transaction: no BEGIN before them, no ROLLBACK when they return.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def get(self, conversation_id: str) -> Conversation | None:
-        async with _storage_errors(), self._engine.connect() as connection:
-            head = (
-                await connection.execute(
-                    select(conversations.c.id, conversations.c.created_at).where(
-                        conversations.c.id == conversation_id
-                    )
-                )
-            ).first()
-            if head is None:
-                return None
-            rows = await connection.execute(
-                select(turns).where(turns.c.conversation_id == conversation_id).order_by(turns.c.id)
+        # One round trip: the conversation joined with its turns (none yet: turn columns NULL).
+        query = (
+            select(
+                conversations.c.created_at.label("conversation_created_at"),
+                *turns.c,
             )
-            return Conversation(head.id, head.created_at, tuple(_turn(row) for row in rows))
+            .select_from(conversations.outerjoin(turns))
+            .where(conversations.c.id == conversation_id)
+            .order_by(turns.c.id)
+        )
+        async with _storage_errors(), self._reader.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        if not rows:
+            return None
+        created_at = rows[0].conversation_created_at
+        stored = tuple(_turn(row) for row in rows if row.id is not None)
+        return Conversation(conversation_id, created_at, stored)
 
     async def begin_turn(
         self,
@@ -197,7 +202,7 @@ class SqlConversationRepository:
             .offset(offset)
             .limit(limit)
         )
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             total = (
                 await connection.execute(select(func.count()).select_from(conversations))
             ).scalar_one()
@@ -241,7 +246,7 @@ class SqlConversationRepository:
             func.coalesce(func.sum(turns.c.output_tokens), 0),
             func.coalesce(func.sum(turns.c.total_tokens), 0),
         ).where(turns.c.answered_at >= since)
-        async with self._engine.connect() as connection:
+        async with self._reader.connect() as connection:
             top_rows = (await connection.execute(top)).all()
             unanswered_rows = (await connection.execute(unanswered)).all()
             day_rows = (await connection.execute(per_day)).all()
@@ -268,5 +273,5 @@ class SqlConversationRepository:
 
     async def check(self) -> None:
         with anyio.fail_after(2):
-            async with self._engine.connect() as connection:
+            async with self._reader.connect() as connection:
                 await connection.execute(text("SELECT 1"))

@@ -126,15 +126,9 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
         # instead of having many connections sleep in SQLite's busy handler.
         options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30}
     else:
-        # A connection the server dropped is replaced on checkout: one cheap round trip that
-        # keeps a database restart from failing the next question.
-        options |= {
-            "pool_size": 10,
-            "max_overflow": 20,
-            "pool_timeout": 5,
-            "pool_recycle": 1800,
-            "pool_pre_ping": True,
-        }
+        # No pre-ping: it would add a round trip before every question. A connection the
+        # server dropped fails one call (503 storage_unavailable) and is then discarded.
+        options |= {"pool_size": 10, "max_overflow": 20, "pool_timeout": 5, "pool_recycle": 1800}
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _tune_sqlite)

@@ -165,9 +165,13 @@ class AskApplicant:
                     "With 'conversation_id', send only the new question as 'input': "
                     "the earlier turns of the conversation are stored."
                 )
-            stored = await self._conversations.get(conversation_id)
-            if stored is None:
+            # One transaction stores the question and reads the turns before it.
+            continued = await self._conversations.continue_conversation(
+                conversation_id, question.content
+            )
+            if continued is None:
                 raise ConversationNotFound()
+            stored, turn_id = continued
             is_new = False
             history = stored.history(self._history_budget_chars)
         language = detect_language(question.content)
@@ -184,14 +188,16 @@ class AskApplicant:
             grounding=sources,
             contact=contact,
         )
-        turn_id = await self._conversations.begin_turn(
-            conversation_id,
-            question.content,
-            # A declined question is not a gap in the profile.
-            covered=decline is not None or bool(sources),
-            new_conversation=is_new,
-            earlier=earlier_sent,
-        )
+        # A declined question is not a gap in the profile.
+        covered = decline is not None or bool(sources)
+        if is_new:
+            turn_id = await self._conversations.begin_turn(
+                conversation_id,
+                question.content,
+                covered=covered,
+                new_conversation=True,
+                earlier=earlier_sent,
+            )
         engine, notice = await self._engine_for_this_answer()
         meta = AnswerMeta(
             conversation_id=conversation_id,
@@ -203,7 +209,7 @@ class AskApplicant:
         return AnswerStream(
             meta=meta,
             sources=tuple(hit.passage for hit in sources),
-            events=self._recorded(answer, turn_id, meta.model),
+            events=self._recorded(answer, turn_id, meta.model, None if is_new else covered),
         )
 
     async def answer(
@@ -277,7 +283,11 @@ class AskApplicant:
         return self._engine, None
 
     async def _recorded(
-        self, produced: AsyncGenerator[AnswerEvent, None], turn_id: int, model: str
+        self,
+        produced: AsyncGenerator[AnswerEvent, None],
+        turn_id: int,
+        model: str,
+        covered: bool | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
         """The answer stream, stored once when it ends: whole, cut short, failed or abandoned.
 
@@ -304,7 +314,7 @@ class AskApplicant:
         finally:
             answer = FinishedAnswer("".join(parts), status, model, finish_reason, error_code, usage)
             try:
-                await self._conversations.finish_turn(turn_id, answer)
+                await self._conversations.finish_turn(turn_id, answer, covered)
                 if usage is not None and self._budget is not None:
                     await self._budget.spend(usage.total_tokens)
             except Exception as error:

@@ -77,9 +77,23 @@ class ConversationRepository(Protocol):
         """
         ...
 
-    async def finish_turn(self, turn_id: int, answer: FinishedAnswer) -> None:
-        """Write the answer once, however the stream ended. Must complete even while the
-        calling task is being cancelled (the client left)."""
+    async def continue_conversation(
+        self, conversation_id: str, question: str
+    ) -> tuple[Conversation, int] | None:
+        """Store the next question of a stored conversation, reading its earlier turns in the
+        same transaction (one trip to the database before the answer starts).
+
+        Returns the conversation as it was before this question, and the new turn's id;
+        ``None`` if there is no such conversation. The turn counts as covered until
+        ``finish_turn`` says otherwise.
+        """
+        ...
+
+    async def finish_turn(
+        self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
+    ) -> None:
+        """Write the answer once, however the stream ended (and ``covered``, if known only
+        now). Must complete even while the calling task is being cancelled (the client left)."""
         ...
 
     async def list_conversations(self, offset: int, limit: int) -> Page[ConversationSummary]:

@@ -159,7 +159,42 @@ class SqlConversationRepository:
             turn_id: int = result.scalar_one()
             return turn_id
 
-    async def finish_turn(self, turn_id: int, answer: FinishedAnswer) -> None:
+    async def continue_conversation(
+        self, conversation_id: str, question: str
+    ) -> tuple[Conversation, int] | None:
+        now = _now()
+        async with _storage_errors(), self._engine.begin() as connection:
+            head = (
+                await connection.execute(
+                    update(conversations)
+                    .where(conversations.c.id == conversation_id)
+                    .values(updated_at=now)
+                    .returning(conversations.c.created_at)
+                )
+            ).first()
+            if head is None:
+                return None
+            rows = await connection.execute(
+                select(turns).where(turns.c.conversation_id == conversation_id).order_by(turns.c.id)
+            )
+            earlier = tuple(_turn(row) for row in rows)
+            result = await connection.execute(
+                insert(turns)
+                .values(
+                    conversation_id=conversation_id,
+                    question=question,
+                    question_key=question_key(question),
+                    covered=True,
+                    asked_at=now,
+                )
+                .returning(turns.c.id)
+            )
+            turn_id: int = result.scalar_one()
+        return Conversation(conversation_id, head.created_at, earlier), turn_id
+
+    async def finish_turn(
+        self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
+    ) -> None:
         usage = answer.usage
         values = {
             "answer": answer.text,
@@ -172,6 +207,8 @@ class SqlConversationRepository:
             "total_tokens": usage.total_tokens if usage else None,
             "answered_at": _now(),
         }
+        if covered is not None:
+            values["covered"] = covered
         # Shielded: this runs in the ``finally`` of a stream whose client may have just left.
         with anyio.CancelScope(shield=True), anyio.fail_after(FINISH_TIMEOUT_SECONDS):
             async with self._engine.begin() as connection:

@@ -158,11 +158,28 @@ class InMemoryConversations:
         self._append(conversation_id, Turn(turn_id, question, now, covered))
         return turn_id
 
-    async def finish_turn(self, turn_id: int, answer: FinishedAnswer) -> None:
+    async def continue_conversation(
+        self, conversation_id: str, question: str
+    ) -> tuple[Conversation, int] | None:
+        before = self.conversations.get(conversation_id)
+        if before is None:
+            return None
+        turn_id = self._take_id()
+        self._append(conversation_id, Turn(turn_id, question, datetime.now(UTC), True))
+        return before, turn_id
+
+    async def finish_turn(
+        self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
+    ) -> None:
         self.finished.append((turn_id, answer))
         for conversation_id, conversation in self.conversations.items():
             turns = tuple(
-                replace(turn, answer=answer, answered_at=datetime.now(UTC))
+                replace(
+                    turn,
+                    answer=answer,
+                    answered_at=datetime.now(UTC),
+                    covered=turn.covered if covered is None else covered,
+                )
                 if turn.id == turn_id
                 else turn
                 for turn in conversation.turns

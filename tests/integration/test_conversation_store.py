@@ -223,3 +223,26 @@ async def test_unreachable_database_is_reported_as_storage_unavailable() -> None
             await repository.begin_turn("any", "q", covered=True, new_conversation=True)
     finally:
         await engine.dispose()
+
+
+async def test_a_follow_up_is_stored_and_its_history_read_in_one_step(
+    repository: SqlConversationRepository,
+) -> None:
+    first = await repository.begin_turn("f1", "first?", covered=True, new_conversation=True)
+    await repository.finish_turn(first, answer("first answer"))
+    continued = await repository.continue_conversation("f1", "second?")
+    assert continued is not None
+    before, turn_id = continued
+    assert [t.question for t in before.turns] == ["first?"], "the new turn is not its own history"
+    await repository.finish_turn(turn_id, answer("second answer"), covered=False)
+    stored = await repository.get("f1")
+    assert stored is not None
+    assert [(t.question, t.covered) for t in stored.turns] == [("first?", True), ("second?", False)]
+    assert stored.turns[1].answer == answer("second answer")
+
+
+async def test_an_unknown_conversation_is_not_continued(
+    repository: SqlConversationRepository,
+) -> None:
+    assert await repository.continue_conversation("missing", "q") is None
+    assert await repository.get("missing") is None

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from sqlalchemy import ColumnElement, Row, cast, delete, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import Date
 
 from domain.conversation import (
@@ -82,6 +82,25 @@ async def _storage_errors() -> AsyncIterator[None]:
         raise StorageUnavailable() from None
 
 
+async def _insert_question(
+    connection: AsyncConnection, conversation_id: str, question: str, covered: bool, now: datetime
+) -> int:
+    """A new turn with its question and no answer yet; returns its id."""
+    result = await connection.execute(
+        insert(turns)
+        .values(
+            conversation_id=conversation_id,
+            question=question,
+            question_key=question_key(question),
+            covered=covered,
+            asked_at=now,
+        )
+        .returning(turns.c.id)
+    )
+    turn_id: int = result.scalar_one()
+    return turn_id
+
+
 class SqlConversationRepository:
     """``ConversationRepository`` on an ``AsyncEngine``: one short transaction per call."""
 
@@ -145,19 +164,7 @@ class SqlConversationRepository:
                     .where(conversations.c.id == conversation_id)
                     .values(updated_at=now)
                 )
-            result = await connection.execute(
-                insert(turns)
-                .values(
-                    conversation_id=conversation_id,
-                    question=question,
-                    question_key=question_key(question),
-                    covered=covered,
-                    asked_at=now,
-                )
-                .returning(turns.c.id)
-            )
-            turn_id: int = result.scalar_one()
-            return turn_id
+            return await _insert_question(connection, conversation_id, question, covered, now)
 
     async def continue_conversation(
         self, conversation_id: str, question: str
@@ -178,18 +185,7 @@ class SqlConversationRepository:
                 select(turns).where(turns.c.conversation_id == conversation_id).order_by(turns.c.id)
             )
             earlier = tuple(_turn(row) for row in rows)
-            result = await connection.execute(
-                insert(turns)
-                .values(
-                    conversation_id=conversation_id,
-                    question=question,
-                    question_key=question_key(question),
-                    covered=True,
-                    asked_at=now,
-                )
-                .returning(turns.c.id)
-            )
-            turn_id: int = result.scalar_one()
+            turn_id = await _insert_question(connection, conversation_id, question, True, now)
         return Conversation(conversation_id, head.created_at, earlier), turn_id
 
     async def finish_turn(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
-from api.app import create_app
+from api.app import create_app, serve
 from infrastructure.settings import Settings
 
 
@@ -28,15 +27,4 @@ settings = load_settings()
 app = create_app(settings)
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Logging is configured by create_app (JSON lines, our own access log line).
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        # Streams get SHUTDOWN_GRACE_SECONDS to finish; connections a little longer to close.
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 10),
-    )
+    serve(app, settings)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from typing import TypedDict
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -90,3 +91,19 @@ def create_app(
     # Last: its middleware must be the outermost, to see (and tag) every response.
     install_observability(app, settings)
     return app
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """Run ``app`` under uvicorn with the options the service is deployed with."""
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # Logging is configured by create_app (JSON lines, our own access log line).
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        # Streams get SHUTDOWN_GRACE_SECONDS to finish; connections a little longer to close.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 10),
+    )

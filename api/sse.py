@@ -87,7 +87,7 @@ def _event(data: str, event: str | None = None) -> ServerSentEvent:
     return ServerSentEvent(data, event=event, sep=SEPARATOR)
 
 
-def _json(payload: dict[str, Any]) -> str:
+def _json(payload: dict[str, Any] | list[dict[str, Any]]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -138,7 +138,7 @@ def source_items(sources: Sequence[Passage]) -> list[dict[str, Any]]:
 
 
 def sources_event(sources: Sequence[Passage]) -> ServerSentEvent:
-    return _event(json.dumps(source_items(sources), ensure_ascii=False), event="sources")
+    return _event(_json(source_items(sources)), event="sources")
 
 
 def notice_event(switched: EngineSwitched) -> ServerSentEvent:

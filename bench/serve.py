@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 
-import uvicorn
-
-from api.app import create_app
+from api.app import create_app, serve
 from infrastructure.settings import Settings
 from tests.fakes import InMemoryConversations
 
@@ -23,14 +21,4 @@ else:
     app = create_app(settings)
 
 if __name__ == "__main__":
-    # The same server options as ``main.py``.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 10),
-    )
+    serve(app, settings)

@@ -108,7 +108,8 @@ class EmbeddingSearch:
     async def refresh(self) -> None:
         """Vectors for the passages the knowledge index holds now; only new text is embedded."""
         passages = tuple(self._knowledge.passages)
-        if passages == self._indexed:
+        # The index hands out the same tuple until it reloads: identity is the cheap check.
+        if passages is self._indexed or passages == self._indexed:
             return
         async with self._refresh:
             if passages == self._indexed:

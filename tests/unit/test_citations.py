@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from application.ask import AskApplicant
 from domain.models import Message, RetrievedPassage
+from domain.ports import SemanticSearch
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
 from infrastructure.settings import SAMPLE_PROFILE_DIR, Settings
@@ -17,16 +18,21 @@ from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 from tests.sse_client import Answer, parse_sse
 
 
-async def test_sources_are_the_relevant_passages_in_the_question_language() -> None:
-    engine = ScriptedEngine()
-    ask = AskApplicant(
+def ask_with(engine: ScriptedEngine, semantic: SemanticSearch | None = None) -> AskApplicant:
+    return AskApplicant(
         small_profile(),
         engine,
         InMemoryConversations(),
         default_model="m",
         allowed_models=frozenset(),
         max_input_chars=500,
+        semantic=semantic,
     )
+
+
+async def test_sources_are_the_relevant_passages_in_the_question_language() -> None:
+    engine = ScriptedEngine()
+    ask = ask_with(engine)
     stream = await ask.start([Message("user", "쿠버네티스 경험이 있나요?")])
     await stream.events.aclose()
     assert stream.sources
@@ -35,14 +41,7 @@ async def test_sources_are_the_relevant_passages_in_the_question_language() -> N
 
 async def test_nothing_relevant_means_no_sources_and_no_grounding() -> None:
     engine = ScriptedEngine()
-    ask = AskApplicant(
-        small_profile(),
-        engine,
-        InMemoryConversations(),
-        default_model="m",
-        allowed_models=frozenset(),
-        max_input_chars=500,
-    )
+    ask = ask_with(engine)
     answer = await ask.answer([Message("user", "What is her favourite colour?")])
     assert answer.sources == ()
     assert engine.requests[0].grounding == ()
@@ -112,15 +111,7 @@ class MeaningOnlySearch:
 async def test_a_paraphrase_found_by_meaning_becomes_a_source() -> None:
     semantic = MeaningOnlySearch("led the search team")
     engine = ScriptedEngine()
-    ask = AskApplicant(
-        small_profile(),
-        engine,
-        InMemoryConversations(),
-        default_model="m",
-        allowed_models=frozenset(),
-        max_input_chars=500,
-        semantic=semantic,
-    )
+    ask = ask_with(engine, semantic=semantic)
     # The glossary lets lexical search match "manage" to "led": this paraphrase it cannot see.
     answer = await ask.answer([Message("user", "Who reported to her?")])
     assert semantic.queries == ["Who reported to her?"]

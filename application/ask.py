@@ -291,27 +291,20 @@ class AskApplicant:
     ) -> AsyncGenerator[AnswerEvent, None]:
         """The answer stream, stored once when it ends: whole, cut short, failed or abandoned.
 
-        Text is gathered in memory and written in one statement, never per delta.
+        Text is gathered in memory and written in one statement, never per delta. A finished
+        answer is stored before its terminal event goes out, so a client that reads the
+        conversation after ``done`` finds the answer there.
         """
         parts: list[str] = []
         status: AnswerStatus = "interrupted"  # unless a terminal event says otherwise
         finish_reason: str | None = None
         error_code: str | None = None
         usage = None
-        try:
-            async with aclosing(produced) as events:
-                async for event in events:
-                    if isinstance(event, TextDelta):
-                        parts.append(event.text)
-                    elif isinstance(event, AnswerDone):
-                        status = "completed" if event.finish_reason == "stop" else "incomplete"
-                        finish_reason, usage = event.finish_reason, event.usage
-                    elif isinstance(event, AnswerFailed):
-                        status, error_code = "failed", event.code.value
-                    elif isinstance(event, EngineSwitched):
-                        model = event.model
-                    yield event
-        finally:
+        stored = False
+
+        async def store() -> None:
+            nonlocal stored
+            stored = True
             answer = FinishedAnswer("".join(parts), status, model, finish_reason, error_code, usage)
             try:
                 await self._conversations.finish_turn(turn_id, answer, covered)
@@ -320,6 +313,25 @@ class AskApplicant:
             except Exception as error:
                 # The recruiter already has the answer; losing its record must not break it.
                 logger.error("could not store answer of turn %s: %s", turn_id, type(error).__name__)
+
+        try:
+            async with aclosing(produced) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                    elif isinstance(event, AnswerDone):
+                        status = "completed" if event.finish_reason == "stop" else "incomplete"
+                        finish_reason, usage = event.finish_reason, event.usage
+                        await store()
+                    elif isinstance(event, AnswerFailed):
+                        status, error_code = "failed", event.code.value
+                        await store()
+                    elif isinstance(event, EngineSwitched):
+                        model = event.model
+                    yield event
+        finally:
+            if not stored:
+                await store()
 
     async def _with_fallback(
         self, request: AnswerRequest, engine: AnswerEngine

@@ -9,7 +9,21 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Row, cast, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    String,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import Date
@@ -29,7 +43,7 @@ from domain.conversation import (
 )
 from domain.errors import StorageUnavailable
 from domain.models import Message, Usage
-from infrastructure.database import conversations, turns
+from infrastructure.database import UtcDateTime, conversations, turns
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +96,125 @@ async def _storage_errors() -> AsyncIterator[None]:
         raise StorageUnavailable() from None
 
 
+# The statements on the path to an answer's first delta, built once: building and caching a
+# statement per call costs more than the database's own work (see docs/performance.md).
+_INSERT_CONVERSATION = insert(conversations)
+_INSERT_QUESTION = insert(turns).returning(turns.c.id)
+_TOUCH_CONVERSATION = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("conversation_id"))
+    .values(updated_at=bindparam("now"))
+)
+# A follow-up's question, inserted only if its conversation exists; then the turns before it.
+_ASK_IN_CONVERSATION = (
+    insert(turns)
+    .from_select(
+        ["conversation_id", "question", "question_key", "covered", "asked_at"],
+        select(
+            conversations.c.id,
+            bindparam("question", type_=Text()),
+            bindparam("question_key", type_=String()),
+            true(),
+            bindparam("now", type_=UtcDateTime()),
+        ).where(conversations.c.id == bindparam("conversation_id")),
+    )
+    .returning(turns.c.id)
+)
+_CONVERSATION_BEFORE_TURN = (
+    select(conversations.c.created_at.label("conversation_created_at"), *turns.c)
+    .select_from(
+        conversations.outerjoin(
+            turns,
+            (turns.c.conversation_id == conversations.c.id) & (turns.c.id < bindparam("turn_id")),
+        )
+    )
+    .where(conversations.c.id == bindparam("conversation_id"))
+    .order_by(turns.c.id)
+)
+_FINISH_TURN = update(turns).where(turns.c.id == bindparam("turn_id"))
+_TOUCH_CONVERSATION_OF_TURN = (
+    update(conversations)
+    .where(
+        conversations.c.id
+        == select(turns.c.conversation_id)
+        .where(turns.c.id == bindparam("turn_id"))
+        .scalar_subquery()
+    )
+    .values(updated_at=bindparam("now"))
+)
+
+# On PostgreSQL each of the two ways a question starts is one statement, one round trip, atomic
+# by itself: no BEGIN and COMMIT around it. Data-modifying CTEs are PostgreSQL's alone; SQLite
+# runs in the process, where a round trip costs nothing, and keeps the plain transaction.
+_NOW = bindparam("now", type_=UtcDateTime())
+_NEW_CONVERSATION = (
+    insert(conversations)
+    .values(id=bindparam("conversation_id"), created_at=_NOW, updated_at=_NOW)
+    .cte("new_conversation")
+)
+_START_CONVERSATION_PG = (
+    insert(turns)
+    .add_cte(_NEW_CONVERSATION)
+    .values(
+        conversation_id=bindparam("conversation_id"),
+        question=bindparam("question"),
+        question_key=bindparam("question_key"),
+        covered=bindparam("covered"),
+        asked_at=_NOW,
+    )
+    .returning(turns.c.id)
+)
+_HEAD = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("conversation_id"))
+    .values(updated_at=_NOW)
+    .returning(conversations.c.created_at)
+    .cte("head")
+)
+_NEW_TURN = (
+    insert(turns)
+    .from_select(
+        ["conversation_id", "question", "question_key", "covered", "asked_at"],
+        select(
+            bindparam("conversation_id", type_=String()),
+            bindparam("question", type_=Text()),
+            bindparam("question_key", type_=String()),
+            true(),
+            _NOW,
+        ).select_from(_HEAD),
+    )
+    .returning(turns.c.id)
+    .cte("new_turn")
+)
+# The statement's snapshot predates its own insert: the joined turns are the earlier ones.
+_CONTINUE_CONVERSATION_PG = (
+    select(
+        _HEAD.c.created_at.label("conversation_created_at"),
+        _NEW_TURN.c.id.label("new_turn_id"),
+        *turns.c,
+    )
+    .select_from(
+        _HEAD.join(_NEW_TURN, true()).outerjoin(
+            turns, turns.c.conversation_id == bindparam("conversation_id")
+        )
+    )
+    .order_by(turns.c.id)
+)
+
+
 async def _insert_question(
     connection: AsyncConnection, conversation_id: str, question: str, covered: bool, now: datetime
 ) -> int:
     """A new turn with its question and no answer yet; returns its id."""
     result = await connection.execute(
-        insert(turns)
-        .values(
-            conversation_id=conversation_id,
-            question=question,
-            question_key=question_key(question),
-            covered=covered,
-            asked_at=now,
-        )
-        .returning(turns.c.id)
+        _INSERT_QUESTION,
+        {
+            "conversation_id": conversation_id,
+            "question": question,
+            "question_key": question_key(question),
+            "covered": covered,
+            "asked_at": now,
+        },
     )
     turn_id: int = result.scalar_one()
     return turn_id
@@ -108,6 +227,8 @@ class SqlConversationRepository:
         self._engine = engine
         # Reads need no transaction: no BEGIN before them, no ROLLBACK when they return.
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Single statements need no transaction around them either.
+        self._one_statement = self._reader if engine.dialect.name == "postgresql" else None
 
     async def get(self, conversation_id: str) -> Conversation | None:
         # One round trip: the conversation joined with its turns (none yet: turn columns NULL).
@@ -138,10 +259,23 @@ class SqlConversationRepository:
         earlier: Sequence[Message] = (),
     ) -> int:
         now = _now()
+        if new_conversation and not earlier and self._one_statement is not None:
+            parameters = {
+                "conversation_id": conversation_id,
+                "question": question,
+                "question_key": question_key(question),
+                "covered": covered,
+                "now": now,
+            }
+            async with _storage_errors(), self._one_statement.connect() as connection:
+                result = await connection.execute(_START_CONVERSATION_PG, parameters)
+                turn_id: int = result.scalar_one()
+                return turn_id
         async with _storage_errors(), self._engine.begin() as connection:
             if new_conversation:
                 await connection.execute(
-                    insert(conversations).values(id=conversation_id, created_at=now, updated_at=now)
+                    _INSERT_CONVERSATION,
+                    {"id": conversation_id, "created_at": now, "updated_at": now},
                 )
                 earlier_turns = [
                     {
@@ -160,9 +294,7 @@ class SqlConversationRepository:
                     await connection.execute(insert(turns), earlier_turns)
             else:
                 await connection.execute(
-                    update(conversations)
-                    .where(conversations.c.id == conversation_id)
-                    .values(updated_at=now)
+                    _TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now}
                 )
             return await _insert_question(connection, conversation_id, question, covered, now)
 
@@ -170,29 +302,49 @@ class SqlConversationRepository:
         self, conversation_id: str, question: str
     ) -> tuple[Conversation, int] | None:
         now = _now()
-        async with _storage_errors(), self._engine.begin() as connection:
-            head = (
-                await connection.execute(
-                    update(conversations)
-                    .where(conversations.c.id == conversation_id)
-                    .values(updated_at=now)
-                    .returning(conversations.c.created_at)
-                )
-            ).first()
-            if head is None:
+        if self._one_statement is not None:
+            parameters = {
+                "conversation_id": conversation_id,
+                "question": question,
+                "question_key": question_key(question),
+                "now": now,
+            }
+            async with _storage_errors(), self._one_statement.connect() as connection:
+                rows = (await connection.execute(_CONTINUE_CONVERSATION_PG, parameters)).all()
+            if not rows:
                 return None
-            rows = await connection.execute(
-                select(turns).where(turns.c.conversation_id == conversation_id).order_by(turns.c.id)
+            earlier = tuple(_turn(row) for row in rows if row.id is not None)
+            head_row = rows[0]
+            return (
+                Conversation(conversation_id, head_row.conversation_created_at, earlier),
+                head_row.new_turn_id,
             )
-            earlier = tuple(_turn(row) for row in rows)
-            turn_id = await _insert_question(connection, conversation_id, question, True, now)
-        return Conversation(conversation_id, head.created_at, earlier), turn_id
+        parameters = {
+            "conversation_id": conversation_id,
+            "question": question,
+            "question_key": question_key(question),
+            "now": now,
+        }
+        async with _storage_errors(), self._engine.begin() as connection:
+            turn_id = (await connection.execute(_ASK_IN_CONVERSATION, parameters)).scalar()
+            if turn_id is None:
+                return None
+            rows = (
+                await connection.execute(
+                    _CONVERSATION_BEFORE_TURN,
+                    {"conversation_id": conversation_id, "turn_id": turn_id},
+                )
+            ).all()
+        earlier = tuple(_turn(row) for row in rows if row.id is not None)
+        return Conversation(conversation_id, rows[0].conversation_created_at, earlier), turn_id
 
     async def finish_turn(
         self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
     ) -> None:
         usage = answer.usage
-        values = {
+        now = _now()
+        values: dict[str, Any] = {
+            "turn_id": turn_id,
             "answer": answer.text,
             "status": answer.status,
             "finish_reason": answer.finish_reason,
@@ -201,14 +353,18 @@ class SqlConversationRepository:
             "input_tokens": usage.input_tokens if usage else None,
             "output_tokens": usage.output_tokens if usage else None,
             "total_tokens": usage.total_tokens if usage else None,
-            "answered_at": _now(),
+            "answered_at": now,
         }
         if covered is not None:
             values["covered"] = covered
         # Shielded: this runs in the ``finally`` of a stream whose client may have just left.
         with anyio.CancelScope(shield=True), anyio.fail_after(FINISH_TIMEOUT_SECONDS):
             async with self._engine.begin() as connection:
-                await connection.execute(update(turns).where(turns.c.id == turn_id).values(values))
+                await connection.execute(_FINISH_TURN, values)
+                # The answer is the conversation's latest activity.
+                await connection.execute(
+                    _TOUCH_CONVERSATION_OF_TURN, {"turn_id": turn_id, "now": now}
+                )
 
     async def list_conversations(self, offset: int, limit: int) -> Page[ConversationSummary]:
         turn_count = (

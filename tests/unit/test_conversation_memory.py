@@ -50,6 +50,18 @@ async def test_whole_answer_is_stored_once_with_usage_and_model() -> None:
     assert answer.text == stored.text
 
 
+async def test_answer_is_stored_before_its_done_event_goes_out() -> None:
+    """A client that reads the conversation as soon as ``done`` arrives finds the answer."""
+    ask, _, conversations = make()
+    stream = await ask.start([user("Where did Jane work?")])
+    async for event in stream.events:
+        if isinstance(event, AnswerDone):
+            [(_, stored)] = conversations.finished
+            assert stored.status == "completed"
+    await stream.events.aclose()
+    assert len(conversations.finished) == 1
+
+
 async def test_failed_answer_keeps_its_partial_text() -> None:
     ask, _, conversations = make(
         ScriptedEngine(script=failing_script(ErrorCode.UPSTREAM_RATE_LIMITED))

@@ -7,7 +7,6 @@ from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse
 
 from api.dependencies import AskDep, ContainerDep, MetricsDep, RateLimited, ReviewDep
 from api.errors import ERROR_RESPONSES, RATE_LIMIT_RESPONSES, UPSTREAM_ERROR_RESPONSES
@@ -22,7 +21,14 @@ from api.schemas import (
     SourceOut,
     Usage,
 )
-from api.sse import SEPARATOR, SSE_DESCRIPTION, SSE_EXAMPLE, answer_events, source_items
+from api.sse import (
+    SEPARATOR,
+    SSE_DESCRIPTION,
+    SSE_EXAMPLE,
+    AnswerEventSource,
+    answer_events,
+    source_items,
+)
 from domain.errors import AnswerNotCompleted
 
 logger = logging.getLogger(__name__)
@@ -32,7 +38,8 @@ router = APIRouter()
 @router.post(
     "/openai-response/sse",
     summary="Ask about the applicant; the answer streams as Server-Sent Events",
-    response_class=EventSourceResponse,
+    response_class=AnswerEventSource,
+    status_code=200,
     responses={
         200: {
             "description": SSE_DESCRIPTION,
@@ -48,10 +55,10 @@ router = APIRouter()
 )
 async def ask_streaming(
     body: AskRequest, ask: AskDep, container: ContainerDep, metrics: MetricsDep
-) -> EventSourceResponse:
+) -> AnswerEventSource:
     # Validation happens here, before the response starts: a bad request gets a 4xx, not a stream.
     stream = await ask.start(body.messages(), body.model, body.conversation_id)
-    return EventSourceResponse(
+    return AnswerEventSource(
         answer_events(stream, metrics),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ping=container.settings.sse_ping_seconds,

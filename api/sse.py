@@ -13,7 +13,9 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sse_starlette import ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Message, Receive, Scope, Send
 
 from api.observability import Metrics
 from application.ask import AnswerStream
@@ -29,6 +31,7 @@ from domain.models import (
     TextDelta,
     Usage,
 )
+from infrastructure.deadline import DeadlinePassed, RollingDeadline
 
 logger = logging.getLogger(__name__)
 
@@ -189,3 +192,39 @@ async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator
             yield error_event(ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR])
         finally:
             await stream.events.aclose()
+
+
+class AnswerEventSource(EventSourceResponse):
+    """sse-starlette's response, with its send timeout kept by one timer per sending task.
+
+    sse-starlette bounds each send with a cancel scope, which costs more per delta than the
+    rest of the relay (docs/performance.md). The rule is the same: a send that does not
+    complete within ``send_timeout`` (a client that stopped reading) ends the response.
+    """
+
+    def __init__(
+        self, content: AsyncIterator[ServerSentEvent], *, send_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(content, send_timeout=send_timeout, **kwargs)
+        self._send_deadlines: dict[asyncio.Task[Any], RollingDeadline] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for deadline in self._send_deadlines.values():
+                deadline.close()
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        timeout = self.send_timeout
+        task = asyncio.current_task()
+        if timeout is None or task is None:
+            await send(message)
+            return
+        deadline = self._send_deadlines.get(task)
+        if deadline is None:
+            deadline = self._send_deadlines[task] = RollingDeadline()
+        try:
+            await deadline.run(send(message), asyncio.get_running_loop().time() + timeout)
+        except DeadlinePassed:
+            raise SendTimeoutError() from None

@@ -12,13 +12,18 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
-import anyio
 from sse_starlette.sse import AppStatus
 from uvicorn.server import Server
 
 logger = logging.getLogger(__name__)
+
+
+class Bounded(Protocol):
+    """A wait with a deadline in the event loop's clock: a cancel scope, a ``RollingDeadline``."""
+
+    deadline: float
 
 
 class Lifecycle:
@@ -28,7 +33,7 @@ class Lifecycle:
         self._grace_seconds = grace_seconds
         self._clock = clock
         self._drain_deadline: float | None = None
-        self._waits: set[anyio.CancelScope] = set()
+        self._waits: set[Bounded] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -47,7 +52,7 @@ class Lifecycle:
             self._loop.call_soon_threadsafe(self._shorten_waits)
 
     @contextmanager
-    def bounding(self, wait: anyio.CancelScope) -> Iterator[None]:
+    def bounding(self, wait: Bounded) -> Iterator[None]:
         """Cut ``wait`` short when the grace period ends, even if it started before the drain."""
         self._loop = asyncio.get_running_loop()
         self._waits.add(wait)
@@ -61,7 +66,7 @@ class Lifecycle:
         for wait in list(self._waits):
             self._shorten(wait)
 
-    def _shorten(self, wait: anyio.CancelScope) -> None:
+    def _shorten(self, wait: Bounded) -> None:
         left = self.time_left()
         if left is not None:
             # Cancel-scope deadlines are in the event loop's clock.

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
+import httpx2
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncAPIResponse, AsyncOpenAI
 from openai.types.responses import ResponseInputParam, ResponseUsage
 from openai.types.responses import ResponseStreamEvent as StreamEvent
 from tenacity import (
@@ -34,7 +37,9 @@ from domain.models import (
     Usage,
 )
 from domain.policy import INSTRUCTIONS, render_grounding
-from infrastructure.lifecycle import Lifecycle
+from infrastructure.deadline import DeadlinePassed, RollingDeadline
+from infrastructure.event_stream import EventStreamDecoder, UpstreamEvent
+from infrastructure.lifecycle import Bounded, Lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -177,11 +182,99 @@ def map_event(event: StreamEvent) -> AnswerEvent | None:
     return None
 
 
+def _raw_usage(response: Any) -> Usage | None:
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    try:
+        return Usage(
+            int(usage["input_tokens"]), int(usage["output_tokens"]), int(usage["total_tokens"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _error_code(error: Any) -> object:
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def map_payload(event: UpstreamEvent) -> AnswerEvent | None:
+    """``map_event`` for an event as it arrives on the wire, decoded as JSON only."""
+    if event.data.startswith(b"[DONE]"):
+        return None
+    try:
+        payload = json.loads(event.data)
+    except ValueError:
+        logger.warning("upstream sent an event that is not JSON")
+        return failure(ErrorCode.UPSTREAM_FAILED)
+    if not isinstance(payload, dict):
+        return None
+    kind = payload.get("type")
+    if kind == "response.output_text.delta":
+        delta = payload.get("delta")
+        return TextDelta(delta) if isinstance(delta, str) else None
+    if event.event == "error" or kind == "error" or ("error" in payload and kind is None):
+        # Flat ``{"type": "error", "code": ...}`` or nested ``{"error": {"code": ...}}``.
+        code = payload.get("code") if kind == "error" else _error_code(payload.get("error"))
+        logger.warning("upstream error event: %s", code)
+        return failure(_from_upstream_code(code))
+    response = payload.get("response")
+    if kind == "response.completed":
+        return AnswerDone("stop", _raw_usage(response))
+    if kind == "response.incomplete":
+        details = response.get("incomplete_details") if isinstance(response, dict) else None
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return AnswerDone(
+            reason if isinstance(reason, str) and reason else "incomplete", _raw_usage(response)
+        )
+    if kind == "response.failed":
+        upstream_code = _error_code(response.get("error")) if isinstance(response, dict) else None
+        logger.warning("upstream response failed: %s", upstream_code)
+        return failure(_from_upstream_code(upstream_code))
+    return None
+
+
+class _UpstreamBody:
+    """The raw body of a streamed response: its events, a few at a time, as they arrive."""
+
+    def __init__(self, response: AsyncAPIResponse[Any]) -> None:
+        self._chunks = response.iter_bytes()
+        self._decoder = EventStreamDecoder()
+        self._ended = False
+
+    async def next_events(self) -> list[UpstreamEvent] | None:
+        """The events the next read completes (maybe none); ``None`` once the body ended."""
+        if self._ended:
+            return None
+        try:
+            chunk = await anext(self._chunks)
+        except StopAsyncIteration:
+            self._ended = True
+            return self._decoder.end()
+        return self._decoder.feed(chunk)
+
+
 @dataclass(slots=True)
-class _Opened:
-    stream: Any
-    events: AsyncIterator[StreamEvent]
-    first: AnswerEvent
+class _Upstream:
+    """One open upstream response: how to close it, its body, and events read ahead."""
+
+    closing: AsyncExitStack
+    body: _UpstreamBody
+    reads: RollingDeadline
+    pending: deque[AnswerEvent] = field(default_factory=deque)
+
+    def take(self) -> AnswerEvent | None:
+        """The next event read ahead; text deltas that arrived together become one."""
+        pending = self.pending
+        if not pending:
+            return None
+        event = pending.popleft()
+        if isinstance(event, TextDelta) and pending and isinstance(pending[0], TextDelta):
+            parts = [event.text]
+            while pending and isinstance(pending[0], TextDelta):
+                parts.append(cast(TextDelta, pending.popleft()).text)
+            event = TextDelta("".join(parts))
+        return event
 
 
 class ResponsesEngine:
@@ -219,26 +312,33 @@ class ResponsesEngine:
 
     async def stream_answer(self, request: AnswerRequest) -> AsyncGenerator[AnswerEvent, None]:
         deadline = anyio.current_time() + self._policy.total_timeout
-        try:
-            opened = await self._open_with_retries(request, deadline)
-        except _Stop as stop:
-            yield stop.event
-            return
-        try:
-            event: AnswerEvent | None = opened.first
-            while event is not None:
-                yield event
-                if not isinstance(event, TextDelta):
-                    return
-                event = await self._next_answer_event(opened.events, deadline)
-            logger.warning("upstream stream ended without a terminal event")
-            yield failure(ErrorCode.UPSTREAM_INTERRUPTED)
-        except _Stop as stop:
-            yield stop.event
-        finally:
-            await _close(opened.stream)
+        # One timer bounds every read of the answer, and the drain can shorten it.
+        reads = RollingDeadline()
+        with self._bounded_by_drain(reads):
+            try:
+                upstream, first = await self._open_with_retries(request, deadline, reads)
+            except _Stop as stop:
+                reads.close()
+                yield stop.event
+                return
+            try:
+                event: AnswerEvent | None = first
+                while event is not None:
+                    yield event
+                    if not isinstance(event, TextDelta):
+                        return
+                    event = await self._next_answer_event(upstream, deadline)
+                logger.warning("upstream stream ended without a terminal event")
+                yield failure(ErrorCode.UPSTREAM_INTERRUPTED)
+            except _Stop as stop:
+                yield stop.event
+            finally:
+                reads.close()
+                await _close(upstream.closing)
 
-    async def _open_with_retries(self, request: AnswerRequest, deadline: float) -> _Opened:
+    async def _open_with_retries(
+        self, request: AnswerRequest, deadline: float, reads: RollingDeadline
+    ) -> tuple[_Upstream, AnswerEvent]:
         policy = self._policy
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.max_retries + 1)
@@ -251,7 +351,7 @@ class ResponsesEngine:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(request, deadline)
+                    return await self._attempt(request, deadline, reads)
         except _Retry as gave_up:
             raise _Stop(failure(gave_up.code)) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
@@ -271,16 +371,21 @@ class ResponsesEngine:
             )
         return wait
 
-    async def _attempt(self, request: AnswerRequest, deadline: float) -> _Opened:
+    async def _attempt(
+        self, request: AnswerRequest, deadline: float, reads: RollingDeadline
+    ) -> tuple[_Upstream, AnswerEvent]:
         """One request, read up to its first meaningful event."""
+        closing = AsyncExitStack()
         try:
-            stream = await self._client.responses.create(
-                model=request.model,
-                instructions=INSTRUCTIONS,
-                input=build_input(request),
-                max_output_tokens=self._max_output_tokens,
-                store=False,
-                stream=True,
+            response = await closing.enter_async_context(
+                self._client.responses.with_streaming_response.create(
+                    model=request.model,
+                    instructions=INSTRUCTIONS,
+                    input=build_input(request),
+                    max_output_tokens=self._max_output_tokens,
+                    store=False,
+                    stream=True,
+                )
             )
         except openai.OpenAIError as error:
             code = classify(error)
@@ -292,73 +397,70 @@ class ResponsesEngine:
                     raise _Retry(code, asked) from None
             raise _Stop(failure(code)) from None
 
-        events = aiter(stream)
+        upstream = _Upstream(closing, _UpstreamBody(response), reads)
         try:
-            while True:
-                event = await self._next_answer_event(events, deadline)
-                if event is None:
-                    raise _Retry(ErrorCode.UPSTREAM_INTERRUPTED)
-                if isinstance(event, AnswerFailed) and event.code in RETRYABLE:
-                    raise _Retry(event.code)
-                return _Opened(stream, events, event)
+            event = await self._next_answer_event(upstream, deadline)
+            if event is None:
+                raise _Retry(ErrorCode.UPSTREAM_INTERRUPTED)
+            if isinstance(event, AnswerFailed) and event.code in RETRYABLE:
+                raise _Retry(event.code)
+            return upstream, event
         except _Stop as stop:
-            await _close(stream)
+            await _close(closing)
             if stop.retryable:
                 raise _Retry(stop.event.code) from None
             raise
         except _Retry:
-            await _close(stream)
+            await _close(closing)
             raise
 
-    async def _next_answer_event(
-        self, events: AsyncIterator[StreamEvent], deadline: float
-    ) -> AnswerEvent | None:
+    async def _next_answer_event(self, upstream: _Upstream, deadline: float) -> AnswerEvent | None:
         """The next event worth relaying, or ``None`` when the stream ends.
 
-        Each wait is bounded by the idle timeout and the answer's deadline, and is cut short
-        when the server starts draining for shutdown, even if the wait began before.
+        Events come off the wire a read at a time; each read is bounded by the idle timeout
+        and the answer's deadline, and is cut short when the server starts draining for
+        shutdown, even if the wait began before.
         """
         while True:
-            wait = anyio.CancelScope(
-                deadline=min(anyio.current_time() + self._policy.idle_timeout, deadline)
-            )
-            with wait, self._bounded_by_drain(wait):
-                try:
-                    upstream_event = await anext(events)
-                except StopAsyncIteration:
-                    return None
-                except openai.APIConnectionError as error:
-                    # The stream broke after it had started (timeouts included).
-                    logger.warning("upstream stream broke: %s", type(error).__name__)
-                    timed_out = isinstance(error, openai.APITimeoutError)
-                    code = (
-                        ErrorCode.UPSTREAM_TIMEOUT if timed_out else ErrorCode.UPSTREAM_INTERRUPTED
-                    )
-                    raise _Stop(failure(code), retryable=True) from None
-                except openai.APIError as error:
-                    # The SDK raises nested ``{"error": {...}}`` events mid-iteration.
-                    logger.warning("upstream error in stream: %s", error.code)
-                    code = classify(error)
-                    raise _Stop(failure(code), retryable=code in RETRYABLE) from None
-            if wait.cancelled_caught:
+            event = upstream.take()
+            if event is not None:
+                return event
+            now = anyio.current_time()
+            until = min(now + self._policy.idle_timeout, deadline)
+            left = self._lifecycle.time_left() if self._lifecycle is not None else None
+            if left is not None:
+                until = min(until, now + left)
+            try:
+                arrived = await upstream.reads.run(upstream.body.next_events(), until)
+            except DeadlinePassed:
                 draining = self._lifecycle is not None and self._lifecycle.draining
                 code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
                 logger.warning("upstream wait ended: %s", code.value)
                 raise _Stop(
                     failure(code),
                     retryable=not draining and anyio.current_time() < deadline,
-                )
-            mapped = map_event(upstream_event)
-            if mapped is not None:
-                return mapped
+                ) from None
+            except httpx2.TimeoutException:
+                logger.warning("upstream stream broke: timeout")
+                raise _Stop(failure(ErrorCode.UPSTREAM_TIMEOUT), retryable=True) from None
+            except (httpx2.TransportError, httpx2.StreamError) as error:
+                # The stream broke after it had started.
+                logger.warning("upstream stream broke: %s", type(error).__name__)
+                raise _Stop(failure(ErrorCode.UPSTREAM_INTERRUPTED), retryable=True) from None
+            if arrived is None:
+                return None
+            for upstream_event in arrived:
+                mapped = map_payload(upstream_event)
+                if mapped is not None:
+                    upstream.pending.append(mapped)
 
-    def _bounded_by_drain(self, wait: anyio.CancelScope) -> AbstractContextManager[None]:
+    def _bounded_by_drain(self, wait: Bounded) -> AbstractContextManager[None]:
         if self._lifecycle is None:
             return nullcontext()
         return self._lifecycle.bounding(wait)
 
 
-async def _close(stream: Any) -> None:
+async def _close(closing: AsyncExitStack) -> None:
     """Close the upstream HTTP stream even while the task is being cancelled (client left)."""
     with anyio.CancelScope(shield=True), anyio.move_on_after(UPSTREAM_CLOSE_SECONDS):
-        await stream.close()
+        await closing.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,6 +141,24 @@ async def run(
 async def test_deltas_are_relayed_exactly_and_usage_reported(upstream: respx.MockRouter) -> None:
     texts = ["Line one\n", "\n- item", "\ndata: not a field", " 한국어 답변\r\n끝"]
     events = await run(sse(CREATED, *map(delta, texts), COMPLETED), upstream)
+    # One read carried every delta: they are relayed as one, the text unchanged.
+    assert events == [TextDelta("".join(texts)), AnswerDone("stop", Usage(11, 7, 18))]
+
+
+async def test_deltas_arriving_apart_stay_apart_even_when_reads_split_their_lines(
+    upstream: respx.MockRouter,
+) -> None:
+    texts = ["첫 줄\n", "\n- item", " 한국어\r\n끝"]
+    frames = [sse(event) for event in (CREATED, *map(delta, texts), COMPLETED)]
+
+    async def reads() -> AsyncIterator[bytes]:
+        for frame in frames:
+            middle = len(frame) // 2  # inside the JSON
+            yield frame[:middle]
+            yield frame[middle:]
+
+    reply = httpx2.Response(200, content=reads(), headers={"content-type": "text/event-stream"})
+    events = await run(reply, upstream)
     assert events == [*map(TextDelta, texts), AnswerDone("stop", Usage(11, 7, 18))]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 from agents import OpenAIProvider, set_tracing_export_api_key
 from agents.mcp import MCPServer
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 from redis.asyncio import Redis
 
 from application.ask import AskApplicant
@@ -62,16 +62,25 @@ class Container:
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
     # A server reached only through OPENAI_BASE_URL may need no key; the SDK insists on one.
     api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+    timeout = httpx2.Timeout(
+        connect=settings.upstream_connect_timeout_seconds,
+        # A backstop: the engine ends a silent stream after the idle timeout itself.
+        read=settings.upstream_idle_timeout_seconds + 5,
+        write=settings.upstream_connect_timeout_seconds,
+        pool=settings.upstream_connect_timeout_seconds,
+    )
     return AsyncOpenAI(
         api_key=api_key,
         base_url=settings.openai_base_url,
         max_retries=0,  # ResponsesEngine retries, and only before any text was sent
-        timeout=httpx2.Timeout(
-            connect=settings.upstream_connect_timeout_seconds,
-            # A backstop: the engine ends a silent stream after the idle timeout itself.
-            read=settings.upstream_idle_timeout_seconds + 5,
-            write=settings.upstream_connect_timeout_seconds,
-            pool=settings.upstream_connect_timeout_seconds,
+        timeout=timeout,
+        http_client=DefaultAsyncHttpxClient(
+            timeout=timeout,
+            # Each streaming answer holds a connection; the SDK's default caps them at 1,000.
+            limits=httpx2.Limits(
+                max_connections=settings.upstream_max_connections,
+                max_keepalive_connections=100,
+            ),
         ),
     )
 

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     upstream_idle_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
+    # One connection per open answer: this caps the answers streaming at once.
+    upstream_max_connections: int = Field(default=2000, ge=1, le=100_000)
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=25)
     sse_send_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     database_url: str = "sqlite+aiosqlite:///data/ask-the-applicant.db"

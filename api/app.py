@@ -10,7 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import admin
+from api import admin, page
 from api.errors import install_error_handlers
 from api.mcp_server import McpEndpoint
 from api.observability import REQUEST_ID_HEADER, install_observability
@@ -73,6 +73,8 @@ def create_app(
     )
     app.include_router(router)
     app.include_router(admin.router)
+    # The chat page at GET / and its static files; not part of the API's OpenAPI schema.
+    app.include_router(page.router)
     if settings.mcp_server_enabled:
         mcp = McpEndpoint(app, settings.cors_origins)
         mcp.mount()

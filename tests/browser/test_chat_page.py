@@ -1,0 +1,595 @@
+"""The chat page in a real browser: Debian's headless Chromium driven by Playwright.
+
+The app runs under uvicorn against the fake Responses API, which paces its deltas like a
+model, so the page is seen streaming, following up, stopping and failing as a recruiter
+would see it. The page's own SSE parser and markdown renderer are tested inside the same
+browser (``page.evaluate``), so no JavaScript test runner is needed.
+
+Playwright never downloads a browser here: it drives ``/usr/bin/chromium`` (Debian's
+``chromium`` package; ``.ci/run`` installs it). Without it the tests are skipped, except in
+CI (``CI=true``), where they fail. ``SAVE_SCREENSHOTS=1`` also writes the screenshot to
+``docs/images/chat-page.png`` (install ``fonts-noto-cjk`` first, or Korean shows as boxes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+
+from tests.support.app_server import PROJECT_ROOT, RunningApp, run_app
+from tests.support.fake_responses_api import (
+    RunningFake,
+    Scenario,
+    run_fake_responses_api,
+    split_into_deltas,
+)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+]
+SSE_PATH = "/openai-response/sse"
+MAX_INPUT_CHARS = 500
+DOCS_SCREENSHOT = PROJECT_ROOT / "docs" / "images" / "chat-page.png"
+
+FIRST_ANSWER = """\
+## 결제 플랫폼 마이그레이션
+
+김민지의 가장 큰 성과는 **한빛페이 결제 플랫폼 마이그레이션**의 기술 리드를 맡은 것입니다 [1].
+Python/Django 모놀리스를 Amazon EKS 위의 Go 서비스로 *무중단* 전환했습니다.
+
+- p99 지연 시간: 820ms → 210ms
+- 가용성: 99.9% → 99.99%
+- 인프라 비용 31% 절감
+
+이 프로젝트로 2022년 `올해의 엔지니어` 상을 받았습니다 [1]."""
+FOLLOW_UP_ANSWER = """\
+그 전에는 2018년 7월부터 2020년 12월까지 **소라물류**에서 백엔드 엔지니어로 일했습니다.
+배차 계산 시간을 12초에서 1.5초로 줄였습니다."""
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        reason = (
+            f"Chromium is not installed at {CHROMIUM}: run `apt-get install chromium` "
+            "(or set CHROMIUM_PATH) to run the browser tests"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[RunningFake]:
+    with run_fake_responses_api() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def app(upstream: RunningFake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    database = tmp_path_factory.mktemp("browser") / "conversations.db"
+    environment = {
+        "OPENAI_API_KEY": "sk-test-browser-0123456789",
+        "OPENAI_BASE_URL": upstream.base_url,
+        "OPENAI_MODEL": "gpt-fake",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "SEMANTIC_SEARCH": "false",
+        "FALLBACK_TO_OFFLINE": "false",
+        "KNOWLEDGE_WATCH": "false",
+        "MAX_INPUT_CHARS": str(MAX_INPUT_CHARS),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+    }
+    with run_app(environment) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Browser]:
+    playwright: Playwright
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, app: RunningApp, upstream: RunningFake) -> Iterator[Page]:
+    """A fresh tab on the chat page; fails the test on any script error or CSP violation."""
+    upstream.api.reset()
+    context = browser.new_context(
+        base_url=app.base_url, viewport={"width": 960, "height": 900}, locale="ko-KR"
+    )
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+    def on_console(message: ConsoleMessage) -> None:
+        # Failed requests the tests provoke on purpose are logged too; nothing else may be.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            problems.append(f"console error: {message.text}")
+
+    tab.on("console", on_console)
+    tab.goto("/")
+    yield tab
+    upstream.api.release_stalled_streams()
+    context.close()
+    assert problems == []
+
+
+@pytest.fixture(scope="module")
+def script_page(browser: Browser, app: RunningApp) -> Iterator[Page]:
+    """One tab on the chat page for the tests of its scripts, which change nothing on it."""
+    context = browser.new_context(base_url=app.base_url)
+    tab = context.new_page()
+    tab.goto("/")
+    yield tab
+    context.close()
+
+
+def conversation(app: RunningApp, conversation_id: str) -> list[dict[str, Any]]:
+    response = httpx2.get(f"{app.base_url}/conversations/{conversation_id}", timeout=5)
+    assert response.status_code == 200
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+def press_enter_while_composing(page: Page, how: str) -> None:
+    """Dispatch the keydown an IME sends when Enter confirms a composition (no real IME here)."""
+    page.evaluate(
+        """(how) => {
+            const init = { key: "Enter", code: "Enter", bubbles: true, cancelable: true };
+            if (how === "isComposing") init.isComposing = true;
+            else init.keyCode = 229;
+            document.getElementById("question").dispatchEvent(new KeyboardEvent("keydown", init));
+        }""",
+        how,
+    )
+
+
+def watch_answer_growth(page: Page) -> None:
+    """Record the last answer's text length at every DOM change, with its state."""
+    page.evaluate(
+        """() => {
+            window.answerGrowth = [];
+            new MutationObserver(() => {
+                const answers = document.querySelectorAll(".message.assistant");
+                const last = answers[answers.length - 1];
+                if (!last) return;
+                const text = last.querySelector(".answer").textContent;
+                window.answerGrowth.push([text.length, last.dataset.state]);
+            }).observe(document.getElementById("log"),
+                       { subtree: true, childList: true, characterData: true, attributes: true });
+        }"""
+    )
+
+
+def sse_requests(page: Page) -> list[dict[str, Any]]:
+    bodies: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda request: (
+            bodies.append(request.post_data_json) if request.url.endswith(SSE_PATH) else None
+        ),
+    )
+    return bodies
+
+
+def test_a_korean_conversation_streams_follows_up_and_stops(
+    page: Page, app: RunningApp, upstream: RunningFake, tmp_path: Path
+) -> None:
+    sent = sse_requests(page)
+    question = page.get_by_role("textbox", name="Your question")
+    upstream.api.enqueue(
+        Scenario(deltas=split_into_deltas(FIRST_ANSWER, 3), delay_between_deltas=0.008),
+        Scenario(deltas=split_into_deltas(FOLLOW_UP_ANSWER, 3), delay_between_deltas=0.005),
+        Scenario(deltas=["첫 번째 ", "부분만 ", "보냅니다."], terminal="stall", stall_seconds=30),
+    )
+
+    # Typing Korean: Enter that confirms the IME composition must not send; Shift+Enter is
+    # a new line; Enter sends.
+    question.click()
+    page.keyboard.insert_text("김민지의 가장 큰 성과는")
+    press_enter_while_composing(page, "isComposing")
+    press_enter_while_composing(page, "keyCode229")
+    assert question.input_value() == "김민지의 가장 큰 성과는"
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.insert_text("무엇인가요?")
+    assert question.input_value() == "김민지의 가장 큰 성과는\n무엇인가요?"
+    assert page.locator(".message").count() == 0
+    assert sent == []
+
+    watch_answer_growth(page)
+    page.keyboard.press("Enter")
+    expect(question).to_have_value("")
+    first = page.locator(".message.assistant").nth(0)
+    expect(first).to_have_attribute("data-state", "done")
+    assert sent == [{"input": "김민지의 가장 큰 성과는\n무엇인가요?"}]
+    expect(page.locator(".message.user").nth(0)).to_have_text(
+        "김민지의 가장 큰 성과는\n무엇인가요?"
+    )
+
+    # The answer grew in several steps before it was done.
+    growth: list[list[Any]] = page.evaluate("window.answerGrowth")
+    streaming = sorted({length for length, state in growth if state == "streaming" and length})
+    assert len(streaming) >= 3, growth
+
+    # Rendered as markdown, line breaks included, from text nodes only.
+    answer = first.locator(".answer")
+    expect(answer.locator("h4")).to_have_text("결제 플랫폼 마이그레이션")
+    expect(answer.locator("strong")).to_have_text("한빛페이 결제 플랫폼 마이그레이션")
+    expect(answer.locator("em")).to_have_text("무중단")
+    expect(answer.locator("li")).to_have_text(
+        ["p99 지연 시간: 820ms → 210ms", "가용성: 99.9% → 99.99%", "인프라 비용 31% 절감"]
+    )
+    expect(answer.locator("code")).to_have_text("올해의 엔지니어")
+    assert answer.locator("p").first.inner_text() == (
+        "김민지의 가장 큰 성과는 한빛페이 결제 플랫폼 마이그레이션의 기술 리드를 맡은 것입니다 "
+        "[1].\nPython/Django 모놀리스를 Amazon EKS 위의 Go 서비스로 무중단 전환했습니다."
+    )
+    # Sources are listed, and the citations link to them.
+    sources = first.locator(".sources-list li")
+    assert sources.count() >= 1
+    expect(first.locator(".sources-title")).to_have_text("Sources")
+    citation = answer.locator("a.citation").first
+    expect(citation).to_have_text("1")
+    target = citation.get_attribute("href")
+    assert target is not None
+    expect(page.locator(target)).to_be_visible()
+
+    # A follow-up: the same conversation, only the new question.
+    question.fill("그 전에는 어디서 일했나요?")
+    question.press("Enter")
+    second = page.locator(".message.assistant").nth(1)
+    expect(second).to_have_attribute("data-state", "done")
+    assert len(sent) == 2
+    conversation_id = sent[1]["conversation_id"]
+    assert sent[1] == {"input": "그 전에는 어디서 일했나요?", "conversation_id": conversation_id}
+    stored = conversation(app, conversation_id)
+    assert [(m["role"], m["status"]) for m in stored] == [
+        ("user", "completed"),
+        ("assistant", "completed"),
+    ] * 2
+    assert stored[1]["content"] == FIRST_ANSWER  # what streamed is what was rendered above
+    assert stored[3]["content"] == FOLLOW_UP_ANSWER
+    assert second.locator(".answer p").inner_text() == FOLLOW_UP_ANSWER.replace("**", "")
+    screenshot(page, tmp_path)
+
+    # Stop: the partial answer stays, and the server stores it as interrupted.
+    question.fill("요즘 어떤 일을 하나요?")
+    question.press("Enter")
+    third = page.locator(".message.assistant").nth(2)
+    expect(third.locator(".answer")).to_have_text("첫 번째 부분만 보냅니다.")
+    page.get_by_role("button", name="Stop").click()
+    expect(third).to_have_attribute("data-state", "stopped")
+    expect(third.locator(".ending")).to_have_text("Stopped.")
+    expect(third.locator(".answer")).to_have_text("첫 번째 부분만 보냅니다.")
+    expect(question).to_be_focused()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    assert upstream.api.wait_for(lambda: upstream.api.closed_by_client == 1)
+    stored = wait_for_messages(app, conversation_id, 6)
+    assert (stored[5]["content"], stored[5]["status"]) == (
+        "첫 번째 부분만 보냅니다.",
+        "interrupted",
+    )
+
+    # A new conversation sends no conversation_id.
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator(".message")).to_have_count(0)
+    expect(page.locator("#welcome")).to_be_visible()
+    page.get_by_role("button", name="어떤 프로젝트를 했나요?").click()
+    expect(page.locator(".message.assistant")).to_have_attribute("data-state", "done")
+    assert sent[3] == {"input": "어떤 프로젝트를 했나요?"}
+
+
+def wait_for_messages(app: RunningApp, conversation_id: str, count: int) -> list[dict[str, Any]]:
+    """The stored messages once there are ``count`` (the answer is stored as the stream ends)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stored = conversation(app, conversation_id)
+        if len(stored) >= count:
+            return stored
+        time.sleep(0.05)
+    raise AssertionError(f"not stored: {conversation(app, conversation_id)}")
+
+
+def screenshot(page: Page, tmp_path: Path) -> None:
+    """The whole conversation as a recruiter sees it (tall enough not to scroll), and on a phone."""
+    path = tmp_path / "chat-page.png"
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": 960, "height": height})
+    page.screenshot(path=str(path))
+    if os.environ.get("SAVE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        DOCS_SCREENSHOT.write_bytes(path.read_bytes())
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(tmp_path / "chat-page-mobile.png"))
+    page.set_viewport_size({"width": 960, "height": 900})
+
+
+def ask(page: Page, text: str) -> None:
+    question = page.get_by_role("textbox", name="Your question")
+    question.fill(text)
+    question.press("Enter")
+
+
+def test_errors_are_explained_and_partial_answers_kept(page: Page, upstream: RunningFake) -> None:
+    answers = page.locator(".message.assistant")
+
+    # The model fails after some text: event: error mid-stream.
+    upstream.api.enqueue(Scenario(deltas=["Minji led ", "the migr"], terminal="failed"))
+    ask(page, "What did Minji lead?")
+    expect(answers.nth(0)).to_have_attribute("data-state", "error")
+    expect(answers.nth(0).locator(".answer")).to_have_text("Minji led the migr")
+    expect(answers.nth(0).get_by_role("alert")).not_to_be_empty()
+
+    # A 4xx from the server: its message is shown.
+    ask(page, "x" * (MAX_INPUT_CHARS + 1))
+    expect(answers.nth(1)).to_have_attribute("data-state", "error")
+    expect(answers.nth(1).locator(".ending")).to_contain_text(str(MAX_INPUT_CHARS))
+
+    # Rate limited: when to try again, from Retry-After.
+    page.route(
+        f"**{SSE_PATH}",
+        lambda route: route.fulfill(
+            status=429,
+            headers={"Retry-After": "17"},
+            content_type="application/json",
+            body=json.dumps({"code": "rate_limited", "message": "Too many questions."}),
+        ),
+    )
+    ask(page, "Are you there?")
+    expect(answers.nth(2).locator(".ending")).to_have_text(
+        "Too many questions for now. Please try again in 17 seconds."
+    )
+    page.unroute(f"**{SSE_PATH}")
+
+    # A proxy's HTML error page.
+    page.route(
+        f"**{SSE_PATH}",
+        lambda route: route.fulfill(status=502, content_type="text/html", body="<h1>Bad</h1>"),
+    )
+    ask(page, "And now?")
+    expect(answers.nth(3).locator(".ending")).to_contain_text("HTTP 502")
+    page.unroute(f"**{SSE_PATH}")
+
+    # The network is down.
+    page.route(f"**{SSE_PATH}", lambda route: route.abort("connectionrefused"))
+    ask(page, "Hello?")
+    expect(answers.nth(4).locator(".ending")).to_have_text(
+        "Could not reach the server. Check your connection and try again."
+    )
+    page.unroute(f"**{SSE_PATH}")
+
+    # The page still works afterwards.
+    ask(page, "Where does Minji work?")
+    expect(answers.nth(5)).to_have_attribute("data-state", "done")
+    expect(answers.nth(5).locator(".answer")).to_have_text("Hello from the fake Responses API.")
+
+
+def test_notices_are_shown_as_notes(page: Page) -> None:
+    stream = (
+        'event: meta\ndata: {"conversation_id":"c1","model":"offline","mode":"offline"}\n\n'
+        "event: sources\ndata: []\n\n"
+        'event: notice\ndata: {"code":"answered_offline","message":"Answered from the '
+        'documents.","mode":"offline","model":"offline"}\n\n'
+        'event: agent\ndata: {"kind":"tool_call","name":"search_profile"}\n\n'
+        "event: meta\ndata: null\n\nevent: future\ndata: not json\n\n"
+        "data: Quoted\ndata: text\n\n"
+        'event: done\ndata: {"usage":null,"finish_reason":"max_output_tokens"}\n\n'
+    )
+    page.route(
+        f"**{SSE_PATH}",
+        lambda route: route.fulfill(status=200, content_type="text/event-stream", body=stream),
+    )
+    ask(page, "hi")
+    answer = page.locator(".message.assistant")
+    expect(answer).to_have_attribute("data-state", "done")
+    expect(answer.locator(".note")).to_have_text("Answered from the documents.")
+    assert answer.locator(".answer p").inner_text() == "Quoted\ntext"
+    expect(answer.locator(".sources")).to_be_hidden()
+    expect(answer.locator(".ending")).to_have_text("The answer was cut short (max_output_tokens).")
+
+
+# --- the page's JavaScript, in the browser ------------------------------------------------
+
+PARSE = """([chunks, finish]) => {
+    const events = [];
+    const retries = [];
+    const parser = createSseParser((event) => events.push(event), {
+        onRetry: (ms) => retries.push(ms),
+    });
+    for (const chunk of chunks) parser.push(chunk);
+    if (finish) parser.end();
+    return { events, retries, lastEventId: parser.lastEventId };
+}"""
+
+
+def parse(page: Page, *chunks: str, finish: bool = True) -> dict[str, Any]:
+    result: dict[str, Any] = page.evaluate(PARSE, [list(chunks), finish])
+    return result
+
+
+def events(page: Page, *chunks: str) -> list[tuple[str, str]]:
+    return [(event["type"], event["data"]) for event in parse(page, *chunks)["events"]]
+
+
+def test_sse_parser_follows_the_whatwg_rules(script_page: Page) -> None:
+    # Line ends: LF, CRLF, CR, and a CRLF split between two chunks.
+    assert events(script_page, "data: a\n\ndata: b\r\n\r\ndata: c\r\rdata: d\n\n") == [
+        ("message", "a"),
+        ("message", "b"),
+        ("message", "c"),
+        ("message", "d"),
+    ]
+    assert events(script_page, "data: a\r", "\n", "\r\n") == [("message", "a")]
+    assert events(script_page, "data: a\r", "\r\n") == [("message", "a")]
+    # A leading BOM is dropped, once; anywhere else it is data.
+    assert events(script_page, "\ufeff", "data: x\n\n") == [("message", "x")]
+    assert events(script_page, "\ufeffdata: \ufeffy\n\n") == [("message", "\ufeffy")]
+    # Comments; one leading space removed; no colon means an empty value; data lines joined.
+    assert events(script_page, ": ping\ndata:  two\ndata\ndata:x\n\n") == [("message", " two\n\nx")]
+    # The event type, which does not carry over to the next event.
+    assert events(script_page, "event: meta\ndata: {}\n\ndata: next\n\n") == [
+        ("meta", "{}"),
+        ("message", "next"),
+    ]
+    # An event with no data is not dispatched; `data:` alone is an event with empty data.
+    assert events(script_page, "event: ghost\n\nid: 1\n\ndata:\n\n") == [("message", "")]
+    # Unknown fields are ignored, a field named with a space too.
+    assert events(script_page, "foo: bar\ndata : no\ndata: yes\n\n") == [("message", "yes")]
+    # An unfinished event at the end of the stream is discarded.
+    assert events(script_page, "data: complete\n\ndata: cut off\n") == [("message", "complete")]
+
+
+def test_sse_parser_handles_id_and_retry(script_page: Page) -> None:
+    result = parse(
+        script_page, "id: 7\ndata: a\n\nid: x\u0000y\ndata: b\n\nretry: 1500\nretry: 2s\n\n"
+    )
+    assert [event["lastEventId"] for event in result["events"]] == ["7", "7"]
+    assert result["retries"] == [1500]
+    assert parse(script_page, "id\ndata: a\n\n")["lastEventId"] == ""
+
+
+def test_sse_parser_output_does_not_depend_on_chunking(script_page: Page) -> None:
+    stream = (
+        "event: meta\r\ndata: {}\r\n\r\n: ping\rdata: 한국어 답변\ndata:\r\n"
+        "data:   indented\r\rdata: last\n\n"
+    )
+    whole = parse(script_page, stream)["events"]
+    one_char_at_a_time = parse(script_page, *stream)["events"]
+    assert one_char_at_a_time == whole
+    assert [event["data"] for event in whole] == ["{}", "한국어 답변\n\n  indented", "last"]
+
+
+def test_event_stream_reader_decodes_utf8_split_between_chunks(script_page: Page) -> None:
+    data = script_page.evaluate(
+        """async () => {
+            const bytes = new TextEncoder().encode("\\ufeffdata: 지원자\\r\\n\\r\\ndata: 끝\\n\\n");
+            const body = new ReadableStream({
+                start(controller) {
+                    // One byte at a time: every Korean character and the BOM are split.
+                    for (const byte of bytes) controller.enqueue(new Uint8Array([byte]));
+                    controller.close();
+                },
+            });
+            const received = [];
+            await readEventStream(body, (event) => received.push(event.data));
+            return received;
+        }"""
+    )
+    assert data == ["지원자", "끝"]
+
+
+RENDER = """(markdown) => {
+    const box = document.createElement("div");
+    box.appendChild(renderMarkdown(markdown, { citationHref: (n) => n === 1 ? "#s1" : null }));
+    return {
+        html: box.innerHTML,
+        text: box.textContent,
+        tags: [...box.querySelectorAll("*")].map((node) => node.tagName.toLowerCase()),
+        links: [...box.querySelectorAll("a")].map((a) => [a.textContent, a.getAttribute("href"),
+                                                         a.rel, a.className]),
+        attributes: [...box.querySelectorAll("*")].flatMap((node) =>
+            [...node.attributes].map((attribute) => attribute.name)),
+    };
+}"""
+
+
+def render(page: Page, markdown: str) -> dict[str, Any]:
+    result: dict[str, Any] = page.evaluate(RENDER, markdown)
+    return result
+
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    '<a href="javascript:alert(1)">x</a>',
+    "<iframe src=//evil.example></iframe>",
+    "**<svg onload=alert(1)>**",
+    "`<b>code</b>`",
+    "```html\n<script>alert(1)</script>\n```",
+    "- <style>body{display:none}</style>",
+    "| <img src=x> | b |\n|---|---|\n| <script>x</script> | c |",
+]
+
+
+@pytest.mark.parametrize("markdown", HOSTILE)
+def test_markdown_from_the_model_never_becomes_html(script_page: Page, markdown: str) -> None:
+    rendered = render(script_page, markdown)
+    allowed = {"p", "strong", "code", "pre", "ul", "li", "br", "table", "thead", "tbody"}
+    assert set(rendered["tags"]) <= allowed | {"tr", "th", "td", "div"}
+    assert not {"img", "script", "iframe", "svg", "style", "a"} & set(rendered["tags"])
+    assert not [name for name in rendered["attributes"] if name.startswith("on")]
+    assert "<" in rendered["text"]  # the markup is there, as text
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "[click](javascript:alert(1))",
+        "[click](JaVaScRiPt:alert(1))",
+        "[click]( javascript:alert(1))",
+        "[click](java\tscript:alert(1))",
+        "[click](data:text/html,<script>alert(1)</script>)",
+        "[click](vbscript:msgbox)",
+        "[click](/relative/path)",
+        "[click](//evil.example)",
+        "<javascript:alert(1)>",
+        "![click](https://evil.example/pixel.png)",
+    ],
+)
+def test_only_http_and_mailto_urls_become_links(script_page: Page, link: str) -> None:
+    rendered = render(script_page, link)
+    assert rendered["links"] == []
+    assert "img" not in rendered["tags"]
+    assert "click" in rendered["text"] or "javascript" in rendered["text"]
+
+
+def test_markdown_renders_what_models_write(script_page: Page) -> None:
+    rendered = render(
+        script_page,
+        "# Title\n\nLine one\nline **two** and *three* and `code` [1] [2]\n\n"
+        "1. first\n2. second\n   - nested\n\n"
+        "> quoted\n\n---\n\n"
+        "See [the site](https://example.com/a_(b)) or https://example.com/x. "
+        "Mail minji.kim@example.com.",
+    )
+    assert rendered["tags"][:8] == ["h3", "p", "br", "strong", "em", "code", "a", "ol"]
+    assert ["1", "#s1", "", "citation"] in rendered["links"]
+    assert "[2]" in rendered["text"]  # no such source: the citation stays text
+    assert ["the site", "https://example.com/a_(b)", "noopener noreferrer", ""] in rendered["links"]
+    assert ["https://example.com/x", "https://example.com/x", "noopener noreferrer", ""] in (
+        rendered["links"]
+    )
+    assert [
+        "minji.kim@example.com",
+        "mailto:minji.kim@example.com",
+        "noopener noreferrer",
+        "",
+    ] in rendered["links"]
+    assert {"blockquote", "hr", "ul", "li"} <= set(rendered["tags"])
+    code = render(script_page, "```python\nprint('**not bold**')\n")
+    assert code["tags"] == ["pre", "code"]
+    assert code["text"] == "print('**not bold**')"  # an unclosed fence, while streaming
+    lists = render(script_page, "경력:\n2023. 3월부터 리드\n\n주요 성과:\n1. 이전\n2. 절감")
+    assert lists["tags"] == ["p", "br", "p", "ol", "li", "li"]
+    korean = render(script_page, "**결과:**입니다 그리고 snake_case_name")
+    assert korean["tags"] == ["p", "strong"]
+    assert korean["text"] == "결과:입니다 그리고 snake_case_name"

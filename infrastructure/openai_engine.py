@@ -44,6 +44,7 @@ from infrastructure.lifecycle import Bounded, Lifecycle
 logger = logging.getLogger(__name__)
 
 UPSTREAM_CLOSE_SECONDS = 2.0
+UPSTREAM_DRAIN_SECONDS = 0.5
 
 # Failures worth another attempt, as long as no text has been sent.
 RETRYABLE = frozenset(
@@ -253,6 +254,14 @@ class _UpstreamBody:
             return self._decoder.end()
         return self._decoder.feed(chunk)
 
+    async def drain(self) -> None:
+        """Read what is left of the body; never raises."""
+        try:
+            async for _ in self._chunks:
+                pass
+        except (httpx2.TransportError, httpx2.StreamError):
+            pass
+
 
 @dataclass(slots=True)
 class _Upstream:
@@ -321,11 +330,14 @@ class ResponsesEngine:
                 reads.close()
                 yield stop.event
                 return
+            ended = False
             try:
                 event: AnswerEvent | None = first
                 while event is not None:
-                    yield event
                     if not isinstance(event, TextDelta):
+                        ended = True
+                    yield event
+                    if ended:
                         return
                     event = await self._next_answer_event(upstream, deadline)
                 logger.warning("upstream stream ended without a terminal event")
@@ -334,7 +346,14 @@ class ResponsesEngine:
                 yield stop.event
             finally:
                 reads.close()
-                await _close(upstream.closing)
+                try:
+                    if ended:
+                        # The rest of the body is the end of its chunked encoding: reading it
+                        # lets the connection go back to the pool instead of being closed.
+                        with anyio.move_on_after(UPSTREAM_DRAIN_SECONDS):
+                            await upstream.body.drain()
+                finally:
+                    await _close(upstream.closing)
 
     async def _open_with_retries(
         self, request: AnswerRequest, deadline: float, reads: RollingDeadline

@@ -400,10 +400,12 @@ class ResponsesEngine:
                 self._client.responses.with_streaming_response.create(
                     model=request.model,
                     instructions=INSTRUCTIONS,
-                    input=build_input(request),
                     max_output_tokens=self._max_output_tokens,
                     store=False,
                     stream=True,
+                    # The same JSON as ``input=``, without the SDK's transform of each item
+                    # against every member of the input-item union: 4 ms of CPU per answer.
+                    extra_body={"input": build_input(request)},
                 )
             )
         except openai.OpenAIError as error:

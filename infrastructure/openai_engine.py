@@ -306,7 +306,9 @@ class ResponsesEngine:
         policy: UpstreamPolicy | None = None,
         lifecycle: Lifecycle | None = None,
     ) -> None:
-        self._client = client
+        # The SDK imports the Responses API and builds its models on first use: seconds of
+        # CPU that would otherwise fall on the first recruiter after every start.
+        self._responses = client.responses.with_streaming_response
         self._max_output_tokens = max_output_tokens
         self._policy = policy = policy or UpstreamPolicy()
         self._exponential = wait_exponential_jitter(
@@ -397,7 +399,7 @@ class ResponsesEngine:
         closing = AsyncExitStack()
         try:
             response = await closing.enter_async_context(
-                self._client.responses.with_streaming_response.create(
+                self._responses.create(
                     model=request.model,
                     instructions=INSTRUCTIONS,
                     max_output_tokens=self._max_output_tokens,

@@ -39,6 +39,10 @@ class RollingDeadline:
         self._until = math.inf
         self._fired = False
 
+    def now(self) -> float:
+        """The event loop's clock, which deadlines are in."""
+        return self._loop.time()
+
     @property
     def deadline(self) -> float:
         return self._until

@@ -448,7 +448,7 @@ class ResponsesEngine:
             event = upstream.take()
             if event is not None:
                 return event
-            now = anyio.current_time()
+            now = upstream.reads.now()  # the loop's clock, as anyio's, without its lookup
             until = min(now + self._policy.idle_timeout, deadline)
             left = self._lifecycle.time_left() if self._lifecycle is not None else None
             if left is not None:

@@ -131,6 +131,12 @@ _CONVERSATION_BEFORE_TURN = (
     .where(conversations.c.id == bindparam("conversation_id"))
     .order_by(turns.c.id)
 )
+_TURNS_WITH_CONVERSATION = (
+    select(conversations.c.created_at.label("conversation_created_at"), *turns.c)
+    .select_from(conversations.outerjoin(turns))
+    .where(conversations.c.id == bindparam("conversation_id"))
+    .order_by(turns.c.id)
+)
 _FINISH_TURN = update(turns).where(turns.c.id == bindparam("turn_id"))
 _TOUCH_CONVERSATION_OF_TURN = (
     update(conversations)
@@ -232,17 +238,12 @@ class SqlConversationRepository:
 
     async def get(self, conversation_id: str) -> Conversation | None:
         # One round trip: the conversation joined with its turns (none yet: turn columns NULL).
-        query = (
-            select(
-                conversations.c.created_at.label("conversation_created_at"),
-                *turns.c,
-            )
-            .select_from(conversations.outerjoin(turns))
-            .where(conversations.c.id == conversation_id)
-            .order_by(turns.c.id)
-        )
         async with _storage_errors(), self._reader.connect() as connection:
-            rows = (await connection.execute(query)).all()
+            rows = (
+                await connection.execute(
+                    _TURNS_WITH_CONVERSATION, {"conversation_id": conversation_id}
+                )
+            ).all()
         if not rows:
             return None
         created_at = rows[0].conversation_created_at

@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,8 +39,9 @@ import httpx2
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench.processes import started, wait_until_listening
 from infrastructure.database import create_engine
-from tests.support.app_server import PROJECT_ROOT, RunningApp, free_port
+from tests.support.app_server import RunningApp, free_port
 from tests.support.fake_responses_api import (
     SAMPLE_ANSWER_DELTAS,
     FakeResponsesAPI,
@@ -96,46 +96,10 @@ class Answer:
 def serve(environment: Mapping[str, str], startup_timeout: float = 60.0) -> Iterator[RunningApp]:
     """``python -m bench.serve`` on a free loopback port with only ``environment`` set."""
     port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", tempfile.gettempdir()),
-        "PYTHONUNBUFFERED": "1",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        **environment,
-    }
-    with tempfile.NamedTemporaryFile("wb", suffix=".log", delete=False) as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    app = RunningApp(f"http://127.0.0.1:{port}", process, Path(log_file.name))
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the app exited with {process.returncode}:\n{app.log()}")
-            try:
-                if httpx2.get(f"{app.base_url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the app was not ready in {startup_timeout}s:\n{app.log()}")
-            time.sleep(0.05)
-        yield app
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        app.log_path.unlink(missing_ok=True)
+    env = {"HOST": "127.0.0.1", "PORT": str(port), **environment}
+    with started("app", ["-m", "bench.serve"], port, env) as server:
+        wait_until_listening(server, "/ready", startup_timeout)
+        yield RunningApp(server.origin, server.process, server.log_path)
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------

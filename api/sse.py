@@ -45,10 +45,11 @@ A `text/event-stream` of these events, in order:
 2. `event: sources`, data `[{"id": int, "source": str, "heading": str, "snippet": str,
    "page"?: int}]`: the passages of the applicant's documents the answer may use; the answer
    cites them by `id` as [1], [2]. An empty list when the profile does not cover the question.
-3. The answer as **unnamed** events (no `event:` line): each event's data is the next text
-   delta. A delta with line breaks is split into several `data:` lines, as the SSE spec
-   requires; a spec-compliant parser joins them with `\\n`, so concatenating the data of the
-   unnamed events rebuilds the answer exactly (markdown included).
+3. The answer as **unnamed** events (no `event:` line): each event's data is the next piece
+   of text (the model's deltas that reached the server together go out as one). A piece
+   with line breaks is split into several `data:` lines, as the SSE spec requires; a
+   spec-compliant parser joins them with `\\n`, so concatenating the data of the unnamed
+   events rebuilds the answer exactly (markdown included).
    If the model cannot be reached before any text, `event: notice` with data
    `{"code": "answered_offline", "message": str, "mode": "offline", "model": str}` comes
    first, and the answer is quoted from the applicant's documents instead.

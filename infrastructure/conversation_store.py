@@ -302,14 +302,13 @@ class SqlConversationRepository:
     async def continue_conversation(
         self, conversation_id: str, question: str
     ) -> tuple[Conversation, int] | None:
-        now = _now()
+        parameters = {
+            "conversation_id": conversation_id,
+            "question": question,
+            "question_key": question_key(question),
+            "now": _now(),
+        }
         if self._one_statement is not None:
-            parameters = {
-                "conversation_id": conversation_id,
-                "question": question,
-                "question_key": question_key(question),
-                "now": now,
-            }
             async with _storage_errors(), self._one_statement.connect() as connection:
                 rows = (await connection.execute(_CONTINUE_CONVERSATION_PG, parameters)).all()
             if not rows:
@@ -320,12 +319,6 @@ class SqlConversationRepository:
                 Conversation(conversation_id, head_row.conversation_created_at, earlier),
                 head_row.new_turn_id,
             )
-        parameters = {
-            "conversation_id": conversation_id,
-            "question": question,
-            "question_key": question_key(question),
-            "now": now,
-        }
         async with _storage_errors(), self._engine.begin() as connection:
             turn_id = (await connection.execute(_ASK_IN_CONVERSATION, parameters)).scalar()
             if turn_id is None:

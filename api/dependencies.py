@@ -1,4 +1,9 @@
-"""Thin ``Annotated`` dependencies: routes get wired objects, never build adapters."""
+"""Thin ``Annotated`` dependencies: routes get wired objects, never build adapters.
+
+Every dependency is ``async def``, even those that only look something up: FastAPI runs a
+plain ``def`` dependency in its thread pool, a round trip through another thread (and, under
+load, a wait behind a whole turn of the event loop) per dependency and request.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from infrastructure.knowledge_live import LiveKnowledgeIndex
 from infrastructure.rate_limit import RateDecision
 
 
-def _container(request: Request) -> Container:
+async def _container(request: Request) -> Container:
     container: Container = request.state.container
     return container
 
@@ -27,15 +32,15 @@ def _container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(_container)]
 
 
-def _ask(container: ContainerDep) -> AskApplicant:
+async def _ask(container: ContainerDep) -> AskApplicant:
     return container.ask
 
 
-def _review(container: ContainerDep) -> ReviewConversations:
+async def _review(container: ContainerDep) -> ReviewConversations:
     return container.review
 
 
-def _live_knowledge(container: ContainerDep) -> LiveKnowledgeIndex:
+async def _live_knowledge(container: ContainerDep) -> LiveKnowledgeIndex:
     if container.live_knowledge is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, "The documents were not loaded from KNOWLEDGE_DIR."
@@ -43,7 +48,7 @@ def _live_knowledge(container: ContainerDep) -> LiveKnowledgeIndex:
     return container.live_knowledge
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
@@ -56,7 +61,7 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
 _bearer = HTTPBearer(auto_error=False, description="The ADMIN_TOKEN setting.")
 
 
-def _require_admin(
+async def _require_admin(
     container: ContainerDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -239,3 +241,34 @@ def test_cors_only_for_configured_origins() -> None:
         denied = client.options(SSE, headers={"origin": "https://evil.example", **preflight})
     assert allowed.headers["access-control-allow-origin"] == "https://portfolio.example"
     assert "access-control-allow-origin" not in denied.headers
+
+
+def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):  # an included router
+            yield from _api_routes(route.original_router.routes)
+
+
+def _dependency_calls(dependant: Any) -> Iterator[Any]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _dependency_calls(dependency)
+
+
+def test_no_dependency_runs_in_the_thread_pool(client: TestClient) -> None:
+    # FastAPI runs a plain ``def`` dependency in its thread pool: a round trip through another
+    # thread on every request, which under load waits behind a whole turn of the event loop.
+    routes = list(_api_routes(client.app.routes))  # type: ignore[attr-defined]
+    assert "/openai-response/sse" in {route.path for route in routes}
+    blocking = {
+        f"{route.path}: {getattr(call, '__qualname__', type(call).__qualname__)}"
+        for route in routes
+        for call in _dependency_calls(route.dependant)
+        if not (
+            inspect.iscoroutinefunction(call)
+            or inspect.iscoroutinefunction(type(call).__call__)  # HTTPBearer and the like
+        )
+    }
+    assert not blocking

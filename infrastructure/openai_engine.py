@@ -199,8 +199,24 @@ def _error_code(error: Any) -> object:
     return error.get("code") if isinstance(error, dict) else None
 
 
+# The Responses API names each event after its type. Of the ``response.*`` events, these are
+# the ones relayed; the others (``response.created``, ``response.output_item.done``...) are
+# skipped by name without decoding, and most of them carry the whole response object.
+_RELAYED_RESPONSE_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
+)
+
+
 def map_payload(event: UpstreamEvent) -> AnswerEvent | None:
     """``map_event`` for an event as it arrives on the wire, decoded as JSON only."""
+    name = event.event
+    if name.startswith("response.") and name not in _RELAYED_RESPONSE_EVENTS:
+        return None
     if event.data.startswith(b"[DONE]"):
         return None
     try:

@@ -14,7 +14,7 @@ import pytest
 import respx
 from openai import AsyncOpenAI
 
-from domain.errors import ErrorCode
+from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
     AnswerDone,
     AnswerEvent,
@@ -27,8 +27,14 @@ from domain.models import (
     Usage,
 )
 from domain.policy import INSTRUCTIONS
+from infrastructure.event_stream import UpstreamEvent
 from infrastructure.lifecycle import Lifecycle
-from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy, retry_after_seconds
+from infrastructure.openai_engine import (
+    ResponsesEngine,
+    UpstreamPolicy,
+    map_payload,
+    retry_after_seconds,
+)
 
 BASE_URL = "https://upstream.test/v1"
 
@@ -426,3 +432,18 @@ def test_retry_after_headers_are_read() -> None:
     assert 25 < seconds <= 30
     assert retry_after_seconds(limited({"retry-after": "soon"})) is None
     assert retry_after_seconds(limited({})) is None
+
+
+def test_events_the_relay_never_forwards_are_skipped_by_name_without_decoding() -> None:
+    # Not JSON at all: decoding it would have turned the answer into an error.
+    assert map_payload(UpstreamEvent("response.output_item.done", b"{not json")) is None
+    assert map_payload(UpstreamEvent("response.created", b"{not json")) is None
+    named = UpstreamEvent("response.output_text.delta", json.dumps(delta("a")).encode())
+    unnamed = UpstreamEvent("message", json.dumps(delta("b")).encode())
+    assert map_payload(named) == TextDelta("a")
+    assert map_payload(unnamed) == TextDelta("b")
+    # Error events are decoded whatever their name says.
+    error = UpstreamEvent("error", b'{"type": "error", "code": "server_error"}')
+    assert map_payload(error) == AnswerFailed(
+        ErrorCode.UPSTREAM_FAILED, UPSTREAM_MESSAGES[ErrorCode.UPSTREAM_FAILED]
+    )

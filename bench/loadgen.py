@@ -94,6 +94,13 @@ class Job:
     total_timeout: float
     close_after_deltas: int = 0
     """Hang up after this many deltas (for warm-ups); 0 reads every stream to its end."""
+    ramp: float = 0.0
+    """``loop``: client k starts ``ramp * (k + ramp_phase) / concurrency`` seconds after
+    ``start_at``, so that answers longer than the warm-up do not all begin together, round
+    after round (a steady state of ``concurrency`` open streams, not bursts of starts)."""
+    ramp_phase: float = 0.0
+    """Where this process's clients sit between one another's (0 ≤ phase < 1), when several
+    load generator processes share a ramp."""
 
 
 @dataclass
@@ -156,6 +163,10 @@ class Run:
         else:
             self.settled += 1
             self.maybe_report_all_open()
+        in_window = self.window_start <= exchange.started_at < self.window_end
+        if exchange.first_delta_at is not None and (self.job.mode == "hold" or in_window):
+            # A stream cut at the end of the window had its first delta all the same.
+            stats.ttfd_ms.append((exchange.first_delta_at - exchange.started_at) * 1e3)
         if outcome == "cancelled":
             stats.cancelled += 1
             return
@@ -167,9 +178,6 @@ class Run:
             stats.errors[outcome] = stats.errors.get(outcome, 0) + 1
             if len(stats.error_samples) < 5:
                 stats.error_samples.append(f"{outcome}: {exchange.detail}")
-        in_window = self.window_start <= exchange.started_at < self.window_end
-        if exchange.first_delta_at is not None and (self.job.mode == "hold" or in_window):
-            stats.ttfd_ms.append((exchange.first_delta_at - exchange.started_at) * 1e3)
         if self.job.mode == "hold" and outcome in OK_OUTCOMES:
             stats.durations_s.append(exchange.ended_at - exchange.started_at)
 
@@ -420,7 +428,10 @@ async def run_loop(run: Run) -> None:
     """``concurrency`` clients, each asking again as soon as its answer has ended."""
     numbers = iter(range(1 << 62))
 
-    async def client() -> None:
+    job = run.job
+
+    async def client(k: int) -> None:
+        await sleep_until(job.start_at + job.ramp * (k + job.ramp_phase) / job.concurrency)
         while monotonic() < run.window_end:
             await exchange_once(run, next(numbers))
 
@@ -433,7 +444,7 @@ async def run_loop(run: Run) -> None:
             exchange.finish("cancelled")
 
     await sleep_until(run.job.start_at)
-    await asyncio.gather(window(), *(client() for _ in range(run.job.concurrency)))
+    await asyncio.gather(window(), *(client(k) for k in range(job.concurrency)))
 
 
 async def run_hold(run: Run) -> None:

@@ -321,6 +321,8 @@ def job_for(
     idle_timeout: float,
     total_timeout: float = 120.0,
     close_after_deltas: int = 0,
+    ramp: float = 0.0,
+    ramp_phase: float = 0.0,
 ) -> Job:
     return Job(
         host="127.0.0.1",
@@ -336,6 +338,8 @@ def job_for(
         idle_timeout=idle_timeout,
         total_timeout=total_timeout,
         close_after_deltas=close_after_deltas,
+        ramp=ramp,
+        ramp_phase=ramp_phase,
     )
 
 
@@ -469,8 +473,14 @@ async def measure_loop(
     concurrency = plan.concurrency if saturation else plan.paced_concurrency
     set_scenario(upstream, deltas, delay)
     await warm_up(plan, load, target, server, concurrency)
+    # Paced answers outlast the warm-up: the clients start one after another over one
+    # answer's length, so the window sees `concurrency` streams open in a steady state, not
+    # rounds of answers that all begin together (bursts of starts are the capacity workload's).
+    ramp = deltas * delay
     start_at = time.monotonic() + 0.1
-    window = (start_at + plan.warmup, start_at + plan.warmup + plan.duration)
+    window_start = start_at + ramp + plan.warmup
+    window = (window_start, window_start + plan.duration)
+    shares = split(concurrency, len(load.processes))
     jobs = [
         job_for(
             target,
@@ -480,8 +490,10 @@ async def measure_loop(
             start_at=start_at,
             window=window,
             idle_timeout=plan.idle_timeout,
+            ramp=ramp,
+            ramp_phase=i / len(shares),
         )
-        for n in split(concurrency, len(load.processes))
+        for i, n in enumerate(shares)
     ]
     reset_peak_memory(server.pid)
     await load.send(jobs)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -82,6 +84,41 @@ def _turn(row: Row[Any]) -> Turn:
     )
 
 
+@dataclass(slots=True)
+class _NewConversation:
+    """A new conversation's first question, waiting to be stored with others."""
+
+    conversation_id: str
+    question: str
+    covered: bool
+    asked_at: datetime
+    turn_id: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def conversation_row(self) -> dict[str, Any]:
+        return {
+            "id": self.conversation_id,
+            "created_at": self.asked_at,
+            "updated_at": self.asked_at,
+        }
+
+    def question_row(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id,
+            "question": self.question,
+            "question_key": question_key(self.question),
+            "covered": self.covered,
+            "asked_at": self.asked_at,
+        }
+
+
+def _fail(starts: Sequence[_NewConversation]) -> None:
+    for start in starts:
+        if not start.turn_id.done():
+            start.turn_id.set_exception(StorageUnavailable())
+
+
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
@@ -100,6 +137,9 @@ async def _storage_errors() -> AsyncIterator[None]:
 # statement per call costs more than the database's own work (see docs/performance.md).
 _INSERT_CONVERSATION = insert(conversations)
 _INSERT_QUESTION = insert(turns).returning(turns.c.id)
+# Many questions in one statement ("insertmanyvalues"); each new conversation has one, so its
+# id tells which turn id is whose.
+_INSERT_QUESTIONS = insert(turns).returning(turns.c.id, turns.c.conversation_id)
 _TOUCH_CONVERSATION = (
     update(conversations)
     .where(conversations.c.id == bindparam("conversation_id"))
@@ -235,6 +275,9 @@ class SqlConversationRepository:
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Single statements need no transaction around them either.
         self._one_statement = self._reader if engine.dialect.name == "postgresql" else None
+        # New conversations that arrive while one is being stored (None: none is).
+        self._waiting_starts: list[_NewConversation] | None = None
+        self._storing_waiting_starts: asyncio.Task[None] | None = None
 
     async def get(self, conversation_id: str) -> Conversation | None:
         # One round trip: the conversation joined with its turns (none yet: turn columns NULL).
@@ -259,19 +302,11 @@ class SqlConversationRepository:
         new_conversation: bool,
         earlier: Sequence[Message] = (),
     ) -> int:
+        if new_conversation and not earlier:
+            return await self._start_conversation(
+                _NewConversation(conversation_id, question, covered, _now())
+            )
         now = _now()
-        if new_conversation and not earlier and self._one_statement is not None:
-            parameters = {
-                "conversation_id": conversation_id,
-                "question": question,
-                "question_key": question_key(question),
-                "covered": covered,
-                "now": now,
-            }
-            async with _storage_errors(), self._one_statement.connect() as connection:
-                result = await connection.execute(_START_CONVERSATION_PG, parameters)
-                turn_id: int = result.scalar_one()
-                return turn_id
         async with _storage_errors(), self._engine.begin() as connection:
             if new_conversation:
                 await connection.execute(
@@ -298,6 +333,95 @@ class SqlConversationRepository:
                     _TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now}
                 )
             return await _insert_question(connection, conversation_id, question, covered, now)
+
+    async def _start_conversation(self, start: _NewConversation) -> int:
+        """A new conversation with its first question; returns the question's turn id.
+
+        Alone, it is stored at once (on PostgreSQL in one statement). New conversations that
+        arrive while one is being stored wait for it, and are then stored together: one
+        transaction of two statements however many they are (group commit). Under a burst of
+        new questions, SQLite's single connection would otherwise take them one at a time,
+        each paying some ten round trips through the driver's thread on a busy event loop.
+        """
+        if self._waiting_starts is not None:
+            self._waiting_starts.append(start)
+            return await start.turn_id
+        self._waiting_starts = []
+        try:
+            async with _storage_errors():
+                return await self._store_start(start)
+        finally:
+            if self._waiting_starts:
+                self._storing_waiting_starts = asyncio.create_task(
+                    self._store_waiting_starts(), name="store-new-conversations"
+                )
+            else:
+                self._waiting_starts = None
+
+    async def _store_start(self, start: _NewConversation) -> int:
+        if self._one_statement is not None:
+            parameters = {**start.question_row(), "now": start.asked_at}
+            async with self._one_statement.connect() as connection:
+                result = await connection.execute(_START_CONVERSATION_PG, parameters)
+                turn_id: int = result.scalar_one()
+                return turn_id
+        async with self._engine.begin() as connection:
+            await connection.execute(_INSERT_CONVERSATION, start.conversation_row())
+            return await _insert_question(
+                connection, start.conversation_id, start.question, start.covered, start.asked_at
+            )
+
+    async def _store_waiting_starts(self) -> None:
+        """Batch after batch, until no new conversation is waiting."""
+        batch: list[_NewConversation] = []
+        try:
+            while self._waiting_starts:
+                batch, self._waiting_starts = self._waiting_starts, []
+                try:
+                    await self._store_starts(batch)
+                except Exception as error:  # a bug: the batch's requests get a 503, not a hang
+                    logger.error("storing new conversations failed: %s", type(error).__name__)
+                    _fail(batch)
+        finally:
+            self._waiting_starts = None
+            _fail(batch)  # cancelled (the server stopping) before they were stored
+
+    async def _store_starts(self, batch: list[_NewConversation]) -> None:
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(
+                    insert(conversations), [start.conversation_row() for start in batch]
+                )
+                rows = (
+                    await connection.execute(
+                        _INSERT_QUESTIONS, [start.question_row() for start in batch]
+                    )
+                ).all()
+        except (SQLAlchemyError, OSError, TimeoutError) as error:
+            logger.warning(
+                "storing %d new conversations together failed (%s): storing them one by one",
+                len(batch),
+                type(error).__name__,
+            )
+            for start in batch:
+                await self._store_alone(start)
+            return
+        turn_ids = {row.conversation_id: row.id for row in rows}
+        for start in batch:
+            if not start.turn_id.done():  # its request may have been cancelled
+                start.turn_id.set_result(turn_ids[start.conversation_id])
+
+    async def _store_alone(self, start: _NewConversation) -> None:
+        """One start of a failed batch: its own result, or its own failure."""
+        try:
+            async with _storage_errors():
+                turn_id = await self._store_start(start)
+        except StorageUnavailable as error:
+            if not start.turn_id.done():
+                start.turn_id.set_exception(error)
+            return
+        if not start.turn_id.done():
+            start.turn_id.set_result(turn_id)
 
     async def continue_conversation(
         self, conversation_id: str, question: str

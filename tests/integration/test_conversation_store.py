@@ -10,7 +10,7 @@ import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text, update
+from sqlalchemy import event, inspect, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.conversation import FinishedAnswer
@@ -246,3 +246,85 @@ async def test_an_unknown_conversation_is_not_continued(
 ) -> None:
     assert await repository.continue_conversation("missing", "q") is None
     assert await repository.get("missing") is None
+
+
+def count_statements(engine: AsyncEngine) -> list[int]:
+    executed = [0]
+
+    def count(*_: object) -> None:
+        executed[0] += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    return executed
+
+
+async def test_new_conversations_arriving_together_are_stored_together(
+    engine: AsyncEngine, repository: SqlConversationRepository
+) -> None:
+    statements = count_statements(engine)
+    questions = [f"질문 {n}: what did she build?" for n in range(60)]
+    ids = await asyncio.gather(
+        *(
+            repository.begin_turn(f"burst-{n}", q, covered=n % 2 == 0, new_conversation=True)
+            for n, q in enumerate(questions)
+        )
+    )
+    assert len(set(ids)) == 60
+    # The first is stored at once, the others that came meanwhile in a batch or two of two
+    # statements each (an executemany counts once): not one write each.
+    assert statements[0] <= 8
+    for n, (question, turn_id) in enumerate(zip(questions, ids, strict=True)):
+        conversation = await repository.get(f"burst-{n}")
+        assert conversation is not None
+        assert [(t.id, t.question, t.covered) for t in conversation.turns] == [
+            (turn_id, question, n % 2 == 0)
+        ]
+    # Each turn id is its own conversation's: answers land where they belong.
+    await asyncio.gather(*(repository.finish_turn(i, answer(f"answer {i}")) for i in ids))
+    for n, turn_id in enumerate(ids):
+        conversation = await repository.get(f"burst-{n}")
+        assert conversation is not None
+        assert conversation.turns[0].answer == answer(f"answer {turn_id}")
+
+
+async def test_a_start_that_cannot_be_stored_fails_alone_in_its_batch(
+    repository: SqlConversationRepository,
+) -> None:
+    await repository.begin_turn("taken", "first", covered=True, new_conversation=True)
+    # While one start is being stored, three more arrive; one of them reuses an existing id.
+    results = await asyncio.gather(
+        repository.begin_turn("leader", "q", covered=True, new_conversation=True),
+        repository.begin_turn("ok-1", "q", covered=True, new_conversation=True),
+        repository.begin_turn("taken", "again", covered=True, new_conversation=True),
+        repository.begin_turn("ok-2", "q", covered=True, new_conversation=True),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [int, int, StorageUnavailable, int]
+    for conversation_id in ("leader", "ok-1", "ok-2"):
+        assert await repository.get(conversation_id) is not None
+    taken = await repository.get("taken")
+    assert taken is not None
+    assert [t.question for t in taken.turns] == ["first"]
+
+
+async def test_a_start_whose_request_is_cancelled_does_not_hold_up_the_others(
+    repository: SqlConversationRepository,
+) -> None:
+    leader = asyncio.create_task(
+        repository.begin_turn("lead", "q", covered=True, new_conversation=True)
+    )
+    await asyncio.sleep(0)  # the leader's write is under way
+    waiting = [
+        asyncio.create_task(
+            repository.begin_turn(f"wait-{n}", "q", covered=True, new_conversation=True)
+        )
+        for n in range(3)
+    ]
+    await asyncio.sleep(0)
+    waiting[1].cancel()  # the recruiter left before the question was stored
+    results = await asyncio.gather(leader, *waiting, return_exceptions=True)
+    assert isinstance(results[0], int)
+    assert isinstance(results[1], int)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert isinstance(results[3], int)
+    assert await repository.get("wait-2") is not None

@@ -63,6 +63,7 @@ QUESTIONS = ("어떤 프로젝트를 했나요?", "When can she start?", "Kubern
 MODEL = "gpt-4.1-mini"
 SSE_PATH = "/openai-response/sse"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+RESULT_LINE_LIMIT = 64 * 1024 * 1024
 
 # The targets of the performance issue.
 CPU_RATIO_TARGET = 0.5
@@ -229,6 +230,8 @@ class LoadProcesses:
                 cwd=PROJECT_ROOT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                # A result line carries every TTFD sample: thousands at saturation.
+                limit=RESULT_LINE_LIMIT,
             )
             for _ in range(count)
         ]

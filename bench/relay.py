@@ -16,7 +16,8 @@ unless ``--reuse-servers``):
 1. ``saturation``: answers of 200 deltas, no pacing; ``--concurrency`` clients ask again as soon
    as an answer ends, for ``--duration`` seconds after ``--warmup``;
 2. ``paced``: the same answers of 200 deltas, 20 ms apart as a model streams them (4 s an
-   answer), from ``--paced-concurrency`` clients;
+   answer), from ``--paced-concurrency`` clients that start one after another over one
+   answer's length (a steady state of open streams), measured once all have started;
 3. ``capacity``: N paced streams (200 deltas 20 ms apart) opened at once, N stepping up to
    ``--max-streams``; memory is sampled when every stream has received its first delta.
 

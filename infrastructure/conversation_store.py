@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import anyio
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Row,
     String,
@@ -46,6 +46,7 @@ from domain.conversation import (
 from domain.errors import StorageUnavailable
 from domain.models import Message, Usage
 from infrastructure.database import UtcDateTime, conversations, turns
+from infrastructure.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
 
@@ -84,17 +85,14 @@ def _turn(row: Row[Any]) -> Turn:
     )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _NewConversation:
-    """A new conversation's first question, waiting to be stored with others."""
+    """A new conversation with its first question."""
 
     conversation_id: str
     question: str
     covered: bool
     asked_at: datetime
-    turn_id: asyncio.Future[int] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
     def conversation_row(self) -> dict[str, Any]:
         return {
@@ -111,12 +109,6 @@ class _NewConversation:
             "covered": self.covered,
             "asked_at": self.asked_at,
         }
-
-
-def _fail(starts: Sequence[_NewConversation]) -> None:
-    for start in starts:
-        if not start.turn_id.done():
-            start.turn_id.set_exception(StorageUnavailable())
 
 
 def _as_date(value: Any) -> date:
@@ -177,7 +169,24 @@ _TURNS_WITH_CONVERSATION = (
     .where(conversations.c.id == bindparam("conversation_id"))
     .order_by(turns.c.id)
 )
-_FINISH_TURN = update(turns).where(turns.c.id == bindparam("turn_id"))
+# Parameter names differ from the columns': SQLAlchemy reserves those for its own.
+_FINISH_TURN = (
+    update(turns)
+    .where(turns.c.id == bindparam("turn_id"))
+    .values(
+        answer=bindparam("answer_text"),
+        status=bindparam("answer_status"),
+        finish_reason=bindparam("answer_finish_reason"),
+        error_code=bindparam("answer_error_code"),
+        model=bindparam("answer_model"),
+        input_tokens=bindparam("answer_input_tokens"),
+        output_tokens=bindparam("answer_output_tokens"),
+        total_tokens=bindparam("answer_total_tokens"),
+        answered_at=bindparam("now"),
+        # A follow-up's coverage is known with its answer; NULL leaves a question's as it was.
+        covered=func.coalesce(bindparam("answer_covered", type_=Boolean()), turns.c.covered),
+    )
+)
 _TOUCH_CONVERSATION_OF_TURN = (
     update(conversations)
     .where(
@@ -275,9 +284,9 @@ class SqlConversationRepository:
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Single statements need no transaction around them either.
         self._one_statement = self._reader if engine.dialect.name == "postgresql" else None
-        # New conversations that arrive while one is being stored (None: none is).
-        self._waiting_starts: list[_NewConversation] | None = None
-        self._storing_waiting_starts: asyncio.Task[None] | None = None
+        # Under a burst, new conversations and answers are written in batches.
+        self._starts = GroupCommit("new conversations", self._store_start, self._store_starts)
+        self._finishes = GroupCommit("answers", self._store_answer, self._store_answers)
 
     async def get(self, conversation_id: str) -> Conversation | None:
         # One round trip: the conversation joined with its turns (none yet: turn columns NULL).
@@ -338,25 +347,11 @@ class SqlConversationRepository:
         """A new conversation with its first question; returns the question's turn id.
 
         Alone, it is stored at once (on PostgreSQL in one statement). New conversations that
-        arrive while one is being stored wait for it, and are then stored together: one
-        transaction of two statements however many they are (group commit). Under a burst of
-        new questions, SQLite's single connection would otherwise take them one at a time,
-        each paying some ten round trips through the driver's thread on a busy event loop.
+        arrive while one is being stored are then stored together, in one transaction of two
+        statements however many they are (``GroupCommit``).
         """
-        if self._waiting_starts is not None:
-            self._waiting_starts.append(start)
-            return await start.turn_id
-        self._waiting_starts = []
-        try:
-            async with _storage_errors():
-                return await self._store_start(start)
-        finally:
-            if self._waiting_starts:
-                self._storing_waiting_starts = asyncio.create_task(
-                    self._store_waiting_starts(), name="store-new-conversations"
-                )
-            else:
-                self._waiting_starts = None
+        async with _storage_errors():
+            return await self._starts.write(start)
 
     async def _store_start(self, start: _NewConversation) -> int:
         if self._one_statement is not None:
@@ -371,57 +366,18 @@ class SqlConversationRepository:
                 connection, start.conversation_id, start.question, start.covered, start.asked_at
             )
 
-    async def _store_waiting_starts(self) -> None:
-        """Batch after batch, until no new conversation is waiting."""
-        batch: list[_NewConversation] = []
-        try:
-            while self._waiting_starts:
-                batch, self._waiting_starts = self._waiting_starts, []
-                try:
-                    await self._store_starts(batch)
-                except Exception as error:  # a bug: the batch's requests get a 503, not a hang
-                    logger.error("storing new conversations failed: %s", type(error).__name__)
-                    _fail(batch)
-        finally:
-            self._waiting_starts = None
-            _fail(batch)  # cancelled (the server stopping) before they were stored
-
-    async def _store_starts(self, batch: list[_NewConversation]) -> None:
-        try:
-            async with self._engine.begin() as connection:
-                await connection.execute(
-                    insert(conversations), [start.conversation_row() for start in batch]
-                )
-                rows = (
-                    await connection.execute(
-                        _INSERT_QUESTIONS, [start.question_row() for start in batch]
-                    )
-                ).all()
-        except (SQLAlchemyError, OSError, TimeoutError) as error:
-            logger.warning(
-                "storing %d new conversations together failed (%s): storing them one by one",
-                len(batch),
-                type(error).__name__,
+    async def _store_starts(self, batch: Sequence[_NewConversation]) -> list[int]:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                insert(conversations), [start.conversation_row() for start in batch]
             )
-            for start in batch:
-                await self._store_alone(start)
-            return
+            rows = (
+                await connection.execute(
+                    _INSERT_QUESTIONS, [start.question_row() for start in batch]
+                )
+            ).all()
         turn_ids = {row.conversation_id: row.id for row in rows}
-        for start in batch:
-            if not start.turn_id.done():  # its request may have been cancelled
-                start.turn_id.set_result(turn_ids[start.conversation_id])
-
-    async def _store_alone(self, start: _NewConversation) -> None:
-        """One start of a failed batch: its own result, or its own failure."""
-        try:
-            async with _storage_errors():
-                turn_id = await self._store_start(start)
-        except StorageUnavailable as error:
-            if not start.turn_id.done():
-                start.turn_id.set_exception(error)
-            return
-        if not start.turn_id.done():
-            start.turn_id.set_result(turn_id)
+        return [turn_ids[start.conversation_id] for start in batch]
 
     async def continue_conversation(
         self, conversation_id: str, question: str
@@ -460,29 +416,35 @@ class SqlConversationRepository:
         self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
     ) -> None:
         usage = answer.usage
-        now = _now()
-        values: dict[str, Any] = {
+        parameters: dict[str, Any] = {
             "turn_id": turn_id,
-            "answer": answer.text,
-            "status": answer.status,
-            "finish_reason": answer.finish_reason,
-            "error_code": answer.error_code,
-            "model": answer.model,
-            "input_tokens": usage.input_tokens if usage else None,
-            "output_tokens": usage.output_tokens if usage else None,
-            "total_tokens": usage.total_tokens if usage else None,
-            "answered_at": now,
+            "answer_text": answer.text,
+            "answer_status": answer.status,
+            "answer_finish_reason": answer.finish_reason,
+            "answer_error_code": answer.error_code,
+            "answer_model": answer.model,
+            "answer_input_tokens": usage.input_tokens if usage else None,
+            "answer_output_tokens": usage.output_tokens if usage else None,
+            "answer_total_tokens": usage.total_tokens if usage else None,
+            "answer_covered": covered,
+            "now": _now(),
         }
-        if covered is not None:
-            values["covered"] = covered
         # Shielded: this runs in the ``finally`` of a stream whose client may have just left.
         with anyio.CancelScope(shield=True), anyio.fail_after(FINISH_TIMEOUT_SECONDS):
-            async with self._engine.begin() as connection:
-                await connection.execute(_FINISH_TURN, values)
-                # The answer is the conversation's latest activity.
-                await connection.execute(
-                    _TOUCH_CONVERSATION_OF_TURN, {"turn_id": turn_id, "now": now}
-                )
+            await self._finishes.write(parameters)
+
+    async def _store_answer(self, parameters: dict[str, Any]) -> None:
+        await self._store_answers([parameters])
+
+    async def _store_answers(self, batch: Sequence[dict[str, Any]]) -> list[None]:
+        async with self._engine.begin() as connection:
+            await connection.execute(_FINISH_TURN, list(batch))
+            # The answer is the conversation's latest activity.
+            await connection.execute(
+                _TOUCH_CONVERSATION_OF_TURN,
+                [{"turn_id": p["turn_id"], "now": p["now"]} for p in batch],
+            )
+        return [None] * len(batch)
 
     async def list_conversations(self, offset: int, limit: int) -> Page[ConversationSummary]:
         turn_count = (

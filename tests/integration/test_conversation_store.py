@@ -328,3 +328,31 @@ async def test_a_start_whose_request_is_cancelled_does_not_hold_up_the_others(
     assert isinstance(results[2], asyncio.CancelledError)
     assert isinstance(results[3], int)
     assert await repository.get("wait-2") is not None
+
+
+async def test_answers_ending_together_are_stored_together_each_on_its_turn(
+    engine: AsyncEngine, repository: SqlConversationRepository
+) -> None:
+    first = await repository.begin_turn("ends", "first?", covered=True, new_conversation=True)
+    follow_ups = [
+        await repository.begin_turn("ends", f"then {n}?", covered=True, new_conversation=False)
+        for n in range(40)
+    ]
+    statements = count_statements(engine)
+    # A follow-up's coverage comes with its answer; a first question keeps its own (None).
+    await asyncio.gather(
+        repository.finish_turn(first, answer("first answer"), None),
+        *(
+            repository.finish_turn(turn_id, answer(f"answer {n}"), n % 2 == 0)
+            for n, turn_id in enumerate(follow_ups)
+        ),
+    )
+    assert statements[0] <= 8  # not two statements for each of the 41 answers
+    conversation = await repository.get("ends")
+    assert conversation is not None
+    stored = {
+        t.question: (t.answer.text if t.answer else None, t.covered) for t in conversation.turns
+    }
+    assert stored["first?"] == ("first answer", True)
+    for n in range(40):
+        assert stored[f"then {n}?"] == (f"answer {n}", n % 2 == 0)

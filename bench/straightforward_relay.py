@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--upstream", required=True, help="the Responses API base URL (…/v1)")
     args = parser.parse_args(argv)
-    # The uvicorn options of api.app.serve (uvicorn picks uvloop and httptools, as for the app).
+    # The uvicorn options of api.app.serve: asyncio's event loop, httptools (picked by uvicorn).
     uvicorn.run(
         create_app(args.upstream),
         host=args.host,
@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        loop="asyncio",
         timeout_graceful_shutdown=30,
     )
 

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.app import create_app, serve
 from domain.errors import ErrorCode
 from domain.models import AnswerDone, TextDelta
 from infrastructure.settings import Settings
@@ -272,3 +273,12 @@ def test_no_dependency_runs_in_the_thread_pool(client: TestClient) -> None:
         )
     }
     assert not blocking
+
+
+def test_the_server_runs_on_asyncios_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvloop accepts one connection per turn of the loop: under load a burst of new
+    # connections would wait seconds to be accepted (docs/performance.md, third round).
+    options: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **given: options.update(given))
+    serve(create_app(settings()), settings())
+    assert options["loop"] == "asyncio"

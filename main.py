@@ -1,4 +1,8 @@
-"""Entry point: ``uv run python main.py`` serves on HOST:PORT; ``uvicorn main:app`` works too."""
+"""Entry point: ``uv run python main.py`` serves on HOST:PORT; ``uvicorn main:app`` works too.
+
+Run that way, pass ``--loop asyncio``: ``python main.py`` does (``api.app.serve``), because
+uvloop accepts one connection per turn of a busy event loop (docs/performance.md).
+"""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import time
 
 import httpx2
 
-from tests.support.app_server import RunningApp, run_app
-from tests.support.fake_responses_api import FakeResponsesAPI, run_fake_responses_api
+from testing.app_server import RunningApp, run_app
+from testing.fake_responses_api import FakeResponsesAPI, run_fake_responses_api
 
 QUESTIONS = ["어떤 프로젝트를 했나요?", "When can she start?", "Kubernetes 경험이 있나요?"]
 

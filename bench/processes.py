@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.support.app_server import PROJECT_ROOT
+from testing.app_server import PROJECT_ROOT
 
 
 @dataclass

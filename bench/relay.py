@@ -55,7 +55,7 @@ from bench.processes import Server, started, wait_until_listening
 from bench.upstream import SCENARIO_PATH
 from domain.policy import INSTRUCTIONS
 from infrastructure.settings import Settings
-from tests.support.app_server import PROJECT_ROOT, free_port
+from testing.app_server import PROJECT_ROOT, free_port
 
 Target = Literal["direct", "baseline", "app"]
 TARGETS: tuple[Target, ...] = ("direct", "baseline", "app")

@@ -12,7 +12,7 @@ import os
 
 from api.app import create_app, serve
 from infrastructure.settings import Settings
-from tests.fakes import InMemoryConversations
+from testing.conversations import InMemoryConversations
 
 settings = Settings()
 if os.environ.get("BENCH_STORAGE", "").lower() == "none":

@@ -41,8 +41,8 @@ from sqlalchemy.engine import make_url
 
 from bench.processes import started, wait_until_listening
 from infrastructure.database import create_engine
-from tests.support.app_server import RunningApp, free_port
-from tests.support.fake_responses_api import (
+from testing.app_server import RunningApp, free_port
+from testing.fake_responses_api import (
     SAMPLE_ANSWER_DELTAS,
     FakeResponsesAPI,
     Scenario,

@@ -1,7 +1,7 @@
 """The fake Responses API server as a process of its own, for load benchmarks.
 
 ``uv run python -m bench.upstream --port 9100 --deltas 200 --delay 0.02`` serves
-:class:`~tests.support.fake_responses_api.FakeResponsesAPI` under uvicorn (with uvicorn's
+:class:`~testing.fake_responses_api.FakeResponsesAPI` under uvicorn (with uvicorn's
 defaults, uvloop and httptools when installed), answering every request with ``--deltas``
 text deltas ``--delay`` seconds apart. Nothing is recorded, so memory stays flat under load.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.support.fake_responses_api import SAMPLE_ANSWER_DELTAS, FakeResponsesAPI, Scenario
+from testing.fake_responses_api import SAMPLE_ANSWER_DELTAS, FakeResponsesAPI, Scenario
 
 SCENARIO_PATH = "/bench/scenario"
 

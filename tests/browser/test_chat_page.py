@@ -24,8 +24,8 @@ import httpx2
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
-from tests.support.app_server import PROJECT_ROOT, RunningApp, run_app
-from tests.support.fake_responses_api import (
+from testing.app_server import PROJECT_ROOT, RunningApp, run_app
+from testing.fake_responses_api import (
     RunningFake,
     Scenario,
     run_fake_responses_api,

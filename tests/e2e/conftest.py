@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_server import RunningApp, run_app
-from tests.support.fake_responses_api import RunningFake, run_fake_responses_api
+from testing.app_server import RunningApp, run_app
+from testing.fake_responses_api import RunningFake, run_fake_responses_api
 
 UPSTREAM_KEY = "sk-test-e2e-secret-key-0123456789"
 

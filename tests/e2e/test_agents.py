@@ -10,10 +10,10 @@ import pytest
 
 from domain.guardrails import refusal
 from domain.policy import INSTRUCTIONS
+from testing.app_server import RunningApp, run_app
+from testing.fake_responses_api import FakeUsage, RunningFake, Scenario
 from tests.e2e.conftest import sqlite_url
 from tests.sse_client import Answer, parse_sse
-from tests.support.app_server import RunningApp, run_app
-from tests.support.fake_responses_api import FakeUsage, RunningFake, Scenario
 
 pytestmark = pytest.mark.e2e
 

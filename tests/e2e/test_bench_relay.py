@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_server import PROJECT_ROOT
+from testing.app_server import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 

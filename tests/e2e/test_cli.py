@@ -19,8 +19,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.support.app_server import PROJECT_ROOT, RunningApp, free_port
-from tests.support.fake_responses_api import RunningFake, Scenario
+from testing.app_server import PROJECT_ROOT, RunningApp, free_port
+from testing.fake_responses_api import RunningFake, Scenario
 
 pytestmark = pytest.mark.e2e
 

@@ -9,10 +9,10 @@ from typing import Any
 import httpx2
 import pytest
 
+from testing.app_server import RunningApp, run_app
+from testing.fake_responses_api import RunningFake, Scenario
 from tests.e2e.conftest import sqlite_url
 from tests.sse_client import Answer, parse_sse
-from tests.support.app_server import RunningApp, run_app
-from tests.support.fake_responses_api import RunningFake, Scenario
 
 pytestmark = pytest.mark.e2e
 

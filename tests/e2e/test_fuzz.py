@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.support.app_server import RunningApp
+from testing.app_server import RunningApp
 
 pytestmark = pytest.mark.e2e
 

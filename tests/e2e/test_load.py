@@ -7,9 +7,9 @@ import asyncio
 import httpx2
 import pytest
 
+from testing.app_server import RunningApp
+from testing.fake_responses_api import RunningFake, Scenario
 from tests.sse_client import Answer, parse_sse
-from tests.support.app_server import RunningApp
-from tests.support.fake_responses_api import RunningFake, Scenario
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.support.app_server import RunningApp
+from testing.app_server import RunningApp
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support.app_server import PROJECT_ROOT, free_port
+from testing.app_server import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 

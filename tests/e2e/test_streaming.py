@@ -9,10 +9,10 @@ import httpx2
 import pytest
 
 from domain.policy import INSTRUCTIONS
+from testing.app_server import RunningApp
+from testing.fake_responses_api import RunningFake, Scenario
 from tests.e2e.conftest import UPSTREAM_KEY
 from tests.sse_client import Answer, parse_sse
-from tests.support.app_server import RunningApp
-from tests.support.fake_responses_api import RunningFake, Scenario
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ from openai.types.responses import (
     ResponseTextDoneEvent,
 )
 
-from tests.support.fake_responses_api import (
+from testing.fake_responses_api import (
     DEFAULT_DELTAS,
     SAMPLE_ANSWER_DELTAS,
     SAMPLE_ANSWER_MARKDOWN,

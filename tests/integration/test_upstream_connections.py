@@ -8,7 +8,7 @@ from openai import AsyncOpenAI
 
 from domain.models import AnswerDone, AnswerRequest, Message, TextDelta
 from infrastructure.openai_engine import ResponsesEngine
-from tests.support.fake_responses_api import FakeResponsesAPI, Scenario, run_fake_responses_api
+from testing.fake_responses_api import FakeResponsesAPI, Scenario, run_fake_responses_api
 
 
 class PeerRecordingAPI(FakeResponsesAPI):

@@ -12,7 +12,7 @@ can assert on what the upstream saw, e.g. that the relay closed an abandoned str
 
 Run standalone for manual testing and benchmarks::
 
-    uv run python -m tests.support.fake_responses_api --port 9100 [--deltas-file F] [--delay 0.02]
+    uv run python -m testing.fake_responses_api --port 9100 [--deltas-file F] [--delay 0.02]
 """
 
 from __future__ import annotations
@@ -827,7 +827,7 @@ def run_fake_responses_api(
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the fake standalone, answering every request with the sample answer."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.support.fake_responses_api",
+        prog="python -m testing.fake_responses_api",
         description="Fake OpenAI Responses API (streams a scripted answer).",
     )
     parser.add_argument("--host", default="127.0.0.1")

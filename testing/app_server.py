@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx2
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

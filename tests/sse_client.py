@@ -7,8 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+from testing.app_server import RunningApp
 
 
 def parse_sse(chunks: Iterable[str]) -> list[ServerSentEvent]:
@@ -50,3 +53,12 @@ class Answer:
     @property
     def terminal(self) -> str:
         return self.names[-1]
+
+
+def ask(app: RunningApp, body: dict[str, Any]) -> Answer:
+    """A question to an app running in a child process, and its whole answer."""
+    with httpx2.stream(
+        "POST", f"{app.base_url}/openai-response/sse", json=body, timeout=15
+    ) as response:
+        assert response.status_code == 200, response.read()
+        return Answer(parse_sse(response.iter_text()))

@@ -12,17 +12,9 @@ import pytest
 from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import RunningFake, Scenario
 from tests.e2e.conftest import sqlite_url
-from tests.sse_client import Answer, parse_sse
+from tests.sse_client import Answer, ask, parse_sse
 
 pytestmark = pytest.mark.e2e
-
-
-def ask(app: RunningApp, body: dict[str, Any]) -> Answer:
-    with httpx2.stream(
-        "POST", f"{app.base_url}/openai-response/sse", json=body, timeout=15
-    ) as response:
-        assert response.status_code == 200, response.read()
-        return Answer(parse_sse(response.iter_text()))
 
 
 def messages(app: RunningApp, conversation_id: str) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import httpx2
 import pytest
@@ -11,17 +10,9 @@ import pytest
 from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import FakeUsage, RunningFake, Scenario
 from tests.e2e.conftest import sqlite_url
-from tests.sse_client import Answer, parse_sse
+from tests.sse_client import ask
 
 pytestmark = pytest.mark.e2e
-
-
-def ask(app: RunningApp, body: dict[str, Any]) -> Answer:
-    with httpx2.stream(
-        "POST", f"{app.base_url}/openai-response/sse", json=body, timeout=15
-    ) as response:
-        assert response.status_code == 200, response.read()
-        return Answer(parse_sse(response.iter_text()))
 
 
 @pytest.fixture(scope="module")

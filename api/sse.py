@@ -226,6 +226,6 @@ class AnswerEventSource(EventSourceResponse):
         if deadline is None:
             deadline = self._send_deadlines[task] = RollingDeadline()
         try:
-            await deadline.run(send(message), asyncio.get_running_loop().time() + timeout)
+            await deadline.run(send(message), deadline.now() + timeout)
         except DeadlinePassed:
             raise SendTimeoutError() from None

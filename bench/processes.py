@@ -3,8 +3,6 @@ with only the environment it is given, its output in a log file, stopped with SI
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import httpx2
 
-from testing.app_server import PROJECT_ROOT
+from testing.app_server import PROJECT_ROOT, child_environment, stop
 
 
 @dataclass
@@ -41,16 +39,6 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    """Only what the child needs: a developer's own OPENAI_* or REDIS_URL must not leak in."""
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", tempfile.gettempdir()),
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    }
-
-
 @contextmanager
 def started(name: str, argv: Sequence[str], port: int, env: Mapping[str, str]) -> Iterator[Server]:
     """Start ``argv`` (not waiting for it to listen); SIGTERM, then SIGKILL, at the end."""
@@ -66,13 +54,7 @@ def started(name: str, argv: Sequence[str], port: int, env: Mapping[str, str]) -
         try:
             yield server
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process, timeout=15)
 
 
 def wait_until_listening(server: Server, ready_path: str, timeout: float = 120.0) -> None:

@@ -285,8 +285,8 @@ class SqlConversationRepository:
         # Single statements need no transaction around them either.
         self._one_statement = self._reader if engine.dialect.name == "postgresql" else None
         # Under a burst, new conversations and answers are written in batches.
-        self._starts = GroupCommit("new conversations", self._store_start, self._store_starts)
-        self._finishes = GroupCommit("answers", self._store_answer, self._store_answers)
+        self._starts = GroupCommit("new conversations", self._store_starts, self._store_start)
+        self._finishes = GroupCommit("answers", self._store_answers)
 
     async def get(self, conversation_id: str) -> Conversation | None:
         # One round trip: the conversation joined with its turns (none yet: turn columns NULL).
@@ -312,9 +312,12 @@ class SqlConversationRepository:
         earlier: Sequence[Message] = (),
     ) -> int:
         if new_conversation and not earlier:
-            return await self._start_conversation(
-                _NewConversation(conversation_id, question, covered, _now())
-            )
+            # Alone, stored at once (on PostgreSQL in one statement); arriving while another is
+            # being stored, stored with the others that wait (group commit).
+            async with _storage_errors():
+                return await self._starts.write(
+                    _NewConversation(conversation_id, question, covered, _now())
+                )
         now = _now()
         async with _storage_errors(), self._engine.begin() as connection:
             if new_conversation:
@@ -343,16 +346,6 @@ class SqlConversationRepository:
                 )
             return await _insert_question(connection, conversation_id, question, covered, now)
 
-    async def _start_conversation(self, start: _NewConversation) -> int:
-        """A new conversation with its first question; returns the question's turn id.
-
-        Alone, it is stored at once (on PostgreSQL in one statement). New conversations that
-        arrive while one is being stored are then stored together, in one transaction of two
-        statements however many they are (``GroupCommit``).
-        """
-        async with _storage_errors():
-            return await self._starts.write(start)
-
     async def _store_start(self, start: _NewConversation) -> int:
         if self._one_statement is not None:
             parameters = {**start.question_row(), "now": start.asked_at}
@@ -369,7 +362,7 @@ class SqlConversationRepository:
     async def _store_starts(self, batch: Sequence[_NewConversation]) -> list[int]:
         async with self._engine.begin() as connection:
             await connection.execute(
-                insert(conversations), [start.conversation_row() for start in batch]
+                _INSERT_CONVERSATION, [start.conversation_row() for start in batch]
             )
             rows = (
                 await connection.execute(
@@ -432,9 +425,6 @@ class SqlConversationRepository:
         # Shielded: this runs in the ``finally`` of a stream whose client may have just left.
         with anyio.CancelScope(shield=True), anyio.fail_after(FINISH_TIMEOUT_SECONDS):
             await self._finishes.write(parameters)
-
-    async def _store_answer(self, parameters: dict[str, Any]) -> None:
-        await self._store_answers([parameters])
 
     async def _store_answers(self, batch: Sequence[dict[str, Any]]) -> list[None]:
         async with self._engine.begin() as connection:

@@ -30,7 +30,8 @@ class _Waiting(Generic[Item, Result]):
 
 class GroupCommit(Generic[Item, Result]):
     """``write(item)`` through ``alone`` when nothing is being written, else with the others
-    that wait, through ``together`` (which returns one result per item, in order).
+    that wait, through ``together`` (which returns one result per item, in order). Without
+    ``alone``, a lone item is written as a batch of one.
 
     If ``together`` fails, each item of the batch is written through ``alone``, so that an item
     that cannot be written fails by itself. A waiting caller that is cancelled leaves its item
@@ -40,15 +41,19 @@ class GroupCommit(Generic[Item, Result]):
     def __init__(
         self,
         name: str,
-        alone: Callable[[Item], Awaitable[Result]],
         together: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
+        alone: Callable[[Item], Awaitable[Result]] | None = None,
     ) -> None:
         self._name = name
-        self._alone = alone
         self._together = together
+        self._alone = alone or self._as_batch_of_one
         self._waiting: list[_Waiting[Item, Result]] | None = None
         """The items waiting for the write in progress; ``None`` when none is in progress."""
         self._draining: asyncio.Task[None] | None = None
+
+    async def _as_batch_of_one(self, item: Item) -> Result:
+        [result] = await self._together([item])
+        return result
 
     async def write(self, item: Item) -> Result:
         if self._waiting is not None:

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
@@ -143,13 +141,6 @@ def script_page(browser: Browser, app: RunningApp) -> Iterator[Page]:
     context.close()
 
 
-def conversation(app: RunningApp, conversation_id: str) -> list[dict[str, Any]]:
-    response = httpx2.get(f"{app.base_url}/conversations/{conversation_id}", timeout=5)
-    assert response.status_code == 200
-    messages: list[dict[str, Any]] = response.json()["messages"]
-    return messages
-
-
 def press_enter_while_composing(page: Page, how: str) -> None:
     """Dispatch the keydown an IME sends when Enter confirms a composition (no real IME here)."""
     page.evaluate(
@@ -261,7 +252,7 @@ def test_a_korean_conversation_streams_follows_up_and_stops(
     assert len(sent) == 2
     conversation_id = sent[1]["conversation_id"]
     assert sent[1] == {"input": "그 전에는 어디서 일했나요?", "conversation_id": conversation_id}
-    stored = conversation(app, conversation_id)
+    stored = app.stored_messages(conversation_id)
     assert [(m["role"], m["status"]) for m in stored] == [
         ("user", "completed"),
         ("assistant", "completed"),
@@ -283,7 +274,7 @@ def test_a_korean_conversation_streams_follows_up_and_stops(
     expect(question).to_be_focused()
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     assert upstream.api.wait_for(lambda: upstream.api.closed_by_client == 1)
-    stored = wait_for_messages(app, conversation_id, 6)
+    stored = app.wait_for_messages(conversation_id, 6)
     assert (stored[5]["content"], stored[5]["status"]) == (
         "첫 번째 부분만 보냅니다.",
         "interrupted",
@@ -296,17 +287,6 @@ def test_a_korean_conversation_streams_follows_up_and_stops(
     page.get_by_role("button", name="어떤 프로젝트를 했나요?").click()
     expect(page.locator(".message.assistant")).to_have_attribute("data-state", "done")
     assert sent[3] == {"input": "어떤 프로젝트를 했나요?"}
-
-
-def wait_for_messages(app: RunningApp, conversation_id: str, count: int) -> list[dict[str, Any]]:
-    """The stored messages once there are ``count`` (the answer is stored as the stream ends)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        stored = conversation(app, conversation_id)
-        if len(stored) >= count:
-            return stored
-        time.sleep(0.05)
-    raise AssertionError(f"not stored: {conversation(app, conversation_id)}")
 
 
 def screenshot(page: Page, tmp_path: Path) -> None:

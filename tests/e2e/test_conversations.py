@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
@@ -15,23 +14,6 @@ from tests.e2e.conftest import sqlite_url
 from tests.sse_client import Answer, ask, parse_sse
 
 pytestmark = pytest.mark.e2e
-
-
-def messages(app: RunningApp, conversation_id: str) -> list[dict[str, Any]]:
-    response = httpx2.get(f"{app.base_url}/conversations/{conversation_id}")
-    assert response.status_code == 200
-    result: list[dict[str, Any]] = response.json()["messages"]
-    return result
-
-
-def wait_for_answer(app: RunningApp, conversation_id: str, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        stored = messages(app, conversation_id)
-        if len(stored) >= count:
-            return stored
-        time.sleep(0.05)
-    raise AssertionError(f"the answer was not stored: {messages(app, conversation_id)}")
 
 
 def test_follow_up_reaches_the_model_with_the_stored_turns(
@@ -49,7 +31,7 @@ def test_follow_up_reaches_the_model_with_the_stored_turns(
         ("assistant", "Hanbit Pay,\nsince 2021."),
         ("user", "And before that?"),
     ]
-    stored = messages(openai_app, conversation_id)
+    stored = openai_app.stored_messages(conversation_id)
     assert [m["content"] for m in stored] == [
         "Where does Minji work?",
         "Hanbit Pay,\nsince 2021.",
@@ -64,7 +46,7 @@ def test_partial_answer_after_an_upstream_drop_is_kept(
     upstream.api.enqueue(Scenario(deltas=["Minji led ", "the migr"], terminal="drop"))
     answer = ask(openai_app, {"input": "What did Minji lead?"})
     assert answer.terminal == "error"
-    stored = messages(openai_app, answer.data_of("meta")["conversation_id"])
+    stored = openai_app.stored_messages(answer.data_of("meta")["conversation_id"])
     assert stored[-1] == {**stored[-1], "content": "Minji led the migr", "status": "failed"}
 
 
@@ -73,7 +55,7 @@ def test_answer_cut_by_the_model_is_incomplete(
 ) -> None:
     upstream.api.enqueue(Scenario(deltas=["Long answ"], terminal="incomplete"))
     answer = ask(openai_app, {"input": "Tell me everything"})
-    stored = messages(openai_app, answer.data_of("meta")["conversation_id"])
+    stored = openai_app.stored_messages(answer.data_of("meta")["conversation_id"])
     assert (stored[-1]["content"], stored[-1]["status"]) == ("Long answ", "incomplete")
 
 
@@ -90,7 +72,7 @@ def test_client_disconnect_stores_the_partial_answer_as_interrupted(
             if "two" in received:
                 break
     conversation_id = Answer(parse_sse([received])).data_of("meta")["conversation_id"]
-    stored = wait_for_answer(openai_app, conversation_id, 2)
+    stored = openai_app.wait_for_messages(conversation_id, 2)
     assert (stored[-1]["content"], stored[-1]["status"]) == ("one two ", "interrupted")
     assert upstream.api.wait_for(lambda: upstream.api.closed_by_client == 1, timeout_seconds=5)
 
@@ -101,13 +83,13 @@ def test_conversation_survives_a_server_restart(tmp_path: Path) -> None:
         first = ask(app, {"input": "What is her biggest achievement?"})
         conversation_id = first.data_of("meta")["conversation_id"]
     with run_app(environment) as restarted:
-        before = messages(restarted, conversation_id)
+        before = restarted.stored_messages(conversation_id)
         assert [m["content"] for m in before] == ["What is her biggest achievement?", first.text]
         follow_up = ask(
             restarted, {"input": "그 프로젝트의 결과는?", "conversation_id": conversation_id}
         )
         assert follow_up.terminal == "done"
-        assert len(messages(restarted, conversation_id)) == 4
+        assert len(restarted.stored_messages(conversation_id)) == 4
 
 
 def test_answer_in_flight_during_shutdown_ends_with_an_error_and_is_kept(
@@ -144,6 +126,6 @@ def test_answer_in_flight_during_shutdown_ends_with_an_error_and_is_kept(
     assert 0.5 < ended_after < 5, "the stream ends when the grace period is over"
     fake_upstream.api.release_stalled_streams()
     with run_app({**environment, "ENGINE": "offline"}) as restarted:
-        stored = messages(restarted, answer.data_of("meta")["conversation_id"])
+        stored = restarted.stored_messages(answer.data_of("meta")["conversation_id"])
     assert (stored[-1]["role"], stored[-1]["content"]) == ("assistant", "Half an answer")
     assert stored[-1]["status"] == "failed"

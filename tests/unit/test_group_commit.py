@@ -45,7 +45,7 @@ def database() -> Database:
 
 @pytest.fixture
 def writes(database: Database) -> GroupCommit[str, str]:
-    return GroupCommit("items", database.write_alone, database.write_together)
+    return GroupCommit("items", database.write_together, database.write_alone)
 
 
 async def burst(

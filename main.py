@@ -10,8 +10,9 @@ import sys
 
 from pydantic import ValidationError
 
-from api.app import create_app, serve
-from infrastructure.settings import Settings
+from api.app import serve
+from bootstrap import create_app
+from settings import Settings
 
 
 def load_settings() -> Settings:

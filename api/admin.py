@@ -21,8 +21,8 @@ from api.schemas import (
     UnansweredQuestionOut,
     Usage,
 )
-from infrastructure.knowledge import LoadReport
-from infrastructure.knowledge_live import KnowledgeReloadFailed
+from domain.errors import KnowledgeReloadFailed
+from domain.models import LoadReport
 
 router = APIRouter(
     prefix="/admin",

@@ -1,25 +1,27 @@
-"""The FastAPI application factory and its lifespan."""
+"""The FastAPI application and its lifespan, given a way to open the container.
+
+``bootstrap.create_app`` passes the composition root here; the API itself never builds an
+adapter.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TypedDict
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import admin, page
+from api.container import Container
 from api.errors import install_error_handlers
 from api.mcp_server import McpEndpoint
 from api.observability import REQUEST_ID_HEADER, install_observability
 from api.protection import install_protection
 from api.routes import router
-from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex
-from infrastructure.bootstrap import Container, bootstrap
-from infrastructure.lifecycle import Lifecycle, watch_for_shutdown
-from infrastructure.settings import Settings
+from common.lifecycle import Lifecycle, watch_for_shutdown
+from settings import Settings
 
 DESCRIPTION = """\
 Ask the Applicant (지원자에게 무엇이든 물어봐!) answers recruiters' questions about one job
@@ -34,14 +36,13 @@ class AppState(TypedDict):
     container: Container
 
 
-def create_app(
-    settings: Settings,
-    *,
-    knowledge: KnowledgeIndex | None = None,
-    engine: AnswerEngine | None = None,
-    conversations: ConversationRepository | None = None,
-) -> FastAPI:
-    """The app for ``settings``; the keyword arguments replace the configured adapters."""
+OpenContainer = Callable[[Lifecycle], AbstractAsyncContextManager[Container]]
+"""Builds the container for the app's lifetime (and closes what it opened), given the
+lifecycle that tells the app is shutting down."""
+
+
+def build_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
+    """The app for ``settings``, serving what ``open_container`` wires in its lifespan."""
     # Watched from now on: uvicorn installs its signal handlers before the lifespan starts.
     lifecycle = Lifecycle(settings.shutdown_grace_seconds)
     stop_watching = watch_for_shutdown(lifecycle)
@@ -50,13 +51,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
-        async with bootstrap(
-            settings,
-            knowledge=knowledge,
-            engine=engine,
-            conversations=conversations,
-            lifecycle=lifecycle,
-        ) as container:
+        async with open_container(lifecycle) as container:
             try:
                 # The MCP server's session manager runs as long as the app (docs/mcp.md).
                 serving_mcp = mcp.serving(container) if mcp is not None else nullcontext()
@@ -97,6 +92,8 @@ def create_app(
 
 def serve(app: FastAPI, settings: Settings) -> None:
     """Run ``app`` under uvicorn with the options the service is deployed with."""
+    import uvicorn
+
     uvicorn.run(
         app,
         host=settings.host,

@@ -15,13 +15,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import Scope
 
 from api.client_address import client_address, rate_limit_key, trusted_networks
+from api.container import Container
 from api.errors import TooManyRequests
 from api.observability import Metrics
 from application.ask import AskApplicant
 from application.review import ReviewConversations
-from infrastructure.bootstrap import Container
-from infrastructure.knowledge_live import LiveKnowledgeIndex
-from infrastructure.rate_limit import RateDecision
+from domain.models import RateDecision
+from domain.ports import KnowledgeLibrary
 
 
 async def _container(request: Request) -> Container:
@@ -40,7 +40,7 @@ async def _review(container: ContainerDep) -> ReviewConversations:
     return container.review
 
 
-async def _live_knowledge(container: ContainerDep) -> LiveKnowledgeIndex:
+async def _live_knowledge(container: ContainerDep) -> KnowledgeLibrary:
     if container.live_knowledge is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, "The documents were not loaded from KNOWLEDGE_DIR."
@@ -55,7 +55,7 @@ async def _metrics(request: Request) -> Metrics:
 
 AskDep = Annotated[AskApplicant, Depends(_ask)]
 ReviewDep = Annotated[ReviewConversations, Depends(_review)]
-LiveKnowledgeDep = Annotated[LiveKnowledgeIndex, Depends(_live_knowledge)]
+LiveKnowledgeDep = Annotated[KnowledgeLibrary, Depends(_live_knowledge)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 
 _bearer = HTTPBearer(auto_error=False, description="The ADMIN_TOKEN setting.")

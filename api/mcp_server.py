@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.container import Container
 from api.dependencies import rate_limit_decision
 from api.errors import TooManyRequests
 from api.observability import Metrics
@@ -43,7 +44,6 @@ from domain.errors import UPSTREAM_MESSAGES, AnswerNotCompleted, AskError, Error
 from domain.models import Message as ChatMessage
 from domain.models import Passage
 from domain.policy import choose_sources, detect_language
-from infrastructure.bootstrap import Container
 from infrastructure.disclosure_file import load_disclosure_policy
 
 logger = logging.getLogger(__name__)

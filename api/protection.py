@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.client_address import IPNetwork, peer_is_trusted, trusted_networks
 from api.dependencies import RateLimited, rate_limit_decision
 from api.errors import BodyTooLarge, TooManyRequests, http_error_response
-from infrastructure.settings import Settings
+from settings import Settings
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from api.observability import Metrics
 from application.ask import AnswerStream
+from common.deadline import DeadlinePassed, RollingDeadline
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
     AgentStep,
@@ -31,7 +32,6 @@ from domain.models import (
     TextDelta,
     Usage,
 )
-from infrastructure.deadline import DeadlinePassed, RollingDeadline
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ from bench.loadgen import ERROR_OUTCOMES, Job, raise_fd_limit
 from bench.processes import Server, started, wait_until_listening
 from bench.upstream import SCENARIO_PATH
 from domain.policy import INSTRUCTIONS
-from infrastructure.settings import Settings
+from settings import Settings
 from testing.app_server import PROJECT_ROOT, free_port
 
 Target = Literal["direct", "baseline", "app"]

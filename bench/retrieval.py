@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 
 from infrastructure.knowledge import Bm25KnowledgeIndex, load_passages
-from infrastructure.settings import SAMPLE_PROFILE_DIR
+from settings import SAMPLE_PROFILE_DIR
 
 QUESTIONS = [
     "어떤 프로젝트를 했나요?",

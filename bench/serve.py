@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 
-from api.app import create_app, serve
-from infrastructure.settings import Settings
+from api.app import serve
+from bootstrap import create_app
+from settings import Settings
 from testing.conversations import InMemoryConversations
 
 settings = Settings()

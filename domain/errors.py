@@ -112,3 +112,8 @@ class AnswerNotCompleted(AskError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class KnowledgeReloadFailed(Exception):
+    """Rebuilding the index from the documents failed; the documents loaded before are still
+    in use."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from domain.errors import ErrorCode
@@ -148,3 +149,31 @@ class CollectedAnswer:
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A document that could not be read, and why, in a short phrase (``not UTF-8``,
+    ``encrypted PDF``, ``no extractable text``, ``unreadable: PermissionError``)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What loading the knowledge folder gave: the passages, and the files left out."""
+
+    passages: tuple[Passage, ...]
+    skipped: tuple[SkippedFile, ...] = ()
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Whether one request of a client is within its rate limit."""
+
+    allowed: bool
+    limit: int
+    retry_after_seconds: int = 0
+    """Whole seconds until the client may try again (at least 1 when refused, else 0)."""

@@ -13,7 +13,15 @@ from domain.conversation import (
     Insights,
     Page,
 )
-from domain.models import AnswerEvent, AnswerRequest, Message, Passage, RetrievedPassage
+from domain.models import (
+    AnswerEvent,
+    AnswerRequest,
+    LoadReport,
+    Message,
+    Passage,
+    RateDecision,
+    RetrievedPassage,
+)
 
 
 class KnowledgeIndex(Protocol):
@@ -32,6 +40,19 @@ class KnowledgeIndex(Protocol):
 
     def contact(self) -> Passage | None:
         """The passage that says how to reach the applicant, if the documents have one."""
+        ...
+
+
+class KnowledgeLibrary(Protocol):
+    """The folder the documents are loaded from, for the applicant: what was loaded, and a
+    rebuild on demand."""
+
+    @property
+    def report(self) -> LoadReport: ...
+
+    async def reload(self) -> LoadReport:
+        """Read the folder again; raise ``KnowledgeReloadFailed`` and keep the documents
+        loaded before when that is not possible."""
         ...
 
 
@@ -127,4 +148,28 @@ class SemanticSearch(Protocol):
     async def similar(self, query: str, limit: int) -> list[RetrievedPassage]:
         """Best passages first, each scored on the same scale as lexical coverage (0.5 is
         the line of relevance); an empty list when the service cannot be used right now."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Counts each client's requests against a per-minute limit."""
+
+    @property
+    def limit(self) -> int: ...
+
+    async def hit(self, client: str) -> RateDecision:
+        """Count one request of ``client`` and say whether it is within the limit."""
+        ...
+
+
+class NamedToolServer(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class ToolServers(Protocol):
+    """The outside MCP servers whose tools the agents may use, kept connected."""
+
+    def connected(self) -> Sequence[NamedToolServer]:
+        """The servers connected now (one that dropped is left out until it is back)."""
         ...

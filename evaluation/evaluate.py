@@ -36,7 +36,7 @@ from domain.policy import Language, choose_sources, detect_language, not_covered
 from infrastructure.disclosure_file import load_disclosure_policy
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
-from infrastructure.settings import SAMPLE_PROFILE_DIR
+from settings import SAMPLE_PROFILE_DIR
 
 QUESTIONS_FILE = Path(__file__).with_name("questions.yaml")
 KINDS = ("direct", "paraphrase", "cross_language", "unanswerable", "protected")

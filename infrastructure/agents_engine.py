@@ -47,6 +47,7 @@ from agents.retry import (
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
 from pydantic import BaseModel
 
+from common.lifecycle import Lifecycle
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.guardrails import Concern, LeakScreen, check_question, refusal
 from domain.models import (
@@ -61,7 +62,6 @@ from domain.models import (
 )
 from domain.policy import INSTRUCTIONS, Language, detect_language
 from domain.ports import KnowledgeIndex
-from infrastructure.lifecycle import Lifecycle
 from infrastructure.openai_engine import (
     UPSTREAM_CLOSE_SECONDS,
     UpstreamPolicy,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -28,6 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config  # only when migrating: it is slow to import
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -147,6 +150,8 @@ def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         # Several replicas may start at once: one migrates, the others wait, then see "head".
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    from alembic import command
+
     command.upgrade(alembic_config(connection), "head")
 
 

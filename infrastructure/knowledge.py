@@ -7,14 +7,12 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import bm25s
 import numpy as np
 
-from domain.models import Passage, RetrievedPassage
+from domain.models import LoadReport, Passage, RetrievedPassage, SkippedFile
 from domain.policy import detect_language
 from infrastructure.pdf_text import PdfBlock, UnreadablePdf, read_pdf
 from infrastructure.text_analysis import QueryWord, analyze_query, tokenize
@@ -131,24 +129,6 @@ def _pieces(paragraph: str) -> Iterable[str]:
         piece = f"{piece} {sentence}" if piece else sentence
     if piece:
         yield piece
-
-
-@dataclass(frozen=True, slots=True)
-class SkippedFile:
-    """A document that could not be read, and why, in a short phrase (``not UTF-8``,
-    ``encrypted PDF``, ``no extractable text``, ``unreadable: PermissionError``)."""
-
-    source: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class LoadReport:
-    """What loading the knowledge folder gave: the passages, and the files left out."""
-
-    passages: tuple[Passage, ...]
-    skipped: tuple[SkippedFile, ...] = ()
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def load_documents(folder: Path) -> LoadReport:

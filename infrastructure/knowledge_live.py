@@ -12,11 +12,11 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, awatch
 
-from domain.models import Passage, RetrievedPassage
+from domain.errors import KnowledgeReloadFailed
+from domain.models import LoadReport, Passage, RetrievedPassage
 from infrastructure.knowledge import (
     DOCUMENT_SUFFIXES,
     Bm25KnowledgeIndex,
-    LoadReport,
     load_documents,
 )
 
@@ -27,10 +27,6 @@ logger = logging.getLogger(__name__)
 WATCH_QUIET_SECONDS = 0.5
 WATCH_MAX_WAIT_SECONDS = 2.0
 _STOP_WATCHING_SECONDS = 5.0
-
-
-class KnowledgeReloadFailed(Exception):
-    """Rebuilding from the folder failed; the documents loaded before are still in use."""
 
 
 @dataclass(frozen=True, slots=True)

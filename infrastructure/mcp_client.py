@@ -35,7 +35,7 @@ from agents.mcp import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from infrastructure.settings import Settings
+from settings import Settings
 
 logger = logging.getLogger(__name__)
 

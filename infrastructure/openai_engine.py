@@ -27,6 +27,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from common.deadline import DeadlinePassed, RollingDeadline
+from common.lifecycle import Bounded, Lifecycle
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
     AnswerDone,
@@ -37,9 +39,7 @@ from domain.models import (
     Usage,
 )
 from domain.policy import INSTRUCTIONS, render_grounding
-from infrastructure.deadline import DeadlinePassed, RollingDeadline
 from infrastructure.event_stream import EventStreamDecoder, UpstreamEvent
-from infrastructure.lifecycle import Bounded, Lifecycle
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import ConnectionPool
 
-from infrastructure.settings import Settings
+from domain.models import RateDecision
+from settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +29,6 @@ KEY_PREFIX = "ask-the-applicant"
 REDIS_TIMEOUT_SECONDS = 0.5
 # After Redis fails, requests are let through without asking it for this long.
 FAIL_OPEN_SECONDS = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class RateDecision:
-    allowed: bool
-    limit: int
-    retry_after_seconds: int = 0
-    """Whole seconds until the client may try again (at least 1 when refused, else 0)."""
 
 
 class ClientRateLimiter:

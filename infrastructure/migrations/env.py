@@ -26,7 +26,7 @@ def run_on(connection: Connection) -> None:
 
 
 async def run_from_settings() -> None:
-    from infrastructure.settings import Settings
+    from settings import Settings
 
     engine = create_engine(Settings().database_url)
     try:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from bootstrap import create_app
 from domain.models import AnswerDone, TextDelta
-from infrastructure.settings import Settings
+from settings import Settings
 from tests.fakes import ScriptedEngine, small_profile
 from tests.sse_client import Answer, parse_sse
 

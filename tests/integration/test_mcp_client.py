@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from agents.mcp import MCPServer
 
-from infrastructure.bootstrap import bootstrap
+from bootstrap import bootstrap
 from infrastructure.mcp_client import (
     McpServersFileError,
     McpToolbox,
@@ -24,7 +24,7 @@ from infrastructure.mcp_client import (
     load_mcp_servers,
     open_mcp_toolbox,
 )
-from infrastructure.settings import Settings
+from settings import Settings
 from tests.fakes import InMemoryConversations, small_profile
 
 ECHO_SERVER = Path(__file__).resolve().parents[1] / "support" / "echo_mcp_server.py"

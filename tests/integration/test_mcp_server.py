@@ -23,10 +23,10 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 
-from api.app import create_app
 from api.mcp_server import render_document
+from bootstrap import create_app
 from domain.models import Passage
-from infrastructure.settings import Settings
+from settings import Settings
 
 SAMPLE_DOCUMENTS = {
     "en/about.md",

@@ -16,9 +16,9 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from bootstrap import create_app
 from infrastructure.rate_limit import KEY_PREFIX, build_rate_limiter
-from infrastructure.settings import Settings
+from settings import Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

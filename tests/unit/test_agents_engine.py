@@ -18,7 +18,8 @@ from agents.usage import Usage as SdkUsage
 from fastapi.testclient import TestClient
 from mcp.types import CallToolResult, GetPromptResult, ListPromptsResult, Tool
 
-from api.app import create_app
+from bootstrap import create_app
+from common.lifecycle import Lifecycle
 from domain.errors import ErrorCode
 from domain.guardrails import refusal, reveals_instructions
 from domain.models import (
@@ -33,16 +34,10 @@ from domain.models import (
 )
 from domain.policy import INSTRUCTIONS, render_grounding
 from infrastructure.agents_engine import OUT_OF_TURNS, AgentsEngine, GuardrailMode
-from infrastructure.lifecycle import Lifecycle
 from infrastructure.openai_engine import UpstreamPolicy, failure
-from infrastructure.settings import Settings
-from tests.fakes import (
-    InMemoryConversations,
-    ScriptedProvider,
-    contact_passage,
-    small_profile,
-    streamed_text,
-)
+from settings import Settings
+from tests.agents_fakes import ScriptedProvider, streamed_text
+from tests.fakes import InMemoryConversations, contact_passage, small_profile
 from tests.sse_client import Answer, parse_sse
 
 MODEL = "gpt-test"

@@ -11,10 +11,11 @@ import uvicorn
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from api.app import create_app, serve
+from api.app import serve
+from bootstrap import create_app
 from domain.errors import ErrorCode
 from domain.models import AnswerDone, TextDelta
-from infrastructure.settings import Settings
+from settings import Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, small_profile
 from tests.sse_client import Answer, parse_sse
 

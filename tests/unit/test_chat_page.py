@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.page import ASSET_CACHE, ASSET_TYPES, PAGE_CACHE, PAGE_CSP, STATIC_DIR
-from infrastructure.settings import Settings
+from bootstrap import create_app
+from settings import Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from application.ask import AskApplicant
+from bootstrap import create_app
 from domain.models import Message, RetrievedPassage
 from domain.ports import SemanticSearch
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
-from infrastructure.settings import SAMPLE_PROFILE_DIR, Settings
+from settings import SAMPLE_PROFILE_DIR, Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 from tests.sse_client import Answer, parse_sse
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from infrastructure.deadline import DeadlinePassed, RollingDeadline
+from common.deadline import DeadlinePassed, RollingDeadline
 
 
 def loop_time() -> float:

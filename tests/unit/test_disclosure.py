@@ -10,7 +10,7 @@ from application.ask import AskApplicant
 from domain.disclosure import DisclosurePolicy, UndisclosedTopic
 from domain.models import AnswerDone, Message, Passage, TextDelta
 from infrastructure.disclosure_file import PolicyFileError, load_disclosure_policy
-from infrastructure.settings import SAMPLE_PROFILE_DIR
+from settings import SAMPLE_PROFILE_DIR
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 PROTECTED = [

@@ -27,7 +27,7 @@ from evaluation.evaluate import (
     split_of,
 )
 from infrastructure.knowledge import Bm25KnowledgeIndex
-from infrastructure.settings import SAMPLE_PROFILE_DIR
+from settings import SAMPLE_PROFILE_DIR
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen import canvas
 from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate
 
-from api.app import create_app
+from bootstrap import bootstrap, create_app
+from domain.errors import KnowledgeReloadFailed
 from domain.models import Passage
-from infrastructure.bootstrap import bootstrap
 from infrastructure.knowledge import (
     MAX_PASSAGE_CHARS,
     Bm25KnowledgeIndex,
@@ -32,9 +32,9 @@ from infrastructure.knowledge import (
     SkippedFile,
     load_documents,
 )
-from infrastructure.knowledge_live import KnowledgeReloadFailed, LiveKnowledgeIndex
+from infrastructure.knowledge_live import LiveKnowledgeIndex
 from infrastructure.pdf_text import read_pdf
-from infrastructure.settings import Settings
+from settings import Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"

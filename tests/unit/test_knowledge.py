@@ -14,7 +14,6 @@ from infrastructure.knowledge import (
     split_markdown,
     split_plain_text,
 )
-from infrastructure.settings import SAMPLE_PROFILE_DIR
 from infrastructure.text_analysis import (
     GLOSSARY_FILE,
     Glossary,
@@ -23,6 +22,7 @@ from infrastructure.text_analysis import (
     query_terms,
     tokenize,
 )
+from settings import SAMPLE_PROFILE_DIR
 
 
 @pytest.mark.parametrize("form", ["경험이", "경험을", "경험은", "경험"])

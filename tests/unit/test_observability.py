@@ -13,13 +13,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.app import create_app
 from api.observability import Metrics, configure_logging
 from api.sse import answer_events
 from application.ask import AnswerStream
+from bootstrap import create_app
 from domain.errors import ErrorCode
 from domain.models import AnswerDone, AnswerEvent, AnswerMeta, TextDelta, Usage
-from infrastructure.settings import Settings
+from settings import Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, small_profile
 
 SSE = "/openai-response/sse"

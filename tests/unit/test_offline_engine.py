@@ -7,7 +7,7 @@ import pytest
 from domain.models import AnswerDone, AnswerRequest, Message, Passage, TextDelta
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
-from infrastructure.settings import SAMPLE_PROFILE_DIR
+from settings import SAMPLE_PROFILE_DIR
 
 TEMPLATE_LINES = {
     "지원자의 프로필 문서에서 찾은 내용입니다.",

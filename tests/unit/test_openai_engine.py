@@ -14,6 +14,7 @@ import pytest
 import respx
 from openai import AsyncOpenAI
 
+from common.lifecycle import Lifecycle
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
     AnswerDone,
@@ -28,7 +29,6 @@ from domain.models import (
 )
 from domain.policy import INSTRUCTIONS
 from infrastructure.event_stream import UpstreamEvent
-from infrastructure.lifecycle import Lifecycle
 from infrastructure.openai_engine import (
     ResponsesEngine,
     UpstreamPolicy,

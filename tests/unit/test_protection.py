@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from starlette.responses import PlainTextResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from api.app import create_app
 from api.protection import API_CSP, HSTS, SecurityHeaders
-from infrastructure.settings import Settings
+from bootstrap import create_app
+from settings import Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 SSE = "/openai-response/sse"

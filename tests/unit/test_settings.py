@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from infrastructure.settings import SAMPLE_PROFILE_DIR, Settings
+from settings import SAMPLE_PROFILE_DIR, Settings
 
 
 def settings(**values: Any) -> Settings:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent
 SAMPLE_PROFILE_DIR = PROJECT_ROOT / "sample_profile"
 
 EngineChoice = Literal["auto", "offline", "responses", "agents"]

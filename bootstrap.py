@@ -10,33 +10,42 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
-import httpx2
-from agents import OpenAIProvider, set_tracing_export_api_key
-from agents.mcp import MCPServer
-from openai import AsyncOpenAI, DefaultAioHttpClient
-from redis.asyncio import Redis
+from fastapi import FastAPI
 
+from api.app import build_app
+from api.container import Container
 from application.ask import AskApplicant
 from application.review import ReviewConversations
+from common.lifecycle import Lifecycle
 from domain.disclosure import DisclosurePolicy
-from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
-from infrastructure.agents_engine import AgentsEngine
-from infrastructure.budget import MemoryTokenBudget, RedisTokenBudget
+from domain.ports import (
+    AnswerEngine,
+    ConversationRepository,
+    KnowledgeIndex,
+    SemanticSearch,
+    TokenBudget,
+)
+from infrastructure.budget import MemoryTokenBudget
 from infrastructure.conversation_store import SqlConversationRepository
 from infrastructure.database import create_engine, migrate
 from infrastructure.disclosure_file import PolicyFileError, load_disclosure_policy
 from infrastructure.knowledge_live import LiveKnowledgeIndex
-from infrastructure.lifecycle import Lifecycle
-from infrastructure.mcp_client import McpToolbox, open_mcp_toolbox
 from infrastructure.offline_engine import OfflineEngine
-from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy
-from infrastructure.rate_limit import ClientRateLimiter, build_rate_limiter
-from infrastructure.semantic import EmbeddingCache, EmbeddingSearch
-from infrastructure.settings import Settings
+from infrastructure.rate_limit import build_rate_limiter
+from settings import Settings
+
+# The optional adapters are imported where their setting selects them, so a service that
+# answers offline never pays for the OpenAI SDK, the Agents SDK, the MCP client or Redis
+# (docs/performance.md, "Start-up").
+if TYPE_CHECKING:
+    from agents.mcp import MCPServer
+    from openai import AsyncOpenAI
+
+    from infrastructure.mcp_client import McpToolbox
+    from infrastructure.semantic import EmbeddingSearch
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +53,31 @@ logger = logging.getLogger(__name__)
 PURGE_INTERVAL_SECONDS = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Container:
-    settings: Settings
-    knowledge: KnowledgeIndex
-    live_knowledge: LiveKnowledgeIndex | None
-    """``knowledge`` when it is loaded from a folder and can be reloaded (not a test's own)."""
-    conversations: ConversationRepository
-    ask: AskApplicant
-    review: ReviewConversations
-    lifecycle: Lifecycle
-    rate_limiter: ClientRateLimiter | None
-    mcp_toolbox: McpToolbox | None = None
-    """The MCP_SERVERS the agents may use (with ENGINE=agents), kept connected."""
+def create_app(
+    settings: Settings,
+    *,
+    knowledge: KnowledgeIndex | None = None,
+    engine: AnswerEngine | None = None,
+    conversations: ConversationRepository | None = None,
+) -> FastAPI:
+    """The app for ``settings``; the keyword arguments replace the configured adapters."""
+
+    def open_container(lifecycle: Lifecycle) -> AbstractAsyncContextManager[Container]:
+        return bootstrap(
+            settings,
+            knowledge=knowledge,
+            engine=engine,
+            conversations=conversations,
+            lifecycle=lifecycle,
+        )
+
+    return build_app(settings, open_container)
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
+    import httpx2
+    from openai import AsyncOpenAI, DefaultAioHttpClient
+
     # A server reached only through OPENAI_BASE_URL may need no key; the SDK insists on one.
     api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
     timeout = httpx2.Timeout(
@@ -117,7 +135,7 @@ async def bootstrap(
         if live_knowledge is not None and settings.knowledge_watch:
             await stack.enter_async_context(live_knowledge.watching())
         # Outside MCP servers for the agents' tools; one that cannot connect is skipped.
-        toolbox = await stack.enter_async_context(open_mcp_toolbox(settings))
+        toolbox = await _mcp_toolbox(settings, stack)
         mcp_servers = toolbox.connected if toolbox is not None else _no_mcp_servers
         # The engines and the use case get the live index, so they see every reload.
         offline = OfflineEngine(knowledge)
@@ -168,6 +186,14 @@ async def bootstrap(
         )
 
 
+async def _mcp_toolbox(settings: Settings, stack: AsyncExitStack) -> McpToolbox | None:
+    if settings.mcp_servers is None:
+        return None
+    from infrastructure.mcp_client import open_mcp_toolbox
+
+    return await stack.enter_async_context(open_mcp_toolbox(settings))
+
+
 def _no_mcp_servers() -> Sequence[MCPServer]:
     return ()
 
@@ -180,12 +206,18 @@ def _model_engine(
     mcp_servers: Callable[[], Sequence[MCPServer]] = _no_mcp_servers,
 ) -> AnswerEngine:
     """The engine that answers with a model: the Responses API, or agents (ENGINE=agents)."""
+    from infrastructure.openai_engine import ResponsesEngine, UpstreamPolicy
+
     policy = UpstreamPolicy(
         max_retries=settings.upstream_max_retries,
         idle_timeout=settings.upstream_idle_timeout_seconds,
         total_timeout=settings.upstream_total_timeout_seconds,
     )
     if settings.resolved_engine == "agents":
+        from agents import OpenAIProvider, set_tracing_export_api_key
+
+        from infrastructure.agents_engine import AgentsEngine
+
         if settings.openai_agents_tracing and settings.openai_api_key is not None:
             set_tracing_export_api_key(settings.openai_api_key.get_secret_value())
         return AgentsEngine(
@@ -206,10 +238,12 @@ def _model_engine(
 
 def _semantic_search(
     settings: Settings, client: AsyncOpenAI | None, knowledge: KnowledgeIndex, stack: AsyncExitStack
-) -> EmbeddingSearch | None:
+) -> SemanticSearch | None:
     """Embeddings-based search beside the lexical one, when a model provider is configured."""
     if client is None or not settings.semantic_search:
         return None
+    from infrastructure.semantic import EmbeddingCache, EmbeddingSearch
+
     search = EmbeddingSearch(
         client,
         knowledge,
@@ -251,6 +285,10 @@ async def _token_budget(settings: Settings) -> AsyncIterator[TokenBudget | None]
     elif settings.redis_url is None:
         yield MemoryTokenBudget(settings.daily_token_budget)
     else:
+        from redis.asyncio import Redis
+
+        from infrastructure.budget import RedisTokenBudget
+
         redis = Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
         )

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import ConnectionPool
 
 from domain.models import RateDecision
 from settings import Settings
@@ -107,6 +106,8 @@ def build_rate_limiter(settings: Settings) -> ClientRateLimiter | None:
     if settings.redis_url is None:
         logger.info("rate limits: %d per minute per client, in memory", per_minute)
         return ClientRateLimiter(MemoryStorage(), per_minute)
+    from redis.asyncio import ConnectionPool  # only with REDIS_URL
+
     # Our own pool: timeouts on every socket operation, no retries, and we close it.
     pool = ConnectionPool.from_url(
         settings.redis_url,

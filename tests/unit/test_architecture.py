@@ -8,6 +8,8 @@ import is still a dependency.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,6 +50,8 @@ ALLOWED = {
 
 # Outside the standard library, the domain may use these only.
 DOMAIN_THIRD_PARTY = frozenset({"pydantic", "typing_extensions"})
+
+OPENAI_SETTINGS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ENGINE", "MCP_SERVERS", "REDIS_URL")
 
 
 def _modules(part: str) -> list[Path]:
@@ -108,3 +112,21 @@ def test_the_rule_catches_an_adapter_imported_by_the_api(tmp_path: Path) -> None
         encoding="utf-8",
     )
     assert _imports(module) == ["typing", "infrastructure.knowledge", "bootstrap"]
+
+
+def test_a_service_that_answers_offline_imports_no_optional_sdk() -> None:
+    """With the default settings (no key) the model SDKs, the MCP client and Redis stay
+    unimported: they cost start-up seconds the service would not use."""
+    probe = "import sys, main; print(' '.join(sorted({m.partition('.')[0] for m in sys.modules})))"
+    environment = {k: v for k, v in os.environ.items() if k not in OPENAI_SETTINGS}
+    result = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=environment | {"KNOWLEDGE_WATCH": "false"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    imported = set(result.stdout.split())
+    assert imported & {"agents", "openai", "redis", "alembic"} == set()

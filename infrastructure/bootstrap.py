@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from application.ask import AskApplicant
 from application.review import ReviewConversations
+from application.search import SearchProfile
 from domain.disclosure import DisclosurePolicy
 from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
 from infrastructure.agents_engine import AgentsEngine
@@ -126,6 +127,9 @@ async def bootstrap(
             client = build_openai_client(settings)
             stack.push_async_callback(client.close)
         semantic = _semantic_search(settings, client, knowledge, stack)
+        search = SearchProfile(
+            knowledge, semantic=semantic, disclosure=_disclosure_policy(settings)
+        )
         if engine is None:
             if client is not None:
                 engine = _model_engine(settings, client, knowledge, lifecycle, mcp_servers)
@@ -145,8 +149,7 @@ async def bootstrap(
             budget=budget,
             fall_back_on_failure=settings.fallback_to_offline,
             accepting_questions=lambda: not lifecycle.draining,
-            disclosure=_disclosure_policy(settings),
-            semantic=semantic,
+            search=search,
         )
         review = ReviewConversations(
             conversations, retention_days=settings.conversation_retention_days

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from application.ask import AskApplicant
+from application.search import SearchProfile
 from domain.models import Message, RetrievedPassage
 from domain.ports import SemanticSearch
 from infrastructure.knowledge import Bm25KnowledgeIndex
@@ -19,14 +20,15 @@ from tests.sse_client import Answer, parse_sse
 
 
 def ask_with(engine: ScriptedEngine, semantic: SemanticSearch | None = None) -> AskApplicant:
+    profile = small_profile()
     return AskApplicant(
-        small_profile(),
+        profile,
         engine,
         InMemoryConversations(),
         default_model="m",
         allowed_models=frozenset(),
         max_input_chars=500,
-        semantic=semantic,
+        search=SearchProfile(profile, semantic=semantic),
     )
 
 

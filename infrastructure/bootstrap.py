@@ -53,6 +53,8 @@ class Container:
     """``knowledge`` when it is loaded from a folder and can be reloaded (not a test's own)."""
     conversations: ConversationRepository
     ask: AskApplicant
+    search: SearchProfile
+    """The profile's one search: the chat's grounding, the MCP and the agents' tools."""
     review: ReviewConversations
     lifecycle: Lifecycle
     rate_limiter: ClientRateLimiter | None
@@ -164,6 +166,7 @@ async def bootstrap(
             live_knowledge=live_knowledge,
             conversations=conversations,
             ask=ask,
+            search=search,
             review=review,
             lifecycle=lifecycle,
             rate_limiter=rate_limiter,

@@ -1,14 +1,31 @@
-"""One search of the profile: what it finds and declines, and that the chat goes through it."""
+"""One search of the profile: what it finds and declines, and that the chat and the MCP tool
+go through it."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mcp.server.mcpserver.exceptions import ToolError
+
+from api.mcp_server import ProfileServer
 from application.ask import AskApplicant
 from application.search import SearchProfile
 from domain.disclosure import DisclosurePolicy, UndisclosedTopic
 from domain.models import Message, RetrievedPassage
+from infrastructure.bootstrap import Container, bootstrap
+from infrastructure.settings import Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 LEDGER_UNDISCLOSED = "Jane prefers to discuss the ledger directly."
+LEDGER_POLICY = f"""\
+undisclosed:
+  - topic: the ledger
+    keywords: [ledger]
+    answer:
+      en: {LEDGER_UNDISCLOSED}
+"""
 
 
 def ledger_policy() -> DisclosurePolicy:
@@ -159,3 +176,34 @@ async def test_the_chat_grounds_and_declines_with_the_search_it_is_given() -> No
     assert declined.sources == ()
     assert declined.text.startswith(LEDGER_UNDISCLOSED)
     assert engine.requests == []
+
+
+@pytest.fixture
+async def container(tmp_path: Path) -> AsyncIterator[Container]:
+    """The wiring the service runs with, over the small profile and a ledger policy."""
+    (tmp_path / "policy.yaml").write_text(LEDGER_POLICY, encoding="utf-8")
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, knowledge_dir=tmp_path, knowledge_watch=False
+    )
+    async with bootstrap(
+        settings, knowledge=small_profile(), conversations=InMemoryConversations()
+    ) as container:
+        yield container
+
+
+async def test_the_mcp_tool_returns_what_the_container_s_search_finds(
+    container: Container,
+) -> None:
+    server = ProfileServer(container)
+
+    results = await server.search_profile("Kubernetes platform")
+    found = await container.search.search("Kubernetes platform", limit=5, candidates=10)
+
+    assert [(r.source, r.heading, r.text) for r in results] == [
+        (hit.passage.source, hit.passage.heading, hit.passage.text) for hit in found.passages
+    ]
+
+
+async def test_the_mcp_tool_never_returns_an_undisclosed_topic(container: Container) -> None:
+    with pytest.raises(ToolError, match=LEDGER_UNDISCLOSED):
+        await ProfileServer(container).search_profile("payments ledger")

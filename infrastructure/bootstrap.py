@@ -24,7 +24,13 @@ from application.ask import AskApplicant
 from application.review import ReviewConversations
 from application.search import SearchProfile
 from domain.disclosure import DisclosurePolicy
-from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
+from domain.ports import (
+    AnswerEngine,
+    ConversationRepository,
+    KnowledgeIndex,
+    ProfileSearch,
+    TokenBudget,
+)
 from infrastructure.agents_engine import AgentsEngine
 from infrastructure.budget import MemoryTokenBudget, RedisTokenBudget
 from infrastructure.conversation_store import SqlConversationRepository
@@ -134,7 +140,7 @@ async def bootstrap(
         )
         if engine is None:
             if client is not None:
-                engine = _model_engine(settings, client, knowledge, lifecycle, mcp_servers)
+                engine = _model_engine(settings, client, search, lifecycle, mcp_servers)
             else:
                 engine = offline
         budget = await stack.enter_async_context(_token_budget(settings))
@@ -181,7 +187,7 @@ def _no_mcp_servers() -> Sequence[MCPServer]:
 def _model_engine(
     settings: Settings,
     client: AsyncOpenAI,
-    knowledge: KnowledgeIndex,
+    search: ProfileSearch,
     lifecycle: Lifecycle,
     mcp_servers: Callable[[], Sequence[MCPServer]] = _no_mcp_servers,
 ) -> AnswerEngine:
@@ -195,7 +201,7 @@ def _model_engine(
         if settings.openai_agents_tracing and settings.openai_api_key is not None:
             set_tracing_export_api_key(settings.openai_api_key.get_secret_value())
         return AgentsEngine(
-            knowledge,
+            search,
             OpenAIProvider(openai_client=client, use_responses=True),
             max_output_tokens=settings.max_output_tokens,
             guardrails=settings.guardrails,

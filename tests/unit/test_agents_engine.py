@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from mcp.types import CallToolResult, GetPromptResult, ListPromptsResult, Tool
 
 from api.app import create_app
+from application.search import SearchProfile
 from domain.errors import ErrorCode
 from domain.guardrails import refusal, reveals_instructions
 from domain.models import (
@@ -98,7 +99,7 @@ def engine_for(
     **options: Any,
 ) -> AgentsEngine:
     return AgentsEngine(
-        small_profile(),
+        SearchProfile(small_profile()),
         ScriptedProvider(model),
         max_output_tokens=200,
         guardrails=guardrails,
@@ -202,7 +203,7 @@ async def test_the_agents_see_the_conversation_so_far() -> None:
 async def test_the_request_model_answers() -> None:
     model = ScriptedModel([streamed_text("Hi.")])
     provider = ScriptedProvider(model)
-    engine = AgentsEngine(small_profile(), provider, max_output_tokens=100)
+    engine = AgentsEngine(SearchProfile(small_profile()), provider, max_output_tokens=100)
     await collect(engine, request_for("Hello"))
     assert set(provider.names) == {MODEL}
     assert engine.model_for("gpt-other") == "gpt-other"
@@ -296,7 +297,7 @@ async def test_model_guardrail_asks_the_default_model_and_refuses_on_its_verdict
     )
     provider = ScriptedProvider(model)
     engine = AgentsEngine(
-        small_profile(),
+        SearchProfile(small_profile()),
         provider,
         max_output_tokens=100,
         guardrails="model",

@@ -1,5 +1,5 @@
-"""One search of the profile: what it finds and declines, and that the chat and the MCP tool
-go through it."""
+"""One search of the profile: what it finds and declines, and that the chat, the MCP tool and
+the agents' tool all go through it."""
 
 from __future__ import annotations
 
@@ -7,16 +7,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from agents.testing import ModelStep, ScriptedModel, function_call
 from mcp.server.mcpserver.exceptions import ToolError
 
 from api.mcp_server import ProfileServer
 from application.ask import AskApplicant
 from application.search import SearchProfile
 from domain.disclosure import DisclosurePolicy, UndisclosedTopic
-from domain.models import Message, RetrievedPassage
+from domain.models import AnswerRequest, Message, RetrievedPassage
+from infrastructure.agents_engine import AgentsEngine
 from infrastructure.bootstrap import Container, bootstrap
 from infrastructure.settings import Settings
-from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
+from tests.fakes import (
+    InMemoryConversations,
+    ScriptedEngine,
+    ScriptedProvider,
+    small_profile,
+    streamed_text,
+)
 
 LEDGER_UNDISCLOSED = "Jane prefers to discuss the ledger directly."
 LEDGER_POLICY = f"""\
@@ -207,3 +215,47 @@ async def test_the_mcp_tool_returns_what_the_container_s_search_finds(
 async def test_the_mcp_tool_never_returns_an_undisclosed_topic(container: Container) -> None:
     with pytest.raises(ToolError, match=LEDGER_UNDISCLOSED):
         await ProfileServer(container).search_profile("payments ledger")
+
+
+def search_once(query: str) -> ScriptedModel:
+    """The projects specialist searches for ``query``, then answers."""
+    return ScriptedModel(
+        [
+            ModelStep(
+                output=[function_call("transfer_to_projects_and_skills", {}, call_id="handoff")]
+            ),
+            ModelStep(output=[function_call("search_profile", {"query": query}, call_id="search")]),
+            streamed_text("Done."),
+        ]
+    )
+
+
+async def agents_tool_output(search: SearchProfile, question: str, query: str) -> str:
+    """What the agents' ``search_profile`` tool returned for ``query``."""
+    model = search_once(query)
+    engine = AgentsEngine(search, ScriptedProvider(model), max_output_tokens=100)
+    request = AnswerRequest(messages=(Message("user", question),), model="m", grounding=())
+    _ = [event async for event in engine.stream_answer(request)]
+    tool_output = model.calls[-1].input[-1]
+    assert tool_output["type"] == "function_call_output"
+    output = tool_output["output"]
+    assert isinstance(output, str)
+    return output
+
+
+async def test_the_agents_tool_never_returns_an_undisclosed_topic() -> None:
+    search = SearchProfile(small_profile(), disclosure=ledger_policy())
+
+    output = await agents_tool_output(search, "What did Jane build in Go?", "payments ledger")
+
+    assert output.startswith(LEDGER_UNDISCLOSED)
+    assert "3,000 transactions" not in output
+
+
+async def test_the_agents_tool_chooses_passages_in_the_recruiter_s_language() -> None:
+    search = SearchProfile(small_profile())
+
+    output = await agents_tool_output(search, "쿠버네티스 경험이 있나요?", "Kubernetes platform")
+
+    assert 'source="ko/profile.md"' in output
+    assert 'source="en/profile.md"' not in output

@@ -19,12 +19,14 @@ from api.app import build_app
 from api.container import Container
 from application.ask import AskApplicant
 from application.review import ReviewConversations
+from application.search import SearchProfile
 from common.lifecycle import Lifecycle
 from domain.disclosure import DisclosurePolicy
 from domain.ports import (
     AnswerEngine,
     ConversationRepository,
     KnowledgeIndex,
+    ProfileSearch,
     SemanticSearch,
     TokenBudget,
 )
@@ -144,9 +146,12 @@ async def bootstrap(
             client = build_openai_client(settings)
             stack.push_async_callback(client.close)
         semantic = _semantic_search(settings, client, knowledge, stack)
+        search = SearchProfile(
+            knowledge, semantic=semantic, disclosure=_disclosure_policy(settings)
+        )
         if engine is None:
             if client is not None:
-                engine = _model_engine(settings, client, knowledge, lifecycle, mcp_servers)
+                engine = _model_engine(settings, client, search, lifecycle, mcp_servers)
             else:
                 engine = offline
         budget = await stack.enter_async_context(_token_budget(settings))
@@ -163,8 +168,7 @@ async def bootstrap(
             budget=budget,
             fall_back_on_failure=settings.fallback_to_offline,
             accepting_questions=lambda: not lifecycle.draining,
-            disclosure=_disclosure_policy(settings),
-            semantic=semantic,
+            search=search,
         )
         review = ReviewConversations(
             conversations, retention_days=settings.conversation_retention_days
@@ -179,6 +183,7 @@ async def bootstrap(
             live_knowledge=live_knowledge,
             conversations=conversations,
             ask=ask,
+            search=search,
             review=review,
             lifecycle=lifecycle,
             rate_limiter=rate_limiter,
@@ -201,7 +206,7 @@ def _no_mcp_servers() -> Sequence[MCPServer]:
 def _model_engine(
     settings: Settings,
     client: AsyncOpenAI,
-    knowledge: KnowledgeIndex,
+    search: ProfileSearch,
     lifecycle: Lifecycle,
     mcp_servers: Callable[[], Sequence[MCPServer]] = _no_mcp_servers,
 ) -> AnswerEngine:
@@ -221,7 +226,7 @@ def _model_engine(
         if settings.openai_agents_tracing and settings.openai_api_key is not None:
             set_tracing_export_api_key(settings.openai_api_key.get_secret_value())
         return AgentsEngine(
-            knowledge,
+            search,
             OpenAIProvider(openai_client=client, use_responses=True),
             max_output_tokens=settings.max_output_tokens,
             guardrails=settings.guardrails,

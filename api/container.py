@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from application.ask import AskApplicant
 from application.review import ReviewConversations
+from application.search import SearchProfile
 from common.lifecycle import Lifecycle
 from domain.ports import (
     ConversationRepository,
@@ -29,6 +30,8 @@ class Container:
     """The folder ``knowledge`` was loaded from, when it can be reloaded (not a test's own)."""
     conversations: ConversationRepository
     ask: AskApplicant
+    search: SearchProfile
+    """The profile's one search: the chat's grounding, the MCP and the agents' tools."""
     review: ReviewConversations
     lifecycle: Lifecycle
     rate_limiter: RateLimiter | None

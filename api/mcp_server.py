@@ -1,9 +1,9 @@
 """The applicant's profile as an MCP server, at ``/mcp/`` over streamable HTTP.
 
-Tools: ``search_profile`` (the passages that cover a query, with their sources) and
-``ask_applicant`` (an answer from the configured engine, through the same use case as the
-chat). Resources: one per document of the profile, read from the live index, so a reload
-of KNOWLEDGE_DIR shows at once. See ``docs/mcp.md``.
+Tools: ``search_profile`` (the passages that cover a query, with their sources, from the
+chat's own search, ``SearchProfile``) and ``ask_applicant`` (an answer from the configured
+engine, through the same use case as the chat). Resources: one per document of the profile,
+read from the live index, so a reload of KNOWLEDGE_DIR shows at once. See ``docs/mcp.md``.
 
 The server is stateless (each POST is answered on its own), so any replica can answer any
 request and no session is kept per client. ``McpEndpoint`` is the ASGI app mounted at
@@ -39,12 +39,9 @@ from api.dependencies import rate_limit_decision
 from api.errors import TooManyRequests
 from api.observability import Metrics
 from api.sse import source_items
-from domain.disclosure import DisclosurePolicy
 from domain.errors import UPSTREAM_MESSAGES, AnswerNotCompleted, AskError, ErrorCode, InputTooLong
 from domain.models import Message as ChatMessage
 from domain.models import Passage
-from domain.policy import choose_sources, detect_language
-from infrastructure.disclosure_file import load_disclosure_policy
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +49,9 @@ MCP_PATH = "/mcp"
 SERVER_NAME = "ask-the-applicant"
 DOCUMENT_URI_PREFIX = "profile://documents/"
 SEARCH_LIMIT = 5
+SEARCH_CANDIDATES = SEARCH_LIMIT * 2
+"""Passages retrieved to choose the SEARCH_LIMIT from (a bilingual profile says most things
+twice)."""
 # Only tool calls are questions; listing tools and reading documents cost nothing.
 COUNTED_METHODS = frozenset({"tools/call"})
 # JSON-RPC leaves -32000..-32099 to servers; 429 is easy to remember.
@@ -149,7 +149,6 @@ class ProfileServer(MCPServer[Any]):
         self,
         container: Container,
         *,
-        disclosure: DisclosurePolicy,
         metrics: Callable[[], Metrics | None] = lambda: None,
     ) -> None:
         super().__init__(
@@ -159,7 +158,6 @@ class ProfileServer(MCPServer[Any]):
             version="0.1.0",
         )
         self._container = container
-        self._disclosure = disclosure
         self._metrics = metrics
         self.add_tool(
             self.search_profile,
@@ -196,14 +194,13 @@ class ProfileServer(MCPServer[Any]):
             raise ToolError("'query' is empty: send the words to search for.")
         if len(query) > settings.max_input_chars:
             raise ToolError(InputTooLong(len(query), settings.max_input_chars).message)
-        knowledge = self._container.knowledge
-        language = detect_language(query)
-        decline = self._disclosure.decline(query, language, knowledge.contact())
-        if decline is not None:
-            raise ToolError(decline.text)
-        hits = knowledge.search(query, SEARCH_LIMIT * 2)
+        found = await self._container.search.search(
+            query, limit=SEARCH_LIMIT, candidates=SEARCH_CANDIDATES
+        )
+        if found.decline is not None:
+            raise ToolError(found.decline.text)
         results: list[PassageOut] = []
-        for number, hit in enumerate(choose_sources(hits, language, SEARCH_LIMIT), start=1):
+        for number, hit in enumerate(found.passages, start=1):
             passage = hit.passage
             results.append(
                 PassageOut(
@@ -369,7 +366,6 @@ class McpEndpoint:
     async def serving(self, container: Container) -> AsyncIterator[None]:
         server = ProfileServer(
             container,
-            disclosure=load_disclosure_policy(container.settings.knowledge_dir),
             metrics=lambda: getattr(self._app.state, "metrics", None),
         )
         server.streamable_http_app(

@@ -10,8 +10,9 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import TypeGuard
 
+from application.search import SearchProfile
 from domain.conversation import AnswerStatus, FinishedAnswer, fit_history, turns_from_messages
-from domain.disclosure import Decline, DisclosurePolicy
+from domain.disclosure import Decline
 from domain.errors import (
     UPSTREAM_MESSAGES,
     AnswerNotCompleted,
@@ -33,30 +34,12 @@ from domain.models import (
     Message,
     Notice,
     Passage,
-    RetrievedPassage,
     TextDelta,
 )
-from domain.policy import (
-    ANSWERED_OFFLINE,
-    BUDGET_SPENT,
-    MIN_COVERAGE,
-    choose_sources,
-    detect_language,
-    fuse,
-)
-from domain.ports import (
-    AnswerEngine,
-    ConversationRepository,
-    KnowledgeIndex,
-    SemanticSearch,
-    TokenBudget,
-)
+from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT
+from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
 
 logger = logging.getLogger(__name__)
-
-# A follow-up such as "and before that?" matches little by itself; below this coverage the
-# previous question is searched along with it.
-FOLLOW_UP_COVERAGE = MIN_COVERAGE
 
 
 def new_conversation_id() -> str:
@@ -95,7 +78,8 @@ class AskApplicant:
 
     With an ``offline`` engine beside the main one, answers come from it while the daily
     token ``budget`` is spent, and (with ``fall_back_on_failure``) when the main engine fails
-    before sending any text.
+    before sending any text. The grounding, and whether a question is declined, come from
+    ``search`` (the profile's lexical search with the default disclosure policy if none).
     """
 
     def __init__(
@@ -108,29 +92,25 @@ class AskApplicant:
         allowed_models: frozenset[str],
         max_input_chars: int,
         history_budget_chars: int = 12_000,
-        grounding_limit: int = 4,
         conversation_ids: Callable[[], str] = new_conversation_id,
         offline: AnswerEngine | None = None,
         budget: TokenBudget | None = None,
         fall_back_on_failure: bool = False,
         accepting_questions: Callable[[], bool] = lambda: True,
-        disclosure: DisclosurePolicy | None = None,
-        semantic: SemanticSearch | None = None,
+        search: SearchProfile | None = None,
     ) -> None:
         self._knowledge = knowledge
+        self._search = search or SearchProfile(knowledge)
         self._engine = engine
         self._offline = offline
         self._budget = budget
         self._fall_back_on_failure = fall_back_on_failure
         self._accepting_questions = accepting_questions
-        self._disclosure = disclosure or DisclosurePolicy()
-        self._semantic = semantic
         self._conversations = conversations
         self._history_budget_chars = history_budget_chars
         self._default_model = default_model
         self._allowed_models = allowed_models | {default_model}
         self._max_input_chars = max_input_chars
-        self._grounding_limit = grounding_limit
         self._conversation_ids = conversation_ids
 
     @property
@@ -174,14 +154,13 @@ class AskApplicant:
             stored, turn_id = continued
             is_new = False
             history = stored.history(self._history_budget_chars)
-        language = detect_language(question.content)
-        contact = self._knowledge.contact()
-        decline = self._disclosure.decline(question.content, language, contact)
-        sources: tuple[RetrievedPassage, ...] = ()
-        if decline is None:
-            sources = choose_sources(await self._ground((*history, question)), language)
-        else:
+        found = await self._search.search(
+            question.content, earlier=[m.content for m in history if m.role == "user"]
+        )
+        sources, decline = found.passages, found.decline
+        if decline is not None:
             logger.info("declined a question (%s)", decline.reason)
+        contact = self._knowledge.contact()
         request = AnswerRequest(
             messages=(*history, question),
             model=requested_model,
@@ -258,23 +237,6 @@ class AskApplicant:
         if model not in self._allowed_models:
             raise ModelNotAllowed(model, self._allowed_models)
         return model
-
-    async def _ground(self, conversation: tuple[Message, ...]) -> list[RetrievedPassage]:
-        question = conversation[-1].content
-        hits = await self._search(question)
-        earlier = [m.content for m in conversation[:-1] if m.role == "user"]
-        if earlier and (not hits or hits[0].score < FOLLOW_UP_COVERAGE):
-            with_context = await self._search(f"{earlier[-1]}\n{question}")
-            if with_context and (not hits or with_context[0].score > hits[0].score):
-                hits = with_context
-        return hits
-
-    async def _search(self, query: str) -> list[RetrievedPassage]:
-        lexical = self._knowledge.search(query, self._grounding_limit)
-        if self._semantic is None:
-            return lexical
-        semantic = await self._semantic.similar(query, self._grounding_limit)
-        return fuse(lexical, semantic, self._grounding_limit)
 
     async def _engine_for_this_answer(self) -> tuple[AnswerEngine, Notice | None]:
         offline, budget = self._offline, self._budget

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -13,6 +14,7 @@ from domain.conversation import (
     Insights,
     Page,
 )
+from domain.disclosure import Decline
 from domain.models import (
     AnswerEvent,
     AnswerRequest,
@@ -22,6 +24,7 @@ from domain.models import (
     RateDecision,
     RetrievedPassage,
 )
+from domain.policy import MAX_SOURCES, Language
 
 
 class KnowledgeIndex(Protocol):
@@ -148,6 +151,36 @@ class SemanticSearch(Protocol):
     async def similar(self, query: str, limit: int) -> list[RetrievedPassage]:
         """Best passages first, each scored on the same scale as lexical coverage (0.5 is
         the line of relevance); an empty list when the service cannot be used right now."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """What a search of the profile found: the passages that may be shown, best first, or
+    the polite refusal that replaces them when the query is about something not discussed."""
+
+    passages: tuple[RetrievedPassage, ...]
+    decline: Decline | None = None
+
+
+class ProfileSearch(Protocol):
+    """The one search of the applicant's profile (``application.search.SearchProfile``), for
+    adapters that search on a model's behalf (the agents' ``search_profile`` tool): the same
+    retrieval, choice of sources and disclosure policy as the chat."""
+
+    async def search(
+        self,
+        query: str,
+        *,
+        limit: int = MAX_SOURCES,
+        candidates: int | None = None,
+        language: Language | None = None,
+        earlier: Sequence[str] = (),
+    ) -> SearchResult:
+        """At most ``limit`` passages that cover ``query``, in ``language`` (the query's when
+        ``None``) when the profile has them; ``candidates`` is how many each retriever
+        brings before the choice; ``earlier`` are the recruiter's earlier questions, searched
+        with a follow-up that matches little by itself."""
         ...
 
 

@@ -20,6 +20,7 @@ See docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import sys
@@ -30,9 +31,10 @@ from typing import Any, get_args
 
 import yaml
 
+from application.search import SearchProfile
 from domain.disclosure import DisclosurePolicy
 from domain.models import AnswerRequest, Message, Passage, RetrievedPassage
-from domain.policy import Language, choose_sources, detect_language, not_covered_message
+from domain.policy import Language, not_covered_message
 from infrastructure.disclosure_file import load_disclosure_policy
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
@@ -43,8 +45,6 @@ KINDS = ("direct", "paraphrase", "cross_language", "unanswerable", "protected")
 MUST_REFUSE = frozenset({"unanswerable", "protected"})
 LANGUAGES: tuple[Language, ...] = get_args(Language)
 RECALL_AT = 3
-GROUNDING_LIMIT = 4
-"""Passages the service retrieves per question (``AskApplicant``'s ``grounding_limit``)."""
 TARGETS = {"recall_at_3": 0.9, "refusal_accuracy": 0.9}
 
 
@@ -225,21 +225,20 @@ Answerer = Callable[[str], tuple[str, str | None]]
 def offline_answerer(
     index: Bm25KnowledgeIndex, disclosure: DisclosurePolicy | None = None
 ) -> Answerer:
-    """Answers as ``AskApplicant`` does with the offline engine: decline, ground, compose."""
+    """Answers as ``AskApplicant`` does with the offline engine: search (or decline), then
+    compose, with the service's own ``SearchProfile``."""
     engine = OfflineEngine(index)
-    policy = disclosure or DisclosurePolicy()
+    search = SearchProfile(index, disclosure=disclosure)
     contact = index.contact()
 
     def answer(question: str) -> tuple[str, str | None]:
-        language = detect_language(question)
-        decline = policy.decline(question, language, contact)
-        if decline is not None:
-            return decline.text, decline.reason
-        grounding = choose_sources(index.search(question, GROUNDING_LIMIT), language)
+        found = asyncio.run(search.search(question))
+        if found.decline is not None:
+            return found.decline.text, found.decline.reason
         request = AnswerRequest(
             messages=(Message("user", question),),
             model="offline",
-            grounding=grounding,
+            grounding=found.passages,
             contact=contact,
         )
         return "".join(engine.compose(request)), None

@@ -2,7 +2,8 @@
 
 ``Runner.run_streamed`` runs a triage agent that hands the conversation off to one of three
 specialists (career and experience; projects and skills; logistics), which look facts up with
-the ``search_profile`` tool over the same knowledge index as the other engines. Every agent
+the ``search_profile`` tool: the chat's own search (the ``ProfileSearch`` port), so the tool
+finds the same passages and declines the same topics. Every agent
 gets the server's instructions (``domain.policy.INSTRUCTIONS``) plus a line about its role;
 the retrieved passages and the stored conversation are its input, as for the Responses engine.
 The SDK's stream is relayed as answer events: text deltas as ``TextDelta``, tool calls and
@@ -61,7 +62,7 @@ from domain.models import (
     Usage,
 )
 from domain.policy import INSTRUCTIONS, Language, detect_language
-from domain.ports import KnowledgeIndex
+from domain.ports import ProfileSearch
 from infrastructure.openai_engine import (
     UPSTREAM_CLOSE_SECONDS,
     UpstreamPolicy,
@@ -92,7 +93,7 @@ class AgentRun:
     """What the tools and guardrails of one run need (the SDK's run context)."""
 
     request: AnswerRequest
-    knowledge: KnowledgeIndex
+    search: ProfileSearch
 
 
 def _escape(text: str) -> str:
@@ -131,8 +132,12 @@ async def search_profile(ctx: RunContextWrapper[AgentRun], query: str) -> str:
         query: What to look for, in a few words, in Korean or English.
     """
     run = ctx.context
-    hits = run.knowledge.search(query, SEARCH_LIMIT)
-    return render_search_results(hits, run.request.grounding)
+    found = await run.search.search(
+        query, limit=SEARCH_LIMIT, language=detect_language(run.request.question)
+    )
+    if found.decline is not None:
+        return found.decline.text
+    return render_search_results(found.passages, run.request.grounding)
 
 
 SEARCH_PROFILE = function_tool(search_profile, name_override="search_profile")
@@ -288,7 +293,7 @@ class AgentsEngine:
 
     def __init__(
         self,
-        knowledge: KnowledgeIndex,
+        search: ProfileSearch,
         provider: ModelProvider,
         *,
         max_output_tokens: int,
@@ -303,7 +308,7 @@ class AgentsEngine:
         """``guardrail_model`` is the model the ``model`` guardrail asks (the default model;
         the request's when ``None``). ``mcp_servers`` is asked on each run, so servers that
         connect later are given to the specialists without rebuilding the agents."""
-        self._knowledge = knowledge
+        self._search = search
         self._provider = provider
         self._guardrails = guardrails
         self._guardrail_model = guardrail_model
@@ -338,7 +343,7 @@ class AgentsEngine:
         result = Runner.run_streamed(
             self._starting_agent(),
             input=build_input(request),
-            context=AgentRun(request, self._knowledge),
+            context=AgentRun(request, self._search),
             max_turns=self._max_turns,
             run_config=RunConfig(
                 model=request.model,

@@ -18,6 +18,7 @@ from agents.usage import Usage as SdkUsage
 from fastapi.testclient import TestClient
 from mcp.types import CallToolResult, GetPromptResult, ListPromptsResult, Tool
 
+from application.search import SearchProfile
 from bootstrap import create_app
 from common.lifecycle import Lifecycle
 from domain.errors import ErrorCode
@@ -93,7 +94,7 @@ def engine_for(
     **options: Any,
 ) -> AgentsEngine:
     return AgentsEngine(
-        small_profile(),
+        SearchProfile(small_profile()),
         ScriptedProvider(model),
         max_output_tokens=200,
         guardrails=guardrails,
@@ -197,7 +198,7 @@ async def test_the_agents_see_the_conversation_so_far() -> None:
 async def test_the_request_model_answers() -> None:
     model = ScriptedModel([streamed_text("Hi.")])
     provider = ScriptedProvider(model)
-    engine = AgentsEngine(small_profile(), provider, max_output_tokens=100)
+    engine = AgentsEngine(SearchProfile(small_profile()), provider, max_output_tokens=100)
     await collect(engine, request_for("Hello"))
     assert set(provider.names) == {MODEL}
     assert engine.model_for("gpt-other") == "gpt-other"
@@ -291,7 +292,7 @@ async def test_model_guardrail_asks_the_default_model_and_refuses_on_its_verdict
     )
     provider = ScriptedProvider(model)
     engine = AgentsEngine(
-        small_profile(),
+        SearchProfile(small_profile()),
         provider,
         max_output_tokens=100,
         guardrails="model",

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from application.ask import AskApplicant
+from application.search import SearchProfile
 from bootstrap import create_app
 from domain.models import Message, RetrievedPassage
 from domain.ports import SemanticSearch
@@ -19,14 +20,15 @@ from tests.sse_client import Answer, parse_sse
 
 
 def ask_with(engine: ScriptedEngine, semantic: SemanticSearch | None = None) -> AskApplicant:
+    profile = small_profile()
     return AskApplicant(
-        small_profile(),
+        profile,
         engine,
         InMemoryConversations(),
         default_model="m",
         allowed_models=frozenset(),
         max_input_chars=500,
-        semantic=semantic,
+        search=SearchProfile(profile, semantic=semantic),
     )
 
 

@@ -1,0 +1,257 @@
+"""One search of the profile: what it finds and declines, and that the chat, the MCP tool and
+the agents' tool all go through it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from agents.testing import ModelStep, ScriptedModel, function_call
+from mcp.server.mcpserver.exceptions import ToolError
+
+from api.container import Container
+from api.mcp_server import ProfileServer
+from application.ask import AskApplicant
+from application.search import SearchProfile
+from bootstrap import bootstrap
+from domain.disclosure import DisclosurePolicy, UndisclosedTopic
+from domain.models import AnswerRequest, Message, RetrievedPassage
+from infrastructure.agents_engine import AgentsEngine
+from settings import Settings
+from tests.agents_fakes import ScriptedProvider, streamed_text
+from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
+
+LEDGER_UNDISCLOSED = "Jane prefers to discuss the ledger directly."
+LEDGER_POLICY = f"""\
+undisclosed:
+  - topic: the ledger
+    keywords: [ledger]
+    answer:
+      en: {LEDGER_UNDISCLOSED}
+"""
+
+
+def ledger_policy() -> DisclosurePolicy:
+    return DisclosurePolicy(
+        (UndisclosedTopic("the ledger", ("ledger",), {"en": LEDGER_UNDISCLOSED}),)
+    )
+
+
+def texts(passages: tuple[RetrievedPassage, ...]) -> list[str]:
+    return [hit.passage.text.split("\n")[0] for hit in passages]
+
+
+class SemanticFake:
+    """A semantic search that finds one passage by meaning and records what it was asked."""
+
+    def __init__(self, passage_text: str, score: float = 0.8) -> None:
+        self.passage_text = passage_text
+        self.score = score
+        self.asked: list[tuple[str, int]] = []
+
+    async def similar(self, query: str, limit: int) -> list[RetrievedPassage]:
+        self.asked.append((query, limit))
+        passage = next(p for p in small_profile().passages if self.passage_text in p.text)
+        return [RetrievedPassage(passage, self.score)]
+
+
+# --- the search itself -------------------------------------------------------------------------
+
+
+async def test_the_passages_that_cover_the_query_come_in_its_language() -> None:
+    search = SearchProfile(small_profile())
+
+    korean = await search.search("쿠버네티스 경험")
+    english = await search.search("Kubernetes platform")
+
+    assert [hit.passage.source for hit in korean.passages] == ["ko/profile.md"]
+    assert [hit.passage.source for hit in english.passages] == ["en/profile.md"]
+    assert korean.decline is None
+    assert english.decline is None
+
+
+async def test_the_language_given_overrides_the_query_s() -> None:
+    found = await SearchProfile(small_profile()).search("Kubernetes platform", language="ko")
+
+    assert [hit.passage.source for hit in found.passages] == ["ko/profile.md"]
+
+
+async def test_what_the_profile_does_not_cover_finds_nothing() -> None:
+    found = await SearchProfile(small_profile()).search("What is her favourite colour?")
+
+    assert found.passages == ()
+    assert found.decline is None
+
+
+async def test_a_passage_that_only_shares_a_word_is_not_found() -> None:
+    # "Jane" is in every passage; the contact block covers nothing else of the query.
+    found = await SearchProfile(small_profile()).search("Jane payments ledger", limit=4)
+
+    assert texts(found.passages) == ["- Payments ledger in Go, 3,000 transactions per second."]
+
+
+async def test_limit_caps_the_passages() -> None:
+    found = await SearchProfile(small_profile()).search("Kubernetes platform", limit=1)
+
+    assert len(found.passages) == 1
+
+
+async def test_a_protected_question_is_declined_without_passages() -> None:
+    found = await SearchProfile(small_profile()).search("Is Jane married?")
+
+    assert found.passages == ()
+    assert found.decline is not None
+    assert found.decline.reason == "protected: marital status"
+
+
+async def test_an_undisclosed_topic_is_declined_in_the_applicant_s_words() -> None:
+    found = await SearchProfile(small_profile(), disclosure=ledger_policy()).search(
+        "payments ledger"
+    )
+
+    assert found.passages == ()
+    assert found.decline is not None
+    assert found.decline.text.startswith(LEDGER_UNDISCLOSED)
+    assert "jane@example.com" in found.decline.text  # with the contact details
+
+
+async def test_a_weak_follow_up_is_searched_with_the_earlier_question() -> None:
+    search = SearchProfile(small_profile())
+
+    alone = await search.search("And when?")
+    follow_up = await search.search("And when?", earlier=["Where did Jane lead the search team?"])
+
+    assert alone.passages == ()
+    assert texts(follow_up.passages) == [
+        "Jane Doe led the search team at Example Corp from 2020 to 2024."
+    ]
+
+
+async def test_a_follow_up_that_matches_by_itself_keeps_its_own_passages() -> None:
+    found = await SearchProfile(small_profile()).search(
+        "Which projects did Jane build in Go?", earlier=["Where did Jane lead the search team?"]
+    )
+
+    assert texts(found.passages) == ["- Payments ledger in Go, 3,000 transactions per second."]
+
+
+async def test_a_paraphrase_found_by_meaning_is_fused_with_the_lexical_passages() -> None:
+    semantic = SemanticFake("led the search team")
+    search = SearchProfile(small_profile(), semantic=semantic)
+
+    found = await search.search("Who reported to her?")
+
+    assert semantic.asked == [("Who reported to her?", 4)]
+    assert texts(found.passages) == [
+        "Jane Doe led the search team at Example Corp from 2020 to 2024."
+    ]
+    assert found.passages[0].score == 0.8
+
+
+async def test_each_retriever_brings_the_candidates_asked_for_and_at_least_the_limit() -> None:
+    semantic = SemanticFake("led the search team")
+    search = SearchProfile(small_profile(), semantic=semantic)
+
+    await search.search("Kubernetes", limit=5, candidates=10)
+    await search.search("Kubernetes", limit=6)
+
+    assert [limit for _, limit in semantic.asked] == [10, 6]
+
+
+# --- every caller goes through it ----------------------------------------------------------
+
+
+async def test_the_chat_grounds_and_declines_with_the_search_it_is_given() -> None:
+    engine = ScriptedEngine()
+    profile = small_profile()
+    ask = AskApplicant(
+        profile,
+        engine,
+        InMemoryConversations(),
+        default_model="m",
+        allowed_models=frozenset(),
+        max_input_chars=500,
+        search=SearchProfile(profile, disclosure=ledger_policy()),
+    )
+
+    declined = await ask.answer([Message("user", "Tell me about the payments ledger")])
+
+    assert declined.sources == ()
+    assert declined.text.startswith(LEDGER_UNDISCLOSED)
+    assert engine.requests == []
+
+
+@pytest.fixture
+async def container(tmp_path: Path) -> AsyncIterator[Container]:
+    """The wiring the service runs with, over the small profile and a ledger policy."""
+    (tmp_path / "policy.yaml").write_text(LEDGER_POLICY, encoding="utf-8")
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, knowledge_dir=tmp_path, knowledge_watch=False
+    )
+    async with bootstrap(
+        settings, knowledge=small_profile(), conversations=InMemoryConversations()
+    ) as container:
+        yield container
+
+
+async def test_the_mcp_tool_returns_what_the_container_s_search_finds(
+    container: Container,
+) -> None:
+    server = ProfileServer(container)
+
+    results = await server.search_profile("Kubernetes platform")
+    found = await container.search.search("Kubernetes platform", limit=5, candidates=10)
+
+    assert [(r.source, r.heading, r.text) for r in results] == [
+        (hit.passage.source, hit.passage.heading, hit.passage.text) for hit in found.passages
+    ]
+
+
+async def test_the_mcp_tool_never_returns_an_undisclosed_topic(container: Container) -> None:
+    with pytest.raises(ToolError, match=LEDGER_UNDISCLOSED):
+        await ProfileServer(container).search_profile("payments ledger")
+
+
+def search_once(query: str) -> ScriptedModel:
+    """The projects specialist searches for ``query``, then answers."""
+    return ScriptedModel(
+        [
+            ModelStep(
+                output=[function_call("transfer_to_projects_and_skills", {}, call_id="handoff")]
+            ),
+            ModelStep(output=[function_call("search_profile", {"query": query}, call_id="search")]),
+            streamed_text("Done."),
+        ]
+    )
+
+
+async def agents_tool_output(search: SearchProfile, question: str, query: str) -> str:
+    """What the agents' ``search_profile`` tool returned for ``query``."""
+    model = search_once(query)
+    engine = AgentsEngine(search, ScriptedProvider(model), max_output_tokens=100)
+    request = AnswerRequest(messages=(Message("user", question),), model="m", grounding=())
+    _ = [event async for event in engine.stream_answer(request)]
+    tool_output = model.calls[-1].input[-1]
+    assert tool_output["type"] == "function_call_output"
+    output = tool_output["output"]
+    assert isinstance(output, str)
+    return output
+
+
+async def test_the_agents_tool_never_returns_an_undisclosed_topic() -> None:
+    search = SearchProfile(small_profile(), disclosure=ledger_policy())
+
+    output = await agents_tool_output(search, "What did Jane build in Go?", "payments ledger")
+
+    assert output.startswith(LEDGER_UNDISCLOSED)
+    assert "3,000 transactions" not in output
+
+
+async def test_the_agents_tool_chooses_passages_in_the_recruiter_s_language() -> None:
+    search = SearchProfile(small_profile())
+
+    output = await agents_tool_output(search, "쿠버네티스 경험이 있나요?", "Kubernetes platform")
+
+    assert 'source="ko/profile.md"' in output
+    assert 'source="en/profile.md"' not in output

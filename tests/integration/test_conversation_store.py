@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import pytest
@@ -16,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.conversation import FinishedAnswer
 from domain.errors import StorageUnavailable
 from domain.models import Message, Usage
+from domain.ports import ConversationRepository
 from infrastructure.conversation_store import SqlConversationRepository
 from infrastructure.database import create_engine, metadata, migrate, turns
 
@@ -213,16 +218,60 @@ async def test_check_passes_on_a_live_database(repository: SqlConversationReposi
     await repository.check()
 
 
-async def test_unreachable_database_is_reported_as_storage_unavailable() -> None:
-    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test")
-    repository = SqlConversationRepository(engine)
+# Every method of the port, called with harmless arguments.
+PORT_CALLS: dict[str, Callable[[ConversationRepository], Awaitable[object]]] = {
+    "get": lambda repository: repository.get("any"),
+    "begin_turn": lambda repository: repository.begin_turn(
+        "any", "q", covered=True, new_conversation=True
+    ),
+    "continue_conversation": lambda repository: repository.continue_conversation("any", "q"),
+    "finish_turn": lambda repository: repository.finish_turn(1, answer()),
+    "list_conversations": lambda repository: repository.list_conversations(0, 10),
+    "insights": lambda repository: repository.insights(datetime.now(UTC), 10),
+    "purge_before": lambda repository: repository.purge_before(datetime.now(UTC)),
+    "check": lambda repository: repository.check(),
+}
+
+
+def test_every_method_of_the_port_is_called_against_an_unreachable_database() -> None:
+    port_methods = {
+        name
+        for name, value in vars(ConversationRepository).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert set(PORT_CALLS) == port_methods
+
+
+@asynccontextmanager
+async def unreachable_engine(kind: str, folder: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine whose database cannot be reached: a PostgreSQL port nobody listens on, or a
+    SQLite file whose folder went away (an unmounted volume)."""
+    threads = set(threading.enumerate())
+    if kind == "postgresql":
+        engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test")
+    else:
+        engine = create_engine(f"sqlite+aiosqlite:///{folder / 'gone' / 'conversations.db'}")
+        (folder / "gone").rmdir()
     try:
-        with pytest.raises(StorageUnavailable):
-            await repository.get("any")
-        with pytest.raises(StorageUnavailable):
-            await repository.begin_turn("any", "q", covered=True, new_conversation=True)
+        yield engine
     finally:
         await engine.dispose()
+        # aiosqlite stops the thread of a connection that failed to open through the event
+        # loop, later: let it finish while the loop still runs.
+        deadline = time.monotonic() + 10
+        while set(threading.enumerate()) - threads:
+            assert time.monotonic() < deadline, "a database thread did not stop"
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("method", PORT_CALLS)
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_every_method_reports_an_unreachable_database_as_storage_unavailable(
+    kind: str, method: str, tmp_path: Path
+) -> None:
+    async with unreachable_engine(kind, tmp_path) as engine:
+        with pytest.raises(StorageUnavailable):
+            await PORT_CALLS[method](SqlConversationRepository(engine))
 
 
 async def test_a_follow_up_is_stored_and_its_history_read_in_one_step(

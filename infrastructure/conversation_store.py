@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 FINISH_TIMEOUT_SECONDS = 30.0
 
 
-def _now() -> datetime:
+def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -293,10 +293,14 @@ async def _insert_question(
 
 
 class SqlConversationRepository:
-    """``ConversationRepository`` on an ``AsyncEngine``: one short transaction per call."""
+    """``ConversationRepository`` on an ``AsyncEngine``: one short transaction per call.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    ``now`` tells the time every row is stamped with; tests pass a clock they move.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, now: Callable[[], datetime] = _utc_now) -> None:
         self._engine = engine
+        self._now = now
         # Reads need no transaction: no BEGIN before them, no ROLLBACK when they return.
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Single statements need no transaction around them either.
@@ -334,9 +338,9 @@ class SqlConversationRepository:
             # Alone, stored at once (on PostgreSQL in one statement); arriving while another is
             # being stored, stored with the others that wait (group commit).
             return await self._starts.write(
-                _NewConversation(conversation_id, question, covered, _now())
+                _NewConversation(conversation_id, question, covered, self._now())
             )
-        now = _now()
+        now = self._now()
         async with self._engine.begin() as connection:
             if new_conversation:
                 await connection.execute(
@@ -398,7 +402,7 @@ class SqlConversationRepository:
             "conversation_id": conversation_id,
             "question": question,
             "question_key": question_key(question),
-            "now": _now(),
+            "now": self._now(),
         }
         if self._one_statement is not None:
             async with self._one_statement.connect() as connection:
@@ -440,7 +444,7 @@ class SqlConversationRepository:
             "answer_output_tokens": usage.output_tokens if usage else None,
             "answer_total_tokens": usage.total_tokens if usage else None,
             "answer_covered": covered,
-            "now": _now(),
+            "now": self._now(),
         }
         # Shielded: this runs in the ``finally`` of a stream whose client may have just left.
         with anyio.CancelScope(shield=True), anyio.fail_after(FINISH_TIMEOUT_SECONDS):

@@ -419,6 +419,10 @@ class SqlConversationRepository:
             turn_id = (await connection.execute(_ASK_IN_CONVERSATION, parameters)).scalar()
             if turn_id is None:
                 return None
+            # The question is the conversation's latest activity, as on PostgreSQL (``_HEAD``).
+            await connection.execute(
+                _TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": parameters["now"]}
+            )
             rows = (
                 await connection.execute(
                     _CONVERSATION_BEFORE_TURN,

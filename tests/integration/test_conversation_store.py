@@ -26,6 +26,7 @@ from domain.models import Usage
 from domain.ports import ConversationRepository
 from infrastructure.conversation_store import SqlConversationRepository
 from infrastructure.database import create_engine, metadata, migrate
+from tests.databases import POSTGRES_URL, empty_database
 
 
 @pytest.fixture
@@ -144,6 +145,33 @@ async def test_every_method_reports_an_unreachable_database_as_storage_unavailab
     async with unreachable_engine(kind, tmp_path) as engine:
         with pytest.raises(StorageUnavailable):
             await PORT_CALLS[method](SqlConversationRepository(engine))
+
+
+@pytest.mark.parametrize("method", PORT_CALLS)
+async def test_a_connection_the_server_dropped_fails_one_call_then_the_store_recovers(
+    method: str, tmp_path: Path
+) -> None:
+    engine = create_engine(await empty_database("postgresql", tmp_path))
+    try:
+        await migrate(engine)
+        repository = SqlConversationRepository(engine)
+        await repository.check()  # a connection waits in the pool
+        admin = create_engine(POSTGRES_URL)
+        try:
+            async with admin.connect() as connection:
+                await connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+        finally:
+            await admin.dispose()
+        with pytest.raises(StorageUnavailable):
+            await PORT_CALLS[method](repository)
+        await repository.check()
+    finally:
+        await engine.dispose()
 
 
 def count_statements(engine: AsyncEngine) -> list[int]:

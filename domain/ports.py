@@ -81,9 +81,17 @@ class AnswerEngine(Protocol):
 
 class ConversationRepository(Protocol):
     """Where conversations live. Each call is its own short transaction: no session stays
-    open while an answer streams."""
+    open while an answer streams.
 
-    async def get(self, conversation_id: str) -> Conversation | None: ...
+    Every method raises ``StorageUnavailable`` when the store cannot be used, so that an
+    outage is a 503 wherever it strikes. Times come back in UTC. A conversation's latest
+    activity is its latest question or answer: it orders the list and decides what is purged.
+    ``tests/contract`` checks every implementation against these rules.
+    """
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        """The conversation with its turns in the order they were asked; ``None`` if unknown."""
+        ...
 
     async def begin_turn(
         self,
@@ -94,10 +102,12 @@ class ConversationRepository(Protocol):
         new_conversation: bool,
         earlier: Sequence[Message] = (),
     ) -> int:
-        """Store a question before it is answered; returns the turn's id.
+        """Store a question before it is answered; returns the turn's id, unique in the store.
 
         With ``new_conversation`` the conversation is created first, with ``earlier``
-        (turns a client sent along) stored as its first turns.
+        (turns a client sent along) stored as its first turns. A new conversation whose id is
+        taken, or a next turn of a conversation that does not exist, is refused with
+        ``StorageUnavailable`` and changes nothing.
         """
         ...
 
@@ -117,14 +127,20 @@ class ConversationRepository(Protocol):
         self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
     ) -> None:
         """Write the answer once, however the stream ended (and ``covered``, if known only
-        now). Must complete even while the calling task is being cancelled (the client left)."""
+        now). Must complete even while the calling task is being cancelled (the client left).
+        The answer to a turn that is gone (its conversation was purged meanwhile) is dropped."""
         ...
 
     async def list_conversations(self, offset: int, limit: int) -> Page[ConversationSummary]:
-        """Newest first."""
+        """Latest activity first, then by id, so pages neither overlap nor skip; a summary's
+        first question is the first one asked, not a greeting a client sent along."""
         ...
 
-    async def insights(self, since: datetime, limit: int) -> Insights: ...
+    async def insights(self, since: datetime, limit: int) -> Insights:
+        """What was asked from ``since`` on: the ``limit`` most repeated questions (repeats
+        counted by ``question_key``), the ``limit`` latest the documents did not cover, the
+        answers per UTC day and the tokens they took. Turns with no question do not count."""
+        ...
 
     async def purge_before(self, cutoff: datetime) -> int:
         """Delete conversations last active before ``cutoff``; returns how many."""

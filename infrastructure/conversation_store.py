@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import (
@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 FINISH_TIMEOUT_SECONDS = 30.0
 
 
-def _now() -> datetime:
+def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -115,14 +115,31 @@ def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-@asynccontextmanager
-async def _storage_errors() -> AsyncIterator[None]:
-    """Database failures as the domain's ``StorageUnavailable``, logged by type only."""
-    try:
-        yield
-    except (SQLAlchemyError, OSError, TimeoutError) as error:
-        logger.error("conversation storage failed: %s", type(error).__name__)
-        raise StorageUnavailable() from None
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# What a database that cannot be used raises: SQLAlchemy wraps every driver's errors
+# (OperationalError, InterfaceError, IntegrityError: all DBAPIError) and its pool's timeout;
+# a refused or reset connection can surface as OSError, a deadline as TimeoutError.
+_DATABASE_FAILURES = (SQLAlchemyError, OSError, TimeoutError)
+
+
+def _storage_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Database failures in ``method`` as the domain's ``StorageUnavailable``, logged by type
+    only (a driver's message may quote the data). Every public method of the repository wears
+    it, so an outage is a 503 ``storage_unavailable`` wherever it strikes."""
+
+    @functools.wraps(method)
+    async def mapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except _DATABASE_FAILURES as error:
+            logger.error(
+                "conversation storage failed (%s): %s", method.__name__, type(error).__name__
+            )
+            raise StorageUnavailable() from None
+
+    return mapped
 
 
 # The statements on the path to an answer's first delta, built once: building and caching a
@@ -276,10 +293,14 @@ async def _insert_question(
 
 
 class SqlConversationRepository:
-    """``ConversationRepository`` on an ``AsyncEngine``: one short transaction per call."""
+    """``ConversationRepository`` on an ``AsyncEngine``: one short transaction per call.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    ``now`` tells the time every row is stamped with; tests pass a clock they move.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, now: Callable[[], datetime] = _utc_now) -> None:
         self._engine = engine
+        self._now = now
         # Reads need no transaction: no BEGIN before them, no ROLLBACK when they return.
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Single statements need no transaction around them either.
@@ -288,9 +309,10 @@ class SqlConversationRepository:
         self._starts = GroupCommit("new conversations", self._store_starts, self._store_start)
         self._finishes = GroupCommit("answers", self._store_answers)
 
+    @_storage_errors
     async def get(self, conversation_id: str) -> Conversation | None:
         # One round trip: the conversation joined with its turns (none yet: turn columns NULL).
-        async with _storage_errors(), self._reader.connect() as connection:
+        async with self._reader.connect() as connection:
             rows = (
                 await connection.execute(
                     _TURNS_WITH_CONVERSATION, {"conversation_id": conversation_id}
@@ -302,6 +324,7 @@ class SqlConversationRepository:
         stored = tuple(_turn(row) for row in rows if row.id is not None)
         return Conversation(conversation_id, created_at, stored)
 
+    @_storage_errors
     async def begin_turn(
         self,
         conversation_id: str,
@@ -314,12 +337,11 @@ class SqlConversationRepository:
         if new_conversation and not earlier:
             # Alone, stored at once (on PostgreSQL in one statement); arriving while another is
             # being stored, stored with the others that wait (group commit).
-            async with _storage_errors():
-                return await self._starts.write(
-                    _NewConversation(conversation_id, question, covered, _now())
-                )
-        now = _now()
-        async with _storage_errors(), self._engine.begin() as connection:
+            return await self._starts.write(
+                _NewConversation(conversation_id, question, covered, self._now())
+            )
+        now = self._now()
+        async with self._engine.begin() as connection:
             if new_conversation:
                 await connection.execute(
                     _INSERT_CONVERSATION,
@@ -372,6 +394,7 @@ class SqlConversationRepository:
         turn_ids = {row.conversation_id: row.id for row in rows}
         return [turn_ids[start.conversation_id] for start in batch]
 
+    @_storage_errors
     async def continue_conversation(
         self, conversation_id: str, question: str
     ) -> tuple[Conversation, int] | None:
@@ -379,10 +402,10 @@ class SqlConversationRepository:
             "conversation_id": conversation_id,
             "question": question,
             "question_key": question_key(question),
-            "now": _now(),
+            "now": self._now(),
         }
         if self._one_statement is not None:
-            async with _storage_errors(), self._one_statement.connect() as connection:
+            async with self._one_statement.connect() as connection:
                 rows = (await connection.execute(_CONTINUE_CONVERSATION_PG, parameters)).all()
             if not rows:
                 return None
@@ -392,10 +415,14 @@ class SqlConversationRepository:
                 Conversation(conversation_id, head_row.conversation_created_at, earlier),
                 head_row.new_turn_id,
             )
-        async with _storage_errors(), self._engine.begin() as connection:
+        async with self._engine.begin() as connection:
             turn_id = (await connection.execute(_ASK_IN_CONVERSATION, parameters)).scalar()
             if turn_id is None:
                 return None
+            # The question is the conversation's latest activity, as on PostgreSQL (``_HEAD``).
+            await connection.execute(
+                _TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": parameters["now"]}
+            )
             rows = (
                 await connection.execute(
                     _CONVERSATION_BEFORE_TURN,
@@ -405,6 +432,7 @@ class SqlConversationRepository:
         earlier = tuple(_turn(row) for row in rows if row.id is not None)
         return Conversation(conversation_id, rows[0].conversation_created_at, earlier), turn_id
 
+    @_storage_errors
     async def finish_turn(
         self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
     ) -> None:
@@ -420,7 +448,7 @@ class SqlConversationRepository:
             "answer_output_tokens": usage.output_tokens if usage else None,
             "answer_total_tokens": usage.total_tokens if usage else None,
             "answer_covered": covered,
-            "now": _now(),
+            "now": self._now(),
         }
         # Shielded: this runs in the ``finally`` of a stream whose client may have just left.
         with anyio.CancelScope(shield=True), anyio.fail_after(FINISH_TIMEOUT_SECONDS):
@@ -436,6 +464,7 @@ class SqlConversationRepository:
             )
         return [None] * len(batch)
 
+    @_storage_errors
     async def list_conversations(self, offset: int, limit: int) -> Page[ConversationSummary]:
         turn_count = (
             select(func.count())
@@ -472,6 +501,7 @@ class SqlConversationRepository:
         )
         return Page(items, total)
 
+    @_storage_errors
     async def insights(self, since: datetime, limit: int) -> Insights:
         recent = turns.c.asked_at >= since
         asked = turns.c.question != ""
@@ -521,6 +551,7 @@ class SqlConversationRepository:
             tokens=Usage(int(token_row[0]), int(token_row[1]), int(token_row[2])),
         )
 
+    @_storage_errors
     async def purge_before(self, cutoff: datetime) -> int:
         expired = select(conversations.c.id).where(conversations.c.updated_at < cutoff)
         async with self._engine.begin() as connection:
@@ -530,6 +561,7 @@ class SqlConversationRepository:
             )
         return int(result.rowcount or 0)
 
+    @_storage_errors
     async def check(self) -> None:
         with anyio.fail_after(2):
             async with self._reader.connect() as connection:

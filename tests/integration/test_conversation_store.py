@@ -1,12 +1,19 @@
-"""The SQL conversation repository on SQLite and on the real PostgreSQL server."""
+"""The SQL conversation repository on SQLite and on the real PostgreSQL server: what only SQL
+has (migrations, rows, batched writes, a server that cannot be reached).
+
+What every ``ConversationRepository`` promises is in ``tests/contract``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -15,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.conversation import FinishedAnswer
 from domain.errors import StorageUnavailable
-from domain.models import Message, Usage
+from domain.models import Usage
+from domain.ports import ConversationRepository
 from infrastructure.conversation_store import SqlConversationRepository
-from infrastructure.database import create_engine, metadata, migrate, turns
+from infrastructure.database import create_engine, metadata, migrate
+from tests.databases import POSTGRES_URL, empty_database
 
 
 @pytest.fixture
@@ -60,133 +69,6 @@ async def test_migrations_build_the_schema_from_an_empty_database(database_url: 
         await engine.dispose()
 
 
-async def test_turns_round_trip_in_order_with_utc_times(
-    repository: SqlConversationRepository,
-) -> None:
-    first = await repository.begin_turn(
-        "c1", "경력이 몇 년인가요?", covered=True, new_conversation=True
-    )
-    await repository.finish_turn(first, answer("약 8년입니다.\n\n- 한빛페이"))
-    second = await repository.begin_turn("c1", "And before?", covered=False, new_conversation=False)
-    conversation = await repository.get("c1")
-    assert conversation is not None
-    assert [t.id for t in conversation.turns] == [first, second]
-    assert conversation.turns[0].answer == answer("약 8년입니다.\n\n- 한빛페이")
-    assert conversation.turns[1].answer is None
-    assert not conversation.turns[1].covered
-    assert conversation.created_at.tzinfo is not None
-    assert conversation.created_at.utcoffset() == timedelta(0)
-    assert [m.role for m in conversation.messages()] == ["user", "assistant", "user"]
-
-
-async def test_unknown_conversation_is_none(repository: SqlConversationRepository) -> None:
-    assert await repository.get("missing") is None
-
-
-async def test_client_history_becomes_the_first_turns(
-    repository: SqlConversationRepository,
-) -> None:
-    earlier = [Message("assistant", "Hi!"), Message("user", "Job?"), Message("assistant", "Lead.")]
-    await repository.begin_turn(
-        "c2", "Since?", covered=True, new_conversation=True, earlier=earlier
-    )
-    conversation = await repository.get("c2")
-    assert conversation is not None
-    assert [(m.role, m.content) for m in conversation.messages()] == [
-        ("assistant", "Hi!"),
-        ("user", "Job?"),
-        ("assistant", "Lead."),
-        ("user", "Since?"),
-    ]
-
-
-async def test_answer_is_written_even_when_the_caller_is_cancelled(
-    repository: SqlConversationRepository,
-) -> None:
-    turn_id = await repository.begin_turn("c3", "q", covered=True, new_conversation=True)
-    with anyio.CancelScope() as scope:
-        scope.cancel()  # as when the client has gone and sse-starlette cancels the stream
-        await repository.finish_turn(turn_id, answer("partial", "interrupted"))
-    conversation = await repository.get("c3")
-    assert conversation is not None
-    assert conversation.turns[0].answer == answer("partial", "interrupted")
-
-
-async def test_concurrent_turns_on_one_conversation_are_all_kept(
-    repository: SqlConversationRepository,
-) -> None:
-    await repository.begin_turn("c4", "first", covered=True, new_conversation=True)
-
-    async def turn(number: int) -> int:
-        turn_id = await repository.begin_turn(
-            "c4", f"question {number}", covered=True, new_conversation=False
-        )
-        await asyncio.sleep(0)
-        await repository.finish_turn(turn_id, answer(f"answer {number}"))
-        return turn_id
-
-    ids = await asyncio.gather(*(turn(n) for n in range(10)))
-    conversation = await repository.get("c4")
-    assert conversation is not None
-    assert len(set(ids)) == 10
-    by_question = {t.question: t for t in conversation.turns}
-    for number in range(10):
-        stored = by_question[f"question {number}"].answer
-        assert stored is not None
-        assert stored.text == f"answer {number}"
-
-
-async def test_conversations_are_listed_newest_first_in_pages(
-    repository: SqlConversationRepository,
-) -> None:
-    for number in range(5):
-        await repository.begin_turn(
-            f"p{number}", f"question {number}", covered=True, new_conversation=True
-        )
-        await asyncio.sleep(0.002)
-    page = await repository.list_conversations(offset=0, limit=2)
-    assert page.total == 5
-    assert [c.id for c in page.items] == ["p4", "p3"]
-    assert page.items[0].first_question == "question 4"
-    assert page.items[0].turns == 1
-    last = await repository.list_conversations(offset=4, limit=2)
-    assert [c.id for c in last.items] == ["p0"]
-
-
-async def test_insights_count_questions_gaps_days_and_tokens(
-    engine: AsyncEngine, repository: SqlConversationRepository
-) -> None:
-    asked = [
-        ("i1", "What projects did she do?", True),
-        ("i2", "what projects did she do", True),
-        ("i3", "어떤 프로젝트를 했나요?", True),
-        ("i4", "Does she like cats?", False),
-    ]
-    for conversation_id, question, covered in asked:
-        turn_id = await repository.begin_turn(
-            conversation_id, question, covered=covered, new_conversation=True
-        )
-        await repository.finish_turn(turn_id, answer())
-    old = await repository.begin_turn(
-        "old", "Ancient question?", covered=False, new_conversation=True
-    )
-    await repository.finish_turn(old, answer())
-    long_ago = datetime.now(UTC) - timedelta(days=40)
-    async with engine.begin() as connection:
-        await connection.execute(
-            update(turns).where(turns.c.id == old).values(asked_at=long_ago, answered_at=long_ago)
-        )
-
-    found = await repository.insights(datetime.now(UTC) - timedelta(days=30), limit=10)
-    assert found.top_questions[0].count == 2
-    assert found.top_questions[0].question.lower().startswith("what projects")
-    assert [q.question for q in found.unanswered_questions] == ["Does she like cats?"]
-    assert found.unanswered_questions[0].conversation_id == "i4"
-    assert sum(day.answers for day in found.answers_per_day) == 4
-    assert found.answers_per_day[-1].day == datetime.now(UTC).date()
-    assert found.tokens == Usage(40, 20, 60)
-
-
 async def test_old_conversations_are_purged_with_their_turns(
     engine: AsyncEngine, repository: SqlConversationRepository
 ) -> None:
@@ -209,43 +91,87 @@ async def test_old_conversations_are_purged_with_their_turns(
     assert remaining == 1
 
 
-async def test_check_passes_on_a_live_database(repository: SqlConversationRepository) -> None:
-    await repository.check()
+# Every method of the port, called with harmless arguments.
+PORT_CALLS: dict[str, Callable[[ConversationRepository], Awaitable[object]]] = {
+    "get": lambda repository: repository.get("any"),
+    "begin_turn": lambda repository: repository.begin_turn(
+        "any", "q", covered=True, new_conversation=True
+    ),
+    "continue_conversation": lambda repository: repository.continue_conversation("any", "q"),
+    "finish_turn": lambda repository: repository.finish_turn(1, answer()),
+    "list_conversations": lambda repository: repository.list_conversations(0, 10),
+    "insights": lambda repository: repository.insights(datetime.now(UTC), 10),
+    "purge_before": lambda repository: repository.purge_before(datetime.now(UTC)),
+    "check": lambda repository: repository.check(),
+}
 
 
-async def test_unreachable_database_is_reported_as_storage_unavailable() -> None:
-    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test")
-    repository = SqlConversationRepository(engine)
+def test_every_method_of_the_port_is_called_against_an_unreachable_database() -> None:
+    port_methods = {
+        name
+        for name, value in vars(ConversationRepository).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert set(PORT_CALLS) == port_methods
+
+
+@asynccontextmanager
+async def unreachable_engine(kind: str, folder: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine whose database cannot be reached: a PostgreSQL port nobody listens on, or a
+    SQLite file whose folder went away (an unmounted volume)."""
+    threads = set(threading.enumerate())
+    if kind == "postgresql":
+        engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test")
+    else:
+        engine = create_engine(f"sqlite+aiosqlite:///{folder / 'gone' / 'conversations.db'}")
+        (folder / "gone").rmdir()
     try:
-        with pytest.raises(StorageUnavailable):
-            await repository.get("any")
-        with pytest.raises(StorageUnavailable):
-            await repository.begin_turn("any", "q", covered=True, new_conversation=True)
+        yield engine
     finally:
         await engine.dispose()
+        # aiosqlite stops the thread of a connection that failed to open through the event
+        # loop, later: let it finish while the loop still runs.
+        deadline = time.monotonic() + 10
+        while set(threading.enumerate()) - threads:
+            assert time.monotonic() < deadline, "a database thread did not stop"
+            await asyncio.sleep(0.01)
 
 
-async def test_a_follow_up_is_stored_and_its_history_read_in_one_step(
-    repository: SqlConversationRepository,
+@pytest.mark.parametrize("method", PORT_CALLS)
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_every_method_reports_an_unreachable_database_as_storage_unavailable(
+    kind: str, method: str, tmp_path: Path
 ) -> None:
-    first = await repository.begin_turn("f1", "first?", covered=True, new_conversation=True)
-    await repository.finish_turn(first, answer("first answer"))
-    continued = await repository.continue_conversation("f1", "second?")
-    assert continued is not None
-    before, turn_id = continued
-    assert [t.question for t in before.turns] == ["first?"], "the new turn is not its own history"
-    await repository.finish_turn(turn_id, answer("second answer"), covered=False)
-    stored = await repository.get("f1")
-    assert stored is not None
-    assert [(t.question, t.covered) for t in stored.turns] == [("first?", True), ("second?", False)]
-    assert stored.turns[1].answer == answer("second answer")
+    async with unreachable_engine(kind, tmp_path) as engine:
+        with pytest.raises(StorageUnavailable):
+            await PORT_CALLS[method](SqlConversationRepository(engine))
 
 
-async def test_an_unknown_conversation_is_not_continued(
-    repository: SqlConversationRepository,
+@pytest.mark.parametrize("method", PORT_CALLS)
+async def test_a_connection_the_server_dropped_fails_one_call_then_the_store_recovers(
+    method: str, tmp_path: Path
 ) -> None:
-    assert await repository.continue_conversation("missing", "q") is None
-    assert await repository.get("missing") is None
+    engine = create_engine(await empty_database("postgresql", tmp_path))
+    try:
+        await migrate(engine)
+        repository = SqlConversationRepository(engine)
+        await repository.check()  # a connection waits in the pool
+        admin = create_engine(POSTGRES_URL)
+        try:
+            async with admin.connect() as connection:
+                await connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+        finally:
+            await admin.dispose()
+        with pytest.raises(StorageUnavailable):
+            await PORT_CALLS[method](repository)
+        await repository.check()
+    finally:
+        await engine.dispose()
 
 
 def count_statements(engine: AsyncEngine) -> list[int]:

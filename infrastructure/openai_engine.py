@@ -27,6 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from client.sse import EventStreamDecoder, RawEvent
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
     AnswerDone,
@@ -38,7 +39,6 @@ from domain.models import (
 )
 from domain.policy import INSTRUCTIONS, render_grounding
 from infrastructure.deadline import DeadlinePassed, RollingDeadline
-from infrastructure.event_stream import EventStreamDecoder, UpstreamEvent
 from infrastructure.lifecycle import Bounded, Lifecycle
 
 logger = logging.getLogger(__name__)
@@ -212,9 +212,9 @@ _RELAYED_RESPONSE_EVENTS = frozenset(
 )
 
 
-def map_payload(event: UpstreamEvent) -> AnswerEvent | None:
+def map_payload(event: RawEvent) -> AnswerEvent | None:
     """``map_event`` for an event as it arrives on the wire, decoded as JSON only."""
-    name = event.event
+    name = event.type
     if name.startswith("response.") and name not in _RELAYED_RESPONSE_EVENTS:
         return None
     if event.data.startswith(b"[DONE]"):
@@ -230,7 +230,7 @@ def map_payload(event: UpstreamEvent) -> AnswerEvent | None:
     if kind == "response.output_text.delta":
         delta = payload.get("delta")
         return TextDelta(delta) if isinstance(delta, str) else None
-    if event.event == "error" or kind == "error" or ("error" in payload and kind is None):
+    if name == "error" or kind == "error" or ("error" in payload and kind is None):
         # Flat ``{"type": "error", "code": ...}`` or nested ``{"error": {"code": ...}}``.
         code = payload.get("code") if kind == "error" else _error_code(payload.get("error"))
         logger.warning("upstream error event: %s", code)
@@ -259,7 +259,7 @@ class _UpstreamBody:
         self._decoder = EventStreamDecoder()
         self._ended = False
 
-    async def next_events(self) -> list[UpstreamEvent] | None:
+    async def next_events(self) -> list[RawEvent] | None:
         """The events the next read completes (maybe none); ``None`` once the body ended."""
         if self._ended:
             return None

@@ -534,7 +534,7 @@ def test_sse_shows_agent_steps_as_named_events_and_the_answer_is_stored(
     answer = ask_sse(client, {"input": "Where did Jane lead the search team?"})
 
     assert answer.data_of("meta")["mode"] == "agents"
-    agent_events = [json.loads(e.data) for e in answer.events if e.event == "agent"]
+    agent_events = [json.loads(e.data) for e in answer.events if e.type == "agent"]
     assert agent_events == [
         {"kind": "handoff", "name": "career_and_experience"},
         {"kind": "tool_call", "name": "search_profile"},

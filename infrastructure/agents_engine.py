@@ -62,14 +62,8 @@ from domain.models import (
 from domain.policy import INSTRUCTIONS, Language, detect_language
 from domain.ports import KnowledgeIndex
 from infrastructure.lifecycle import Lifecycle
-from infrastructure.openai_engine import (
-    UPSTREAM_CLOSE_SECONDS,
-    UpstreamPolicy,
-    build_input,
-    classify,
-    failure,
-    map_event,
-)
+from infrastructure.openai_engine import UPSTREAM_CLOSE_SECONDS, UpstreamPolicy, build_input
+from infrastructure.responses_events import classify, failure, map_event
 
 logger = logging.getLogger(__name__)
 
@@ -378,14 +372,14 @@ class AgentsEngine:
                     continue
                 if not isinstance(event, RawResponsesStreamEvent):
                     continue
-                if event.data.type != "response.output_text.delta":
-                    ended = map_event(event.data)
-                    if isinstance(ended, AnswerFailed) or (
-                        isinstance(ended, AnswerDone) and ended.finish_reason != "stop"
+                mapped = map_event(event.data)
+                if not isinstance(mapped, TextDelta):
+                    if isinstance(mapped, AnswerFailed) or (
+                        isinstance(mapped, AnswerDone) and mapped.finish_reason != "stop"
                     ):
-                        upstream_end = ended
+                        upstream_end = mapped
                     continue
-                text = event.data.delta
+                text = mapped.text
                 if screen is not None:
                     text = screen.feed(text)
                     if screen.tripped:

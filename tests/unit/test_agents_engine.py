@@ -34,7 +34,8 @@ from domain.models import (
 from domain.policy import INSTRUCTIONS, render_grounding
 from infrastructure.agents_engine import OUT_OF_TURNS, AgentsEngine, GuardrailMode
 from infrastructure.lifecycle import Lifecycle
-from infrastructure.openai_engine import UpstreamPolicy, failure
+from infrastructure.openai_engine import UpstreamPolicy
+from infrastructure.responses_events import failure
 from infrastructure.settings import Settings
 from tests.fakes import (
     InMemoryConversations,

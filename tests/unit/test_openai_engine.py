@@ -32,9 +32,9 @@ from infrastructure.lifecycle import Lifecycle
 from infrastructure.openai_engine import (
     ResponsesEngine,
     UpstreamPolicy,
-    map_payload,
     retry_after_seconds,
 )
+from infrastructure.responses_events import map_payload
 
 BASE_URL = "https://upstream.test/v1"
 

@@ -35,7 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.dependencies import rate_limit_decision
-from api.errors import TooManyRequests
+from api.errors import HttpErrorCode, TooManyRequests
 from api.observability import Metrics
 from api.sse import source_items
 from domain.disclosure import DisclosurePolicy
@@ -429,6 +429,9 @@ async def _rate_limited(scope: Scope, body: bytes) -> JSONResponse | None:
         RATE_LIMITED,
         refused.detail,
         request_id,
-        data={"code": "rate_limited", "retry_after_seconds": int(headers["Retry-After"])},
+        data={
+            "code": HttpErrorCode.RATE_LIMITED.value,
+            "retry_after_seconds": int(headers["Retry-After"]),
+        },
         headers=headers,
     )

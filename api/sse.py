@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, assert_never
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
@@ -182,8 +182,10 @@ async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator
                     yield error_event(event.code, event.message)
                 elif isinstance(event, AgentStep):
                     yield agent_event(event)
-                else:
+                elif isinstance(event, EngineSwitched):
                     yield notice_event(event)
+                else:
+                    assert_never(event)
         except asyncio.CancelledError:
             raise
         except Exception as error:

@@ -203,6 +203,12 @@ class AnswerEventSource(EventSourceResponse):
     sse-starlette bounds each send with a cancel scope, which costs more per delta than the
     rest of the relay (docs/performance.md). The rule is the same: a send that does not
     complete within ``send_timeout`` (a client that stopped reading) ends the response.
+
+    sse-starlette offers no public way to do this: every send goes through the private
+    ``_send_with_timeout``, which opens a cancel scope even without a timeout (7 µs a send,
+    measured). So this overrides it, pyproject.toml bounds sse-starlette to the minor version
+    the override was checked against, and tests/unit/test_sse_send_timeout.py fails if the
+    library's method changes or stops carrying every send.
     """
 
     def __init__(

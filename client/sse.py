@@ -18,13 +18,14 @@ hot path, see docs/performance.md) while one that wants text decodes each event 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True, slots=True)
-class RawEvent:
-    """One dispatched event, its data still UTF-8."""
+class RawEvent(NamedTuple):
+    """One dispatched event, its data still UTF-8. (A named tuple: the relay builds one per
+    upstream event, and a tuple is built in half the time of a frozen dataclass.)"""
 
     type: str
     """The ``event:`` field; ``message`` when absent."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +17,19 @@ from domain.errors import UPSTREAM_MESSAGES, AskError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
-STATUS_BY_CODE: dict[ErrorCode, int] = {
+
+class HttpErrorCode(StrEnum):
+    """Codes of the errors the HTTP layer answers by itself, before any use case runs (the
+    domain's own codes are ``domain.errors.ErrorCode``)."""
+
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    BODY_TOO_LARGE = "body_too_large"
+    RATE_LIMITED = "rate_limited"
+
+
+STATUS_BY_CODE: dict[ErrorCode | HttpErrorCode, int] = {
     ErrorCode.INVALID_REQUEST: 422,
     ErrorCode.MODEL_NOT_ALLOWED: 422,
     ErrorCode.INPUT_TOO_LONG: 413,
@@ -31,6 +44,19 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.SERVER_SHUTTING_DOWN: 503,
     ErrorCode.STORAGE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
+    HttpErrorCode.UNAUTHORIZED: 401,
+    HttpErrorCode.NOT_FOUND: 404,
+    HttpErrorCode.METHOD_NOT_ALLOWED: 405,
+    HttpErrorCode.BODY_TOO_LARGE: 413,
+    HttpErrorCode.RATE_LIMITED: 429,
+}
+"""Every error code a client can get, with its HTTP status: the one table. The messages are
+the errors' own (``AskError.message``, ``domain.errors.UPSTREAM_MESSAGES``, an HTTP
+exception's detail)."""
+
+# An HTTP-level error (Starlette's, or raised in api/) is known by its status alone.
+_CODE_BY_STATUS = {
+    status: code for code, status in STATUS_BY_CODE.items() if isinstance(code, HttpErrorCode)
 }
 
 # For routes' ``responses=``, so the OpenAPI docs show the error shape.
@@ -53,7 +79,9 @@ UPSTREAM_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_response(code: ErrorCode, message: str, status: int | None = None) -> JSONResponse:
+def error_response(
+    code: ErrorCode | HttpErrorCode, message: str, status: int | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"code": code.value, "message": message}, status_code=status or STATUS_BY_CODE[code]
     )
@@ -103,15 +131,6 @@ async def _ask_error(_: Request, error: AskError) -> JSONResponse:
     return response
 
 
-_HTTP_CODES = {
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    429: "rate_limited",
-}
-
-
 class BodyTooLarge(StarletteHTTPException):
     """The request body is longer than MAX_BODY_BYTES (an HTTP concern, not the domain's)."""
 
@@ -152,9 +171,10 @@ RATE_LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def http_error_response(error: StarletteHTTPException) -> JSONResponse:
     """The body for an HTTP-level error (not found, too large, rate limited, ...)."""
-    fallback = "invalid_request" if error.status_code < 500 else "internal_error"
+    fallback = ErrorCode.INVALID_REQUEST if error.status_code < 500 else ErrorCode.INTERNAL_ERROR
+    code = _CODE_BY_STATUS.get(error.status_code, fallback)
     return JSONResponse(
-        {"code": _HTTP_CODES.get(error.status_code, fallback), "message": error.detail},
+        {"code": code.value, "message": error.detail},
         status_code=error.status_code,
         headers=error.headers,
     )

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.container import Container
 from api.dependencies import rate_limit_decision
-from api.errors import TooManyRequests
+from api.errors import HttpErrorCode, TooManyRequests
 from api.observability import Metrics
 from api.sse import source_items
 from domain.errors import UPSTREAM_MESSAGES, AnswerNotCompleted, AskError, ErrorCode, InputTooLong
@@ -425,6 +425,9 @@ async def _rate_limited(scope: Scope, body: bytes) -> JSONResponse | None:
         RATE_LIMITED,
         refused.detail,
         request_id,
-        data={"code": "rate_limited", "retry_after_seconds": int(headers["Retry-After"])},
+        data={
+            "code": HttpErrorCode.RATE_LIMITED.value,
+            "retry_after_seconds": int(headers["Retry-After"]),
+        },
         headers=headers,
     )

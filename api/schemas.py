@@ -131,17 +131,6 @@ class ErrorBody(BaseModel):
     message: str = Field(description="What went wrong and what to do about it.")
 
 
-class MetaEvent(BaseModel):
-    conversation_id: str
-    model: str
-    mode: str
-
-
-class DoneEvent(BaseModel):
-    usage: Usage | None
-    finish_reason: str | None
-
-
 class MessageOut(BaseModel):
     role: Literal["user", "assistant"]
     content: str

@@ -40,6 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench.processes import started, wait_until_listening
+from client.sse import EventStreamDecoder
 from infrastructure.database import create_engine
 from testing.app_server import RunningApp, free_port
 from testing.fake_responses_api import (
@@ -149,30 +150,25 @@ def own_postgres_database(url: str) -> Iterator[str | None]:
 
 
 def ask(client: httpx2.Client, body: Mapping[str, object]) -> Answer:
-    """One streamed answer, read to its end; times taken when each line arrives."""
+    """One streamed answer, read to its end; times taken when each event arrives."""
     started = time.perf_counter()
     meta_at = delta_at = None
     conversation_id = None
-    event: str | None = None
     finished = False
+    decoder = EventStreamDecoder()
     with client.stream("POST", "/openai-response/sse", json=body) as response:
         if response.status_code != 200:
             response.read()
             raise RuntimeError(f"HTTP {response.status_code}: {response.text}")
-        for line in response.iter_lines():
+        for chunk in response.iter_bytes():
             now = time.perf_counter()
-            if not line:
-                event = None
-            elif line.startswith("event:"):
-                event = line.removeprefix("event:").strip()
-                if event == "meta" and meta_at is None:
+            for event in decoder.feed(chunk):
+                if event.type == "meta" and meta_at is None:
                     meta_at = now
-                finished = finished or event in {"done", "error"}
-            elif line.startswith("data:"):
-                if event == "meta" and conversation_id is None:
-                    conversation_id = json.loads(line.removeprefix("data:"))["conversation_id"]
-                elif event is None and meta_at is not None and delta_at is None:
+                    conversation_id = json.loads(event.data)["conversation_id"]
+                elif event.type == "message" and meta_at is not None and delta_at is None:
                     delta_at = now
+                finished = finished or event.type in {"done", "error"}
     ended = time.perf_counter()
     if meta_at is None or delta_at is None or conversation_id is None or not finished:
         raise RuntimeError("a stream had no meta, no delta or no end")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,8 +15,7 @@ import anyio
 import httpx2
 import openai
 from openai import AsyncAPIResponse, AsyncOpenAI
-from openai.types.responses import ResponseInputParam, ResponseUsage
-from openai.types.responses import ResponseStreamEvent as StreamEvent
+from openai.types.responses import ResponseInputParam
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -27,19 +25,18 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from client.sse import EventStreamDecoder, RawEvent
 from common.deadline import DeadlinePassed, RollingDeadline
 from common.lifecycle import Bounded, Lifecycle
-from domain.errors import UPSTREAM_MESSAGES, ErrorCode
+from domain.errors import ErrorCode
 from domain.models import (
-    AnswerDone,
     AnswerEvent,
     AnswerFailed,
     AnswerRequest,
     TextDelta,
-    Usage,
 )
 from domain.policy import INSTRUCTIONS, render_grounding
-from infrastructure.event_stream import EventStreamDecoder, UpstreamEvent
+from infrastructure.responses_events import classify, failure, map_payload
 
 logger = logging.getLogger(__name__)
 
@@ -56,53 +53,6 @@ RETRYABLE = frozenset(
         ErrorCode.UPSTREAM_FAILED,
     }
 )
-
-# Error codes OpenAI puts in ``error`` events and ``response.error``, mapped to ours.
-_UPSTREAM_CODES: Mapping[str, ErrorCode] = {
-    "rate_limit_exceeded": ErrorCode.UPSTREAM_RATE_LIMITED,
-    "insufficient_quota": ErrorCode.UPSTREAM_RATE_LIMITED,
-    "server_error": ErrorCode.UPSTREAM_FAILED,
-    "server_is_overloaded": ErrorCode.UPSTREAM_UNAVAILABLE,
-    "invalid_api_key": ErrorCode.UPSTREAM_AUTH,
-    "invalid_prompt": ErrorCode.UPSTREAM_BAD_REQUEST,
-    "context_length_exceeded": ErrorCode.UPSTREAM_BAD_REQUEST,
-}
-
-
-def failure(code: ErrorCode) -> AnswerFailed:
-    return AnswerFailed(code, UPSTREAM_MESSAGES[code])
-
-
-def _from_upstream_code(code: object) -> ErrorCode:
-    return (
-        _UPSTREAM_CODES.get(code, ErrorCode.UPSTREAM_FAILED)
-        if isinstance(code, str)
-        else (ErrorCode.UPSTREAM_FAILED)
-    )
-
-
-def classify(error: openai.OpenAIError) -> ErrorCode:
-    """Our code for an SDK exception; the exception's text is never shown or logged."""
-    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
-        return ErrorCode.UPSTREAM_AUTH
-    if isinstance(error, openai.RateLimitError):
-        return ErrorCode.UPSTREAM_RATE_LIMITED
-    if isinstance(error, openai.APITimeoutError):
-        return ErrorCode.UPSTREAM_TIMEOUT
-    if isinstance(error, openai.APIConnectionError | openai.InternalServerError):
-        return ErrorCode.UPSTREAM_UNAVAILABLE
-    if isinstance(error, openai.BadRequestError | openai.NotFoundError):
-        return ErrorCode.UPSTREAM_BAD_REQUEST
-    if isinstance(error, openai.APIError):
-        body = error.body
-        return _from_upstream_code(body.get("code") if isinstance(body, dict) else None)
-    return ErrorCode.UPSTREAM_FAILED
-
-
-def _usage(usage: ResponseUsage | None) -> Usage | None:
-    if usage is None:
-        return None
-    return Usage(usage.input_tokens, usage.output_tokens, usage.total_tokens)
 
 
 def build_input(request: AnswerRequest) -> ResponseInputParam:
@@ -163,94 +113,6 @@ def retry_after_seconds(error: openai.OpenAIError) -> float | None:
         return None
 
 
-def map_event(event: StreamEvent) -> AnswerEvent | None:
-    """Our event for an upstream event, or ``None`` for the many we do not relay."""
-    if event.type == "response.output_text.delta":
-        return TextDelta(event.delta)
-    if event.type == "response.completed":
-        return AnswerDone("stop", _usage(event.response.usage))
-    if event.type == "response.incomplete":
-        details = event.response.incomplete_details
-        reason = details.reason if details and details.reason else "incomplete"
-        return AnswerDone(reason, _usage(event.response.usage))
-    if event.type == "response.failed":
-        upstream_code = event.response.error.code if event.response.error else None
-        logger.warning("upstream response failed: %s", upstream_code)
-        return failure(_from_upstream_code(upstream_code))
-    if event.type == "error":
-        logger.warning("upstream error event: %s", event.code)
-        return failure(_from_upstream_code(event.code))
-    return None
-
-
-def _raw_usage(response: Any) -> Usage | None:
-    usage = response.get("usage") if isinstance(response, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    try:
-        return Usage(
-            int(usage["input_tokens"]), int(usage["output_tokens"]), int(usage["total_tokens"])
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _error_code(error: Any) -> object:
-    return error.get("code") if isinstance(error, dict) else None
-
-
-# The Responses API names each event after its type. Of the ``response.*`` events, these are
-# the ones relayed; the others (``response.created``, ``response.output_item.done``...) are
-# skipped by name without decoding, and most of them carry the whole response object.
-_RELAYED_RESPONSE_EVENTS = frozenset(
-    {
-        "response.output_text.delta",
-        "response.completed",
-        "response.incomplete",
-        "response.failed",
-    }
-)
-
-
-def map_payload(event: UpstreamEvent) -> AnswerEvent | None:
-    """``map_event`` for an event as it arrives on the wire, decoded as JSON only."""
-    name = event.event
-    if name.startswith("response.") and name not in _RELAYED_RESPONSE_EVENTS:
-        return None
-    if event.data.startswith(b"[DONE]"):
-        return None
-    try:
-        payload = json.loads(event.data)
-    except ValueError:
-        logger.warning("upstream sent an event that is not JSON")
-        return failure(ErrorCode.UPSTREAM_FAILED)
-    if not isinstance(payload, dict):
-        return None
-    kind = payload.get("type")
-    if kind == "response.output_text.delta":
-        delta = payload.get("delta")
-        return TextDelta(delta) if isinstance(delta, str) else None
-    if event.event == "error" or kind == "error" or ("error" in payload and kind is None):
-        # Flat ``{"type": "error", "code": ...}`` or nested ``{"error": {"code": ...}}``.
-        code = payload.get("code") if kind == "error" else _error_code(payload.get("error"))
-        logger.warning("upstream error event: %s", code)
-        return failure(_from_upstream_code(code))
-    response = payload.get("response")
-    if kind == "response.completed":
-        return AnswerDone("stop", _raw_usage(response))
-    if kind == "response.incomplete":
-        details = response.get("incomplete_details") if isinstance(response, dict) else None
-        reason = details.get("reason") if isinstance(details, dict) else None
-        return AnswerDone(
-            reason if isinstance(reason, str) and reason else "incomplete", _raw_usage(response)
-        )
-    if kind == "response.failed":
-        upstream_code = _error_code(response.get("error")) if isinstance(response, dict) else None
-        logger.warning("upstream response failed: %s", upstream_code)
-        return failure(_from_upstream_code(upstream_code))
-    return None
-
-
 class _UpstreamBody:
     """The raw body of a streamed response: its events, a few at a time, as they arrive."""
 
@@ -259,7 +121,7 @@ class _UpstreamBody:
         self._decoder = EventStreamDecoder()
         self._ended = False
 
-    async def next_events(self) -> list[UpstreamEvent] | None:
+    async def next_events(self) -> list[RawEvent] | None:
         """The events the next read completes (maybe none); ``None`` once the body ended."""
         if self._ended:
             return None

@@ -1,4 +1,4 @@
-"""Reading SSE bodies in tests with httpx-sse's spec-compliant decoder."""
+"""Reading SSE bodies in tests, with the project's one event-stream decoder (``client.sse``)."""
 
 from __future__ import annotations
 
@@ -8,46 +8,37 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from httpx_sse import ServerSentEvent
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
+from client.sse import Event, EventStreamParser
 from testing.app_server import RunningApp
 
 
-def parse_sse(chunks: Iterable[str]) -> list[ServerSentEvent]:
+def parse_sse(chunks: Iterable[str | bytes]) -> list[Event]:
     """Events in a stream that arrives in arbitrary chunks, decoded per the WHATWG rules."""
-    lines = SSELineDecoder()
-    decoder = SSEDecoder()
-    events: list[ServerSentEvent] = []
+    parser = EventStreamParser()
+    events: list[Event] = []
     for chunk in chunks:
-        for line in lines.decode(chunk):
-            event = decoder.decode(line)
-            if event is not None:
-                events.append(event)
-    for line in lines.flush():
-        event = decoder.decode(line)
-        if event is not None:
-            events.append(event)
-    return events
+        events += parser.feed(chunk.encode() if isinstance(chunk, str) else chunk)
+    return events + parser.close()
 
 
 @dataclass
 class Answer:
     """An SSE answer taken apart: what a frontend would show."""
 
-    events: list[ServerSentEvent]
+    events: list[Event]
 
     @property
     def names(self) -> list[str]:
-        return [event.event for event in self.events]
+        return [event.type for event in self.events]
 
     @property
     def text(self) -> str:
-        # httpx-sse reports unnamed events as "message", the spec's default type.
-        return "".join(event.data for event in self.events if event.event == "message")
+        # Unnamed events have the spec's default type, "message".
+        return "".join(event.data for event in self.events if event.type == "message")
 
     def data_of(self, name: str) -> Any:
-        [event] = [event for event in self.events if event.event == name]
+        [event] = [event for event in self.events if event.type == name]
         return json.loads(event.data)
 
     @property

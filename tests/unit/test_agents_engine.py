@@ -35,7 +35,8 @@ from domain.models import (
 )
 from domain.policy import INSTRUCTIONS, render_grounding
 from infrastructure.agents_engine import OUT_OF_TURNS, AgentsEngine, GuardrailMode
-from infrastructure.openai_engine import UpstreamPolicy, failure
+from infrastructure.openai_engine import UpstreamPolicy
+from infrastructure.responses_events import failure
 from settings import Settings
 from tests.agents_fakes import ScriptedProvider, streamed_text
 from tests.fakes import InMemoryConversations, contact_passage, small_profile
@@ -530,7 +531,7 @@ def test_sse_shows_agent_steps_as_named_events_and_the_answer_is_stored(
     answer = ask_sse(client, {"input": "Where did Jane lead the search team?"})
 
     assert answer.data_of("meta")["mode"] == "agents"
-    agent_events = [json.loads(e.data) for e in answer.events if e.event == "agent"]
+    agent_events = [json.loads(e.data) for e in answer.events if e.type == "agent"]
     assert agent_events == [
         {"kind": "handoff", "name": "career_and_experience"},
         {"kind": "tool_call", "name": "search_profile"},

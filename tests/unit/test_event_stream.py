@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from infrastructure.event_stream import EventStreamDecoder, UpstreamEvent
+from client.sse import EventStreamDecoder, RawEvent
 
 
-def decode(*chunks: bytes) -> list[UpstreamEvent]:
+def decode(*chunks: bytes) -> list[RawEvent]:
     decoder = EventStreamDecoder()
     events = [event for chunk in chunks for event in decoder.feed(chunk)]
     return events + decoder.end()
@@ -30,10 +30,10 @@ STREAM = (
 ).encode()
 
 EXPECTED = [
-    UpstreamEvent("response.output_text.delta", '{"delta": "첫 줄"}'.encode()),
-    UpstreamEvent("message", b"no space\n two spaces"),
-    UpstreamEvent("message", b""),
-    UpstreamEvent("message", b"last"),
+    RawEvent("response.output_text.delta", '{"delta": "첫 줄"}'.encode()),
+    RawEvent("message", b"no space\n two spaces"),
+    RawEvent("message", b""),
+    RawEvent("message", b"last", last_event_id="7"),
 ]
 
 
@@ -55,17 +55,17 @@ def test_every_single_byte_read_gives_the_same_events() -> None:
 
 def test_a_cr_at_the_end_of_a_read_and_an_lf_at_the_start_of_the_next_are_one_line_end() -> None:
     assert decode(b"data: a\r", b"\n\r", b"\ndata: b\n\n") == [
-        UpstreamEvent("message", b"a"),
-        UpstreamEvent("message", b"b"),
+        RawEvent("message", b"a"),
+        RawEvent("message", b"b"),
     ]
 
 
 def test_an_event_cut_off_by_the_end_of_the_body_is_dropped() -> None:
-    assert decode(b"data: whole\n\ndata: cut") == [UpstreamEvent("message", b"whole")]
+    assert decode(b"data: whole\n\ndata: cut") == [RawEvent("message", b"whole")]
 
 
 def test_a_bom_is_dropped_only_at_the_start() -> None:
     assert decode(b"\xef\xbb", b"\xbfdata: x\n\ndata: \xef\xbb\xbfy\n\n") == [
-        UpstreamEvent("message", b"x"),
-        UpstreamEvent("message", b"\xef\xbb\xbfy"),
+        RawEvent("message", b"x"),
+        RawEvent("message", b"\xef\xbb\xbfy"),
     ]

@@ -14,6 +14,7 @@ import pytest
 import respx
 from openai import AsyncOpenAI
 
+from client.sse import RawEvent
 from common.lifecycle import Lifecycle
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
@@ -28,13 +29,12 @@ from domain.models import (
     Usage,
 )
 from domain.policy import INSTRUCTIONS
-from infrastructure.event_stream import UpstreamEvent
 from infrastructure.openai_engine import (
     ResponsesEngine,
     UpstreamPolicy,
-    map_payload,
     retry_after_seconds,
 )
+from infrastructure.responses_events import map_payload
 
 BASE_URL = "https://upstream.test/v1"
 
@@ -436,14 +436,14 @@ def test_retry_after_headers_are_read() -> None:
 
 def test_events_the_relay_never_forwards_are_skipped_by_name_without_decoding() -> None:
     # Not JSON at all: decoding it would have turned the answer into an error.
-    assert map_payload(UpstreamEvent("response.output_item.done", b"{not json")) is None
-    assert map_payload(UpstreamEvent("response.created", b"{not json")) is None
-    named = UpstreamEvent("response.output_text.delta", json.dumps(delta("a")).encode())
-    unnamed = UpstreamEvent("message", json.dumps(delta("b")).encode())
+    assert map_payload(RawEvent("response.output_item.done", b"{not json")) is None
+    assert map_payload(RawEvent("response.created", b"{not json")) is None
+    named = RawEvent("response.output_text.delta", json.dumps(delta("a")).encode())
+    unnamed = RawEvent("message", json.dumps(delta("b")).encode())
     assert map_payload(named) == TextDelta("a")
     assert map_payload(unnamed) == TextDelta("b")
     # Error events are decoded whatever their name says.
-    error = UpstreamEvent("error", b'{"type": "error", "code": "server_error"}')
+    error = RawEvent("error", b'{"type": "error", "code": "server_error"}')
     assert map_payload(error) == AnswerFailed(
         ErrorCode.UPSTREAM_FAILED, UPSTREAM_MESSAGES[ErrorCode.UPSTREAM_FAILED]
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import textwrap
 from collections.abc import AsyncIterator
 
 import pytest
-from sse_starlette import ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Message
+from starlette.types import Message, Send
 
 from api.sse import AnswerEventSource
 
@@ -63,3 +65,49 @@ async def test_sends_that_keep_up_are_never_cut() -> None:
     await asyncio.wait_for(response(SCOPE, never_disconnects, client_send), 5)
     bodies = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert bodies.count(b"data: ") == 50
+
+
+# AnswerEventSource overrides this private method of sse-starlette (there is no public way to
+# bound a send without a cancel scope per send). If a new version changes it, review the
+# override against the new code, then update this copy and the bound in pyproject.toml.
+REVIEWED_SEND_HOOK = """\
+async def _send_with_timeout(self, send: Send, message: Message) -> None:
+    \"\"\"Send one ASGI message, applying the response's per-send timeout.\"\"\"
+    with anyio.move_on_after(self.send_timeout) as cancel_scope:
+        await send(message)
+
+    if cancel_scope and cancel_scope.cancel_called:
+        raise SendTimeoutError()
+"""
+
+
+def test_the_overridden_send_hook_of_sse_starlette_is_the_one_reviewed() -> None:
+    library_hook = textwrap.dedent(inspect.getsource(EventSourceResponse._send_with_timeout))
+    assert library_hook == REVIEWED_SEND_HOOK
+
+
+async def test_every_event_sse_starlette_sends_goes_through_the_overridden_hook() -> None:
+    hooked: list[Message] = []
+    sent: list[Message] = []
+
+    class Spy(AnswerEventSource):
+        async def _send_with_timeout(self, send: Send, message: Message) -> None:
+            hooked.append(message)
+            await super()._send_with_timeout(send, message)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for number in range(3):
+            yield ServerSentEvent(str(number))
+
+    async def client_send(message: Message) -> None:
+        sent.append(message)
+
+    async def never_disconnects() -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    response = Spy(events(), send_timeout=1, ping=60)
+    await asyncio.wait_for(response(SCOPE, never_disconnects, client_send), 5)
+    events_sent = [m for m in sent if m["type"] == "http.response.body" and m["more_body"]]
+    assert len(events_sent) == 3
+    assert hooked == events_sent

@@ -40,7 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench.processes import started, wait_until_listening
-from client.sse import EventStreamDecoder
+from common.sse import EventStreamDecoder
 from infrastructure.database import create_engine
 from testing.app_server import RunningApp, free_port
 from testing.fake_responses_api import (

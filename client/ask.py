@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-from client.sse import Event, EventStreamParser
+from common.sse import Event, EventStreamParser
 
 EXIT_OK = 0
 EXIT_ANSWER_FAILED = 1

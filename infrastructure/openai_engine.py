@@ -25,9 +25,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from client.sse import EventStreamDecoder, RawEvent
 from common.deadline import DeadlinePassed, RollingDeadline
 from common.lifecycle import Bounded, Lifecycle
+from common.sse import EventStreamDecoder, RawEvent
 from domain.errors import ErrorCode
 from domain.models import (
     AnswerEvent,

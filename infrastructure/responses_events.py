@@ -18,7 +18,7 @@ from typing import Any
 import openai
 from openai.types.responses import ResponseStreamEvent
 
-from client.sse import RawEvent
+from common.sse import RawEvent
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import AnswerDone, AnswerEvent, AnswerFailed, TextDelta, Usage
 

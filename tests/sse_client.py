@@ -1,4 +1,4 @@
-"""Reading SSE bodies in tests, with the project's one event-stream decoder (``client.sse``)."""
+"""Reading SSE bodies in tests, with the project's one event-stream decoder (``common.sse``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 
-from client.sse import Event, EventStreamParser
+from common.sse import Event, EventStreamParser
 from testing.app_server import RunningApp
 
 

@@ -43,8 +43,8 @@ ALLOWED = {
     "application": frozenset({"domain", "common"}),
     "infrastructure": frozenset({"domain", "common", "settings"}),
     "api": frozenset({"application", "domain", "common", "settings"}),
-    # The terminal client is packaged alone (pyproject.toml): it imports none of the server.
-    "client": frozenset(),
+    # The terminal client is packaged with common/ only (pyproject.toml): none of the server.
+    "client": frozenset({"common"}),
     "main": frozenset({"api", "bootstrap", "settings"}),
 }
 

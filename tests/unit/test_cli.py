@@ -26,7 +26,7 @@ from client.ask import (
     ask,
     parse_arguments,
 )
-from client.sse import Event, EventStreamParser
+from common.sse import Event, EventStreamParser
 
 # --- the parser -----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from client.sse import EventStreamDecoder, RawEvent
+from common.sse import EventStreamDecoder, RawEvent
 
 
 def decode(*chunks: bytes) -> list[RawEvent]:

@@ -14,8 +14,8 @@ import pytest
 import respx
 from openai import AsyncOpenAI
 
-from client.sse import RawEvent
 from common.lifecycle import Lifecycle
+from common.sse import RawEvent
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
     AnswerDone,

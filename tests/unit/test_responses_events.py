@@ -8,7 +8,7 @@ import pytest
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from client.sse import EventStreamDecoder, RawEvent
+from common.sse import EventStreamDecoder, RawEvent
 from domain.errors import ErrorCode
 from domain.models import AnswerDone, AnswerFailed, TextDelta, Usage
 from infrastructure.responses_events import failure, map_event, map_payload

@@ -2,8 +2,8 @@
 
 The one decoder for every Python reader of an event stream in this project: the relay reads
 the model provider's stream with it, the terminal client the service's answers, and the tests
-what the service sends. It lives in the client package because the installable wheel holds
-only ``client/``: the server imports it from here, the client never imports the server.
+what the service sends. It lives in ``common/``, which the installable wheel ships beside
+``client/``: the server and the client both import it, and the client never the server.
 
 It follows section "Parsing an event stream" to the letter. Why not httpx2's ``EventSource``
 or httpx-sse: they dispatch an event that has an ``event:`` line but no ``data:`` line, and at

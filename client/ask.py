@@ -233,10 +233,12 @@ class Console:
     def answer(self, text: str) -> None:
         if not text:
             return
-        self._out.write(text)
-        self._out.flush()
+        # Recorded before the write: Ctrl-C can land as soon as the text is out, and
+        # end_answer must then know the line is open.
         self._open_line = not text.endswith("\n")
         self.wrote_answer = True
+        self._out.write(text)
+        self._out.flush()
 
     def end_answer(self) -> None:
         """Ends stdout with a newline, so the shell prompt and stderr start on their own line."""

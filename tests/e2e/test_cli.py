@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx2
 import pytest
@@ -153,6 +153,23 @@ def test_answer_failing_mid_stream_exits_1(openai_app: RunningApp, upstream: Run
     conversation_of(stderr)
 
 
+def read_until(stream: IO[bytes], expected: bytes, timeout_seconds: float) -> bytes:
+    """What ``stream`` gave until ``expected`` arrived, it ended, or the time ran out."""
+    received = b""
+    deadline = time.monotonic() + timeout_seconds
+    while expected not in received:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([stream], [], [], left)
+        if ready:
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
 def _default_sigint() -> None:
     # A shell running CI in the background may hand its children SIGINT ignored.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -172,12 +189,7 @@ def test_ctrl_c_closes_the_stream_and_the_server_keeps_the_partial_answer(
         preexec_fn=_default_sigint,
     )
     assert process.stdout is not None
-    received = b""
-    deadline = time.monotonic() + 10
-    while b"two " not in received and time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
-        if ready:
-            received += os.read(process.stdout.fileno(), 4096)
+    received = read_until(process.stdout, b"two ", timeout_seconds=10)
     assert received == b"one two ", "the deltas are written as they arrive"
     process.send_signal(signal.SIGINT)
     rest, stderr = process.communicate(timeout=10)

@@ -144,8 +144,8 @@ class FakeServer:
         return json.loads(self.requests[-1].content)
 
 
-def run(fake: FakeServer, **options: Any) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
+def run(fake: FakeServer, out: io.StringIO | None = None, **options: Any) -> tuple[int, str, str]:
+    out, err = out or io.StringIO(), io.StringIO()
     settings = Options(
         **{"question": "어떤 프로젝트를 했나요?", "server": "http://ask.test", **options}
     )
@@ -254,6 +254,28 @@ def test_ctrl_c_mid_answer_exits_130_keeping_what_arrived() -> None:
     assert (status, out) == (EXIT_INTERRUPTED, "Part\n")
     assert "ask: interrupted\n" in err
     assert "conversation: conv-1" in err
+
+
+class CtrlCOnceOut(io.StringIO):
+    """stdout on which Ctrl-C lands the moment ``text`` is out, as a signal can."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+        self._interrupted = False
+
+    def flush(self) -> None:
+        super().flush()
+        if not self._interrupted and self.getvalue().endswith(self._text):
+            self._interrupted = True
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_the_moment_a_delta_is_out_still_ends_its_line() -> None:
+    out = CtrlCOnceOut("Part")
+    status, written, err = run(FakeServer(sse_body(*answer_frames("Part"))), out, sources=False)
+    assert (status, written) == (EXIT_INTERRUPTED, "Part\n")
+    assert err.startswith("ask: interrupted\n")
 
 
 ERROR_BODY = {"code": "conversation_not_found", "message": "No conversation has this id."}

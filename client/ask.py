@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--conversation",
         metavar="ID",
-        help="continue this conversation (its id is printed after each answer)",
+        help="continue this conversation (its id is printed after each answer); write "
+        "--conversation=ID, as an id may begin with '-'",
     )
     parser.add_argument(
         "-s",
@@ -422,7 +423,8 @@ class _Relay:
             command = CONTINUE_COMMAND
             if self.options.server != default_server():
                 command += f" --server {shlex.quote(self.options.server)}"
-            command += f" --conversation {shlex.quote(conversation_id)} " + '"..."'
+            # "=": an id may begin with "-", which argparse would take for an option.
+            command += f" --conversation={shlex.quote(conversation_id)} " + '"..."'
             console.info(f"conversation: {conversation_id}  (continue: {command})")
 
 

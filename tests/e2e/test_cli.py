@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 # The console script `uv sync` installs from [project.scripts].
 ASK = str(Path(sys.executable).with_name("ask"))
-CONVERSATION = re.compile(r"^conversation: (\S+)  \(continue: uv run ask --conversation \1 ", re.M)
+CONVERSATION = re.compile(r"^conversation: (\S+)  \(continue: uv run ask --conversation=\1 ", re.M)
 
 
 def environment(app: RunningApp | None) -> dict[str, str]:
@@ -94,7 +94,9 @@ def test_conversation_option_continues_the_conversation(offline_app: RunningApp)
     assert first.returncode == 0
     conversation_id = conversation_of(first.stderr.decode())
     follow_up = "그 전에는 어디서 일했나요?"
-    second = ask(offline_app, "--conversation", conversation_id, "-", stdin=follow_up, command="-m")
+    # "--conversation=ID", the form the command prints: an id may begin with "-".
+    continued = f"--conversation={conversation_id}"
+    second = ask(offline_app, continued, "-", stdin=follow_up, command="-m")
     assert second.returncode == 0, second.stderr.decode()
     assert conversation_of(second.stderr.decode()) == conversation_id
     messages = stored(offline_app, conversation_id, 4)
@@ -110,7 +112,7 @@ def test_conversation_option_continues_the_conversation(offline_app: RunningApp)
 def test_unknown_conversation_is_refused_with_the_servers_message(
     offline_app: RunningApp,
 ) -> None:
-    result = ask(offline_app, "--conversation", "no-such-conversation", "hi")
+    result = ask(offline_app, "--conversation=no-such-conversation", "hi")
     assert (result.returncode, result.stdout) == (3, b"")
     assert "No conversation has this 'conversation_id'" in result.stderr.decode()
     assert "(HTTP 404, conversation_not_found)" in result.stderr.decode()

@@ -1,11 +1,14 @@
 # Shortcuts for the commands in the README; each is one line.
-.PHONY: run test format lint typecheck check
+.PHONY: run test unit format lint typecheck check
 
 run:
 	uv run python main.py
 
 test:
 	uv run pytest
+
+unit:
+	uv run pytest tests/unit
 
 format:
 	uv run ruff format . && uv run ruff check --fix .

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--conversation",
         metavar="ID",
-        help="continue this conversation (its id is printed after each answer)",
+        help="continue this conversation (its id is printed after each answer); write "
+        "--conversation=ID, as an id may begin with '-'",
     )
     parser.add_argument(
         "-s",
@@ -233,10 +234,12 @@ class Console:
     def answer(self, text: str) -> None:
         if not text:
             return
-        self._out.write(text)
-        self._out.flush()
+        # Recorded before the write: Ctrl-C can land as soon as the text is out, and
+        # end_answer must then know the line is open.
         self._open_line = not text.endswith("\n")
         self.wrote_answer = True
+        self._out.write(text)
+        self._out.flush()
 
     def end_answer(self) -> None:
         """Ends stdout with a newline, so the shell prompt and stderr start on their own line."""
@@ -420,7 +423,8 @@ class _Relay:
             command = CONTINUE_COMMAND
             if self.options.server != default_server():
                 command += f" --server {shlex.quote(self.options.server)}"
-            command += f" --conversation {shlex.quote(conversation_id)} " + '"..."'
+            # "=": an id may begin with "-", which argparse would take for an option.
+            command += f" --conversation={shlex.quote(conversation_id)} " + '"..."'
             console.info(f"conversation: {conversation_id}  (continue: {command})")
 
 

@@ -6,30 +6,28 @@ openai>=3 talks HTTP through ``httpx2``; respx patches ``httpx``. Aliasing ``htt
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx2
 
 httpx2.alias_httpx()
 
 import pytest  # noqa: E402
 
+from tests.network_guard import NetworkGuard  # noqa: E402
+
 pytest_plugins = ["respx.plugin"]
 
-_REAL_OPENAI_HOSTS = ("api.openai.com",)
 _OPENAI_ENVIRONMENT = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ENGINE", "OPENAI_MODEL")
 
 
 @pytest.fixture(autouse=True)
-def _forbid_real_openai(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may reach OpenAI, nor pick up the developer's key from the environment."""
+def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
+    """No test may reach OpenAI or any other host beyond loopback, through any HTTP client,
+    nor pick up the developer's key from the environment (tests/network_guard.py)."""
     for name in _OPENAI_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-    real_send = httpx2.AsyncHTTPTransport.handle_async_request
-
-    async def guarded_send(
-        self: httpx2.AsyncHTTPTransport, request: httpx2.Request
-    ) -> httpx2.Response:
-        if request.url.host in _REAL_OPENAI_HOSTS:
-            raise RuntimeError(f"a test tried to reach {request.url.host}; use the fake upstream")
-        return await real_send(self, request)
-
-    monkeypatch.setattr(httpx2.AsyncHTTPTransport, "handle_async_request", guarded_send)
+    guard = NetworkGuard()
+    guard.install(monkeypatch)
+    yield guard
+    guard.fail_if_refused()

@@ -57,6 +57,11 @@ def openai_app(
 
 @pytest.fixture
 def upstream(fake_upstream: RunningFake) -> Iterator[RunningFake]:
+    """The shared fake with nothing queued or counted; the test's streams end with it, so
+    that none ends during the next test and shows in its counts."""
     fake_upstream.api.reset()
     yield fake_upstream
     fake_upstream.api.release_stalled_streams()
+    assert fake_upstream.api.wait_for(lambda: fake_upstream.api.open_streams == 0), (
+        f"{fake_upstream.api.open_streams} upstream streams outlived the test"
+    )

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx2
 import pytest
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 # The console script `uv sync` installs from [project.scripts].
 ASK = str(Path(sys.executable).with_name("ask"))
-CONVERSATION = re.compile(r"^conversation: (\S+)  \(continue: uv run ask --conversation \1 ", re.M)
+CONVERSATION = re.compile(r"^conversation: (\S+)  \(continue: uv run ask --conversation=\1 ", re.M)
 
 
 def environment(app: RunningApp | None) -> dict[str, str]:
@@ -94,7 +94,9 @@ def test_conversation_option_continues_the_conversation(offline_app: RunningApp)
     assert first.returncode == 0
     conversation_id = conversation_of(first.stderr.decode())
     follow_up = "그 전에는 어디서 일했나요?"
-    second = ask(offline_app, "--conversation", conversation_id, "-", stdin=follow_up, command="-m")
+    # "--conversation=ID", the form the command prints: an id may begin with "-".
+    continued = f"--conversation={conversation_id}"
+    second = ask(offline_app, continued, "-", stdin=follow_up, command="-m")
     assert second.returncode == 0, second.stderr.decode()
     assert conversation_of(second.stderr.decode()) == conversation_id
     messages = stored(offline_app, conversation_id, 4)
@@ -110,7 +112,7 @@ def test_conversation_option_continues_the_conversation(offline_app: RunningApp)
 def test_unknown_conversation_is_refused_with_the_servers_message(
     offline_app: RunningApp,
 ) -> None:
-    result = ask(offline_app, "--conversation", "no-such-conversation", "hi")
+    result = ask(offline_app, "--conversation=no-such-conversation", "hi")
     assert (result.returncode, result.stdout) == (3, b"")
     assert "No conversation has this 'conversation_id'" in result.stderr.decode()
     assert "(HTTP 404, conversation_not_found)" in result.stderr.decode()
@@ -153,6 +155,23 @@ def test_answer_failing_mid_stream_exits_1(openai_app: RunningApp, upstream: Run
     conversation_of(stderr)
 
 
+def read_until(stream: IO[bytes], expected: bytes, timeout_seconds: float) -> bytes:
+    """What ``stream`` gave until ``expected`` arrived, it ended, or the time ran out."""
+    received = b""
+    deadline = time.monotonic() + timeout_seconds
+    while expected not in received:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([stream], [], [], left)
+        if ready:
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
 def _default_sigint() -> None:
     # A shell running CI in the background may hand its children SIGINT ignored.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -172,12 +191,7 @@ def test_ctrl_c_closes_the_stream_and_the_server_keeps_the_partial_answer(
         preexec_fn=_default_sigint,
     )
     assert process.stdout is not None
-    received = b""
-    deadline = time.monotonic() + 10
-    while b"two " not in received and time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
-        if ready:
-            received += os.read(process.stdout.fileno(), 4096)
+    received = read_until(process.stdout, b"two ", timeout_seconds=10)
     assert received == b"one two ", "the deltas are written as they arrive"
     process.send_signal(signal.SIGINT)
     rest, stderr = process.communicate(timeout=10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -144,8 +145,8 @@ class FakeServer:
         return json.loads(self.requests[-1].content)
 
 
-def run(fake: FakeServer, **options: Any) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
+def run(fake: FakeServer, out: io.StringIO | None = None, **options: Any) -> tuple[int, str, str]:
+    out, err = out or io.StringIO(), io.StringIO()
     settings = Options(
         **{"question": "어떤 프로젝트를 했나요?", "server": "http://ask.test", **options}
     )
@@ -164,7 +165,7 @@ def test_answer_goes_to_stdout_exactly_and_the_rest_to_stderr() -> None:
         "  [1] ko/프로젝트.md — 김민지 프로젝트\n"
         "  [2] resume.pdf, p. 2 — Experience\n"
         "conversation: conv-1  "
-        '(continue: uv run ask --server http://ask.test --conversation conv-1 "...")\n'
+        '(continue: uv run ask --server http://ask.test --conversation=conv-1 "...")\n'
     )
     assert server.requests[0].url == "http://ask.test/openai-response/sse"
     assert server.requests[0].headers["accept"] == "text/event-stream"
@@ -186,7 +187,22 @@ def test_follow_up_sends_the_conversation_and_model(monkeypatch: pytest.MonkeyPa
         "conversation_id": "conv-1",
         "model": "gpt-fake-mini",
     }
-    assert 'continue: uv run ask --conversation conv-1 "..."' in err
+    assert 'continue: uv run ask --conversation=conv-1 "..."' in err
+
+
+def test_printed_command_continues_a_conversation_whose_id_begins_with_a_dash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ASK_SERVER", "http://ask.test")
+    # Ids are secrets.token_urlsafe(16): about one in 64 begins with "-".
+    conversation_id = "-3q2-5n1x0Wm5u8u6SxQd5g"
+    frames = answer_frames("Hi")
+    frames[0] = frame(json.dumps({**META, "conversation_id": conversation_id}), "meta")
+    _, _, err = run(FakeServer(sse_body(*frames)))
+    command = err.rpartition("(continue: ")[2].removesuffix(")\n")
+    assert command == f'uv run ask --conversation={conversation_id} "..."'
+    follow_up = parse_arguments(shlex.split(command)[3:], None)
+    assert (follow_up.conversation, follow_up.question) == (conversation_id, "...")
 
 
 def test_quiet_prints_the_answer_alone() -> None:
@@ -254,6 +270,28 @@ def test_ctrl_c_mid_answer_exits_130_keeping_what_arrived() -> None:
     assert (status, out) == (EXIT_INTERRUPTED, "Part\n")
     assert "ask: interrupted\n" in err
     assert "conversation: conv-1" in err
+
+
+class CtrlCOnceOut(io.StringIO):
+    """stdout on which Ctrl-C lands the moment ``text`` is out, as a signal can."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+        self._interrupted = False
+
+    def flush(self) -> None:
+        super().flush()
+        if not self._interrupted and self.getvalue().endswith(self._text):
+            self._interrupted = True
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_the_moment_a_delta_is_out_still_ends_its_line() -> None:
+    out = CtrlCOnceOut("Part")
+    status, written, err = run(FakeServer(sse_body(*answer_frames("Part"))), out, sources=False)
+    assert (status, written) == (EXIT_INTERRUPTED, "Part\n")
+    assert err.startswith("ask: interrupted\n")
 
 
 ERROR_BODY = {"code": "conversation_not_found", "message": "No conversation has this id."}

@@ -23,6 +23,11 @@ DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".pdf"})
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _CONTACT_HEADING = re.compile(r"contact|연락처|연락", re.IGNORECASE)
+# Without a Contact heading, the passage with an "Email: …" line (a résumé's header) is it.
+_CONTACT_LINE = re.compile(
+    r"^\s*[-*]?\s*(?:\*\*)?(?:e-?mail|이메일|전자우편)(?:\*\*)?\s*[:：]",
+    re.IGNORECASE | re.MULTILINE,
+)
 # Long sections are cut at paragraph breaks so one passage stays a focused unit of grounding.
 MAX_PASSAGE_CHARS = 1200
 
@@ -177,6 +182,10 @@ def _reason(error: Exception) -> str:
 _NEUTRAL = re.compile(r"[a-z][a-z0-9+#]*|\d+")
 MIN_DOCUMENT_SIMILARITY = 0.3
 """How alike (0 to 1) a Korean document and an English one must be to count as translations."""
+MIN_CONTAINMENT = 0.5
+"""Share of the smaller document's names and numbers (list numbers left out) the other must
+hold too: a translation keeps nearly all of them, two documents on the same career a few."""
+_LIST_NUMBER = re.compile(r"\d{1,2}")
 TWIN_ORDER_BONUS = 0.05
 """What keeping the documents' order is worth when their sections are aligned."""
 
@@ -187,8 +196,11 @@ def find_twins(passages: Sequence[Passage]) -> list[int | None]:
     A bilingual profile says most things twice. Texts are compared by the numbers and
     Latin-letter names they share (dates, metrics, products: what a translation keeps),
     IDF-weighted. A Korean document (or the Korean part of a mixed one, such as a FAQ) is
-    paired with the English document it is most alike, and the other way round; the passages
-    of a pair are then aligned in order, as a translation keeps the order of its sections.
+    paired with the English document it is most alike, and the other way round, when one
+    holds most of the other's names and numbers (``MIN_CONTAINMENT``): an English résumé and
+    Korean project notes of the same person share a few years and product names, and are
+    not translations. The passages of a pair are then aligned in order, as a translation
+    keeps the order of its sections.
     """
     languages = _languages(passages)
     tokens = [
@@ -232,12 +244,22 @@ def find_twins(passages: Sequence[Passage]) -> list[int | None]:
         (alike, _), en = best[ko]
         if alike < MIN_DOCUMENT_SIMILARITY or best[en][1] != ko:
             continue
+        if _containment(found_in[ko], found_in[en]) < MIN_CONTAINMENT:
+            continue
         table = {
             (a, b): similarity(tokens[a], tokens[b]) for a in documents[ko] for b in documents[en]
         }
         for a, b in _align(documents[ko], documents[en], table):
             twins[a], twins[b] = b, a
     return twins
+
+
+def _containment(first: frozenset[str], second: frozenset[str]) -> float:
+    """The share of the smaller set's telling tokens (not list numbers) the other holds."""
+    one = {t for t in first if not _LIST_NUMBER.fullmatch(t)}
+    other = {t for t in second if not _LIST_NUMBER.fullmatch(t)}
+    smaller = min(len(one), len(other))
+    return len(one & other) / smaller if smaller else 0.0
 
 
 def _shared_folders(first: str, second: str) -> int:
@@ -330,7 +352,7 @@ class Bm25KnowledgeIndex:
         self._contact = next(
             (p for p in self._passages if any(_CONTACT_HEADING.search(h) for h in p.heading_path)),
             None,
-        )
+        ) or next((p for p in self._passages if _CONTACT_LINE.search(p.text)), None)
 
     @classmethod
     def from_folder(cls, folder: Path) -> Bm25KnowledgeIndex:

@@ -335,6 +335,7 @@ class Bm25KnowledgeIndex:
             for term in set(terms):
                 self._holders[term] = self._holders.get(term, 0) | (1 << number)
         self._twins = find_twins(self._passages)
+        self._korean = [language == "ko" for language in _languages(self._passages)]
         self._holders_with_twins = {
             term: mask | _twins_of(mask, self._twins) for term, mask in self._holders.items()
         }
@@ -394,23 +395,41 @@ class Bm25KnowledgeIndex:
         # Words most passages hold (the applicant's name) say nothing about which passage
         # answers: they do not count towards holding most of the question's words.
         telling: list[bool] = []
+        # A word of the question's language that no passage holds (not even as a synonym)
+        # cannot be checked against a passage in the other language that has no translation:
+        # it is left out of that passage's coverage, so a cross-language answer is not
+        # refused for its wording ("비자 스폰서십이 필요한가요?" against "without sponsorship").
+        untranslated: list[bool | None] = []
         for word in words:
             holders = self._holding(word, self._holders)
             frequency = holders.bit_count()
             weights.append(self._idf(frequency) if frequency else self._unseen_idf)
             held.append(self._holding(word, self._holders_with_twins))
             telling.append(2 * frequency <= self._total)
-        total_weight = sum(weights)
+            untranslated.append(_is_korean(word) if not frequency else None)
         hits: list[RetrievedPassage] = []
         for index in np.argsort(-scores, kind="stable")[:limit]:
             if scores[index] <= 0:
                 break
             shares = self._shares(int(index), words, held)
-            coverage = sum(w * s for w, s in zip(weights, shares, strict=True)) / total_weight
+            korean = self._korean[index]
+            # A passage with a translation (its twin) is checked in both languages.
+            translated = self._twins[index] is not None
+            kept = [translated or k is None or k == korean for k in untranslated]
+            if 2 * kept.count(False) > len(kept):
+                # Most of the question is unknown to the profile: that is no wording matter.
+                kept = [True] * len(kept)
+            coverage = sum(
+                w * s for w, s, keep in zip(weights, shares, kept, strict=True) if keep
+            ) / sum(w for w, keep in zip(weights, kept, strict=True) if keep)
             # Half of the words is not the question: "MIT license" holds one of "driver's
             # license", and whichever of two words is rarer, it outweighs the other. A passage
             # must hold most of the question's words; if not, its score stays below half.
-            counted = [share for share, tells in zip(shares, telling, strict=True) if tells]
+            counted = [
+                share
+                for share, tells, keep in zip(shares, telling, kept, strict=True)
+                if tells and keep
+            ]
             found = sum(share >= 0.5 for share in counted)
             if counted and 2 * found <= len(counted):
                 coverage = min(coverage, found / (len(counted) + 1))
@@ -460,6 +479,10 @@ class Bm25KnowledgeIndex:
             else:
                 shares.append(0.0)
         return shares
+
+
+def _is_korean(word: QueryWord) -> bool:
+    return any("\uac00" <= term[0] <= "\ud7a3" for term in word.terms)
 
 
 def _twins_of(mask: int, twins: Sequence[int | None]) -> int:

@@ -49,16 +49,11 @@ def fuse(
 def choose_sources(
     hits: Sequence[RetrievedPassage], language: Language, limit: int = MAX_SOURCES
 ) -> tuple[RetrievedPassage, ...]:
-    """The passages an answer may use: the relevant ones, the most covering first and, among
-    those that cover the question as well, the recruiter's language first (a bilingual
-    profile says most things twice). A passage in the other language is never dropped for
-    a weaker one in the recruiter's: in a one-language profile it may be the only answer."""
+    """The passages an answer may use, best first: the relevant ones, in the recruiter's
+    language when the profile has it (a bilingual profile says most things twice)."""
     chosen = relevant(hits)
-    ranked = sorted(
-        chosen,
-        key=lambda hit: (-round(hit.score, 2), detect_language(hit.passage.text) != language),
-    )
-    return tuple(ranked[:limit])
+    same_language = [hit for hit in chosen if detect_language(hit.passage.text) == language]
+    return tuple((same_language or chosen)[:limit])
 
 
 INSTRUCTIONS = """\

@@ -8,13 +8,17 @@ passages are chosen and quoted) and reports:
 - recall@3 (answerable questions): one of the top 3 retrieved passages is an acceptable source;
 - fact rate (answerable): the offline answer contains one of the expected facts;
 - false refusals (answerable): the answer refuses or declines without giving an expected fact;
-- refusal accuracy (unanswerable and protected): the offline answer refuses or declines.
+- refusal accuracy (unanswerable and protected): the offline answer refuses or declines;
+- cross-language rate: the fact rate of the ``cross_language`` questions (asked in the other
+  language than the only document that states the fact).
 
 Each is also given by kind, by language, and for the two halves of the set: ``dev`` (ids that
 end in an even number), which retrieval is tuned on, and ``held-out`` (odd), which it is not.
 
-``--check`` exits with status 1 when a target (recall@3, refusal accuracy) is missed.
-See docs/evaluation.md.
+It runs over every profile of ``PROFILES`` (the bundled sample and the one-language profiles
+of ``evaluation/profiles/``), or one folder given with ``--knowledge-dir``. ``--check`` exits
+with status 1 when a target of ``TARGETS`` is missed by any profile, overall or on its
+held-out half. See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -41,11 +45,37 @@ from infrastructure.offline_engine import OfflineEngine
 from settings import SAMPLE_PROFILE_DIR
 
 QUESTIONS_FILE = Path(__file__).with_name("questions.yaml")
-KINDS = ("direct", "paraphrase", "cross_language", "unanswerable", "protected")
+KINDS = ("direct", "paraphrase", "cross_language", "follow_up", "unanswerable", "protected")
 MUST_REFUSE = frozenset({"unanswerable", "protected"})
 LANGUAGES: tuple[Language, ...] = get_args(Language)
 RECALL_AT = 3
-TARGETS = {"recall_at_3": 0.9, "refusal_accuracy": 0.9}
+TARGETS: dict[str, tuple[str, float]] = {
+    "recall_at_3": (">=", 0.9),
+    "fact_rate": (">=", 0.85),
+    "cross_language_rate": (">=", 0.7),
+    "false_refusal_rate": ("<=", 0.1),
+    "refusal_accuracy": (">=", 0.9),
+}
+"""Each metric's bound, met by every profile overall and on its held-out half."""
+PROFILES_DIR = Path(__file__).with_name("profiles")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """An applicant's documents (a knowledge folder, policy.yaml included) and its questions."""
+
+    name: str
+    knowledge_dir: Path
+    questions_file: Path
+
+
+def profiles() -> list[Profile]:
+    """The bundled sample, then each folder of ``evaluation/profiles/`` (``documents/`` and
+    ``questions.yaml``), by name."""
+    found = [Profile("sample", SAMPLE_PROFILE_DIR, QUESTIONS_FILE)]
+    for folder in sorted(p for p in PROFILES_DIR.iterdir() if p.is_dir()):
+        found.append(Profile(folder.name, folder / "documents", folder / "questions.yaml"))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +94,8 @@ class Question:
     kind: str
     expected_facts: tuple[str, ...] = ()
     sources: tuple[SourceRef, ...] = ()
+    after: str | None = None
+    """A follow-up's previous question in the conversation."""
 
     @property
     def answerable(self) -> bool:
@@ -116,6 +148,7 @@ class Metrics:
     fact_rate: float | None
     false_refusal_rate: float | None
     refusal_accuracy: float | None
+    cross_language_rate: float | None = None
 
 
 # ------------------------------------------------------------------------- the question set
@@ -152,7 +185,10 @@ def _question(raw: object, index: int) -> Question:
         raise ValueError(f"{where}: a question that must be refused has no facts or sources")
     if kind not in MUST_REFUSE and not facts:
         raise ValueError(f"{where}: an answerable question needs 'expected_facts'")
-    return Question(raw["id"], lang, raw["question"], kind, facts, tuple(sources))
+    after = raw.get("after")
+    if (kind == "follow_up") != isinstance(after, str) or (after is not None and not after):
+        raise ValueError(f"{where}: a follow_up (and only a follow_up) needs 'after'")
+    return Question(raw["id"], lang, raw["question"], kind, facts, tuple(sources), after)
 
 
 def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
@@ -218,8 +254,9 @@ def refusal_markers() -> tuple[str, ...]:
 # ------------------------------------------------------------------------- running
 
 
-Answerer = Callable[[str], tuple[str, str | None]]
-"""Question -> (answer text, the reason it was declined before retrieval, if it was)."""
+Answerer = Callable[[str, Sequence[str]], tuple[str, str | None]]
+"""(Question, earlier questions) -> (answer text, the reason it was declined before
+retrieval, if it was)."""
 
 
 def offline_answerer(
@@ -231,12 +268,13 @@ def offline_answerer(
     search = SearchProfile(index, disclosure=disclosure)
     contact = index.contact()
 
-    def answer(question: str) -> tuple[str, str | None]:
-        found = asyncio.run(search.search(question))
+    def answer(question: str, earlier: Sequence[str] = ()) -> tuple[str, str | None]:
+        found = asyncio.run(search.search(question, earlier=earlier))
         if found.decline is not None:
             return found.decline.text, found.decline.reason
+        history = tuple(Message("user", text) for text in earlier)
         request = AnswerRequest(
-            messages=(Message("user", question),),
+            messages=(*history, Message("user", question)),
             model="offline",
             grounding=found.passages,
             contact=contact,
@@ -256,8 +294,10 @@ def evaluate(
     contact = index.contact()
     outcomes: list[Outcome] = []
     for question in questions:
-        ranked = index.search(question.question, 10)
-        answer, declined = answer_for(question.question)
+        earlier = (question.after,) if question.after else ()
+        query = f"{question.after}\n{question.question}" if question.after else question.question
+        ranked = index.search(query, 10)
+        answer, declined = answer_for(question.question, earlier)
         refused = declined is not None or any(marker in answer for marker in markers)
         # A refusal ends with the contact block: it is not an answer to the question.
         said = answer.replace(contact.text.strip(), "") if refused and contact else answer
@@ -307,6 +347,9 @@ def metrics(outcomes: Sequence[Outcome]) -> Metrics:
         fact_rate=_rate([bool(o.fact_hit) for o in answerable]),
         false_refusal_rate=_rate([bool(o.false_refusal) for o in answerable]),
         refusal_accuracy=_rate([o.refused for o in must_refuse]),
+        cross_language_rate=_rate(
+            [bool(o.fact_hit) for o in answerable if o.question.kind == "cross_language"]
+        ),
     )
 
 
@@ -350,10 +393,20 @@ def run(knowledge_dir: Path, questions_file: Path = QUESTIONS_FILE) -> list[Outc
 
 def missed_targets(overall: Metrics) -> list[str]:
     missed = []
-    for name, target in TARGETS.items():
+    for name, (bound, target) in TARGETS.items():
         value = getattr(overall, name)
-        if value is not None and value < target:
-            missed.append(f"{name} {value:.3f} < {target}")
+        if value is None:
+            continue
+        if (value < target) if bound == ">=" else (value > target):
+            missed.append(f"{name} {value:.3f} {'<' if bound == '>=' else '>'} {target}")
+    return missed
+
+
+def missed_by(rows: dict[str, Metrics]) -> list[str]:
+    """The targets missed overall and on the held-out half."""
+    missed = [f"overall: {m}" for m in missed_targets(rows["overall"])]
+    if "split: held-out" in rows:
+        missed += [f"held-out: {m}" for m in missed_targets(rows["split: held-out"])]
     return missed
 
 
@@ -366,12 +419,14 @@ def _cell(value: float | None) -> str:
 
 def format_table(rows: dict[str, Metrics]) -> str:
     header = (
-        "| | questions | recall@3 | fact rate | false refusals | refusal accuracy |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| | questions | recall@3 | fact rate | cross-language | false refusals "
+        "| refusal accuracy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     )
     lines = [
         f"| {name} | {m.questions} | {_cell(m.recall_at_3)} | {_cell(m.fact_rate)} "
-        f"| {_cell(m.false_refusal_rate)} | {_cell(m.refusal_accuracy)} |"
+        f"| {_cell(m.cross_language_rate)} | {_cell(m.false_refusal_rate)} "
+        f"| {_cell(m.refusal_accuracy)} |"
         for name, m in rows.items()
     ]
     return "\n".join((*header, *lines))
@@ -401,8 +456,8 @@ def format_failures(outcomes: Sequence[Outcome]) -> str:
 def to_json(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     rows = breakdown(outcomes)
     return {
-        "targets": TARGETS,
-        "missed_targets": missed_targets(rows["overall"]),
+        "targets": {name: f"{bound} {value}" for name, (bound, value) in TARGETS.items()},
+        "missed_targets": missed_by(rows),
         "metrics": {name: asdict(m) for name, m in rows.items()},
         "questions": [
             {
@@ -410,6 +465,7 @@ def to_json(outcomes: Sequence[Outcome]) -> dict[str, Any]:
                 "lang": o.question.lang,
                 "kind": o.question.kind,
                 "question": o.question.question,
+                "after": o.question.after,
                 "recall_hit": o.recall_hit,
                 "source_rank": o.source_rank,
                 "fact_hit": o.fact_hit,
@@ -435,29 +491,50 @@ def to_json(outcomes: Sequence[Outcome]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m evaluation.evaluate",
-        description="Recall@3, offline fact rate and refusal accuracy on a labelled question set.",
+        description="Recall@3, offline fact rate and refusal accuracy on labelled question sets.",
     )
-    parser.add_argument("--knowledge-dir", type=Path, default=SAMPLE_PROFILE_DIR)
+    parser.add_argument(
+        "--knowledge-dir", type=Path, help="one profile folder (default: every profile)"
+    )
     parser.add_argument("--questions", type=Path, default=QUESTIONS_FILE)
+    parser.add_argument(
+        "--profile", action="append", help="only this profile of evaluation/profiles (repeatable)"
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--quiet", action="store_true", help="no per-question failures")
     args = parser.parse_args(argv)
 
-    outcomes = run(args.knowledge_dir, args.questions)
-    rows = breakdown(outcomes)
-    missed = missed_targets(rows["overall"])
-
-    print(format_table(rows))
-    print()
-    targets = ", ".join(f"{name} >= {value}" for name, value in TARGETS.items())
-    print(f"Targets: {targets}: {'missed: ' + '; '.join(missed) if missed else 'met'}.")
-    print()
-    print(format_failures(outcomes))
+    if args.knowledge_dir is not None:
+        chosen = [Profile(args.knowledge_dir.name, args.knowledge_dir, args.questions)]
+    else:
+        chosen = [p for p in profiles() if not args.profile or p.name in args.profile]
+        unknown = set(args.profile or ()) - {p.name for p in chosen}
+        if unknown:
+            parser.error(f"unknown profile(s): {', '.join(sorted(unknown))}")
+    targets = ", ".join(f"{name} {bound} {value}" for name, (bound, value) in TARGETS.items())
+    results: dict[str, Any] = {}
+    all_missed: list[str] = []
+    for profile in chosen:
+        outcomes = run(profile.knowledge_dir, profile.questions_file)
+        rows = breakdown(outcomes)
+        missed = missed_by(rows)
+        all_missed += [f"{profile.name}: {m}" for m in missed]
+        print(f"## {profile.name}\n")
+        print(format_table(rows))
+        print()
+        print(f"Targets ({targets}): {'missed: ' + '; '.join(missed) if missed else 'met'}.")
+        print()
+        if not args.quiet:
+            print(format_failures(outcomes))
+            print()
+        results[profile.name] = to_json(outcomes)
     if args.json:
+        payload = results[chosen[0].name] if len(chosen) == 1 else {"profiles": results}
         args.json.write_text(
-            json.dumps(to_json(outcomes), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+            json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
-    return 1 if args.check and missed else 0
+    return 1 if args.check and all_missed else 0
 
 
 if __name__ == "__main__":

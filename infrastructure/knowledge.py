@@ -23,6 +23,11 @@ DOCUMENT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".pdf"})
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _CONTACT_HEADING = re.compile(r"contact|연락처|연락", re.IGNORECASE)
+# Without a Contact heading, the passage with an "Email: …" line (a résumé's header) is it.
+_CONTACT_LINE = re.compile(
+    r"^\s*[-*]?\s*(?:\*\*)?(?:e-?mail|이메일|전자우편)(?:\*\*)?\s*[:：]",
+    re.IGNORECASE | re.MULTILINE,
+)
 # Long sections are cut at paragraph breaks so one passage stays a focused unit of grounding.
 MAX_PASSAGE_CHARS = 1200
 
@@ -177,6 +182,10 @@ def _reason(error: Exception) -> str:
 _NEUTRAL = re.compile(r"[a-z][a-z0-9+#]*|\d+")
 MIN_DOCUMENT_SIMILARITY = 0.3
 """How alike (0 to 1) a Korean document and an English one must be to count as translations."""
+MIN_CONTAINMENT = 0.5
+"""Share of the smaller document's names and numbers (list numbers left out) the other must
+hold too: a translation keeps nearly all of them, two documents on the same career a few."""
+_LIST_NUMBER = re.compile(r"\d{1,2}")
 TWIN_ORDER_BONUS = 0.05
 """What keeping the documents' order is worth when their sections are aligned."""
 
@@ -187,8 +196,11 @@ def find_twins(passages: Sequence[Passage]) -> list[int | None]:
     A bilingual profile says most things twice. Texts are compared by the numbers and
     Latin-letter names they share (dates, metrics, products: what a translation keeps),
     IDF-weighted. A Korean document (or the Korean part of a mixed one, such as a FAQ) is
-    paired with the English document it is most alike, and the other way round; the passages
-    of a pair are then aligned in order, as a translation keeps the order of its sections.
+    paired with the English document it is most alike, and the other way round, when one
+    holds most of the other's names and numbers (``MIN_CONTAINMENT``): an English résumé and
+    Korean project notes of the same person share a few years and product names, and are
+    not translations. The passages of a pair are then aligned in order, as a translation
+    keeps the order of its sections.
     """
     languages = _languages(passages)
     tokens = [
@@ -232,12 +244,22 @@ def find_twins(passages: Sequence[Passage]) -> list[int | None]:
         (alike, _), en = best[ko]
         if alike < MIN_DOCUMENT_SIMILARITY or best[en][1] != ko:
             continue
+        if _containment(found_in[ko], found_in[en]) < MIN_CONTAINMENT:
+            continue
         table = {
             (a, b): similarity(tokens[a], tokens[b]) for a in documents[ko] for b in documents[en]
         }
         for a, b in _align(documents[ko], documents[en], table):
             twins[a], twins[b] = b, a
     return twins
+
+
+def _containment(first: frozenset[str], second: frozenset[str]) -> float:
+    """The share of the smaller set's telling tokens (not list numbers) the other holds."""
+    one = {t for t in first if not _LIST_NUMBER.fullmatch(t)}
+    other = {t for t in second if not _LIST_NUMBER.fullmatch(t)}
+    smaller = min(len(one), len(other))
+    return len(one & other) / smaller if smaller else 0.0
 
 
 def _shared_folders(first: str, second: str) -> int:
@@ -313,6 +335,7 @@ class Bm25KnowledgeIndex:
             for term in set(terms):
                 self._holders[term] = self._holders.get(term, 0) | (1 << number)
         self._twins = find_twins(self._passages)
+        self._korean = [language == "ko" for language in _languages(self._passages)]
         self._holders_with_twins = {
             term: mask | _twins_of(mask, self._twins) for term, mask in self._holders.items()
         }
@@ -330,7 +353,7 @@ class Bm25KnowledgeIndex:
         self._contact = next(
             (p for p in self._passages if any(_CONTACT_HEADING.search(h) for h in p.heading_path)),
             None,
-        )
+        ) or next((p for p in self._passages if _CONTACT_LINE.search(p.text)), None)
 
     @classmethod
     def from_folder(cls, folder: Path) -> Bm25KnowledgeIndex:
@@ -372,23 +395,41 @@ class Bm25KnowledgeIndex:
         # Words most passages hold (the applicant's name) say nothing about which passage
         # answers: they do not count towards holding most of the question's words.
         telling: list[bool] = []
+        # A word of the question's language that no passage holds (not even as a synonym)
+        # cannot be checked against a passage in the other language that has no translation:
+        # it is left out of that passage's coverage, so a cross-language answer is not
+        # refused for its wording ("비자 스폰서십이 필요한가요?" against "without sponsorship").
+        untranslated: list[bool | None] = []
         for word in words:
             holders = self._holding(word, self._holders)
             frequency = holders.bit_count()
             weights.append(self._idf(frequency) if frequency else self._unseen_idf)
             held.append(self._holding(word, self._holders_with_twins))
             telling.append(2 * frequency <= self._total)
-        total_weight = sum(weights)
+            untranslated.append(_is_korean(word) if not frequency else None)
         hits: list[RetrievedPassage] = []
         for index in np.argsort(-scores, kind="stable")[:limit]:
             if scores[index] <= 0:
                 break
             shares = self._shares(int(index), words, held)
-            coverage = sum(w * s for w, s in zip(weights, shares, strict=True)) / total_weight
+            korean = self._korean[index]
+            # A passage with a translation (its twin) is checked in both languages.
+            translated = self._twins[index] is not None
+            kept = [translated or k is None or k == korean for k in untranslated]
+            if 2 * kept.count(False) > len(kept):
+                # Most of the question is unknown to the profile: that is no wording matter.
+                kept = [True] * len(kept)
+            coverage = sum(
+                w * s for w, s, keep in zip(weights, shares, kept, strict=True) if keep
+            ) / sum(w for w, keep in zip(weights, kept, strict=True) if keep)
             # Half of the words is not the question: "MIT license" holds one of "driver's
             # license", and whichever of two words is rarer, it outweighs the other. A passage
             # must hold most of the question's words; if not, its score stays below half.
-            counted = [share for share, tells in zip(shares, telling, strict=True) if tells]
+            counted = [
+                share
+                for share, tells, keep in zip(shares, telling, kept, strict=True)
+                if tells and keep
+            ]
             found = sum(share >= 0.5 for share in counted)
             if counted and 2 * found <= len(counted):
                 coverage = min(coverage, found / (len(counted) + 1))
@@ -438,6 +479,10 @@ class Bm25KnowledgeIndex:
             else:
                 shares.append(0.0)
         return shares
+
+
+def _is_korean(word: QueryWord) -> bool:
+    return any("\uac00" <= term[0] <= "\ud7a3" for term in word.terms)
 
 
 def _twins_of(mask: int, twins: Sequence[int | None]) -> int:

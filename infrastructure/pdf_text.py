@@ -96,6 +96,8 @@ class _Line:
     text: str = ""
     """The visible text: spaces collapsed, ligatures undone, no bullet glyph of a symbol font."""
     bullet: bool = False
+    numbered: bool = False
+    """Starts with a number ("1. ", "2) "): a list item, or a numbered heading."""
 
     @property
     def bold(self) -> bool:
@@ -139,6 +141,7 @@ def _page_lines(page: PageObject) -> list[_Line]:
         )
         spaced = _SPACES.sub(" ", line.raw).strip()
         line.bullet = bool(_BULLET.match(spaced))
+        line.numbered = line.bullet and not _GLYPH_BULLET.match(spaced)
         line.text = _SPACES.sub(" ", _INVISIBLE.sub("", spaced)).strip()
     return lines
 
@@ -168,7 +171,11 @@ class _DocumentStyle:
         return cls(body, bold_is_heading, {key: n for n, key in enumerate(ranked, start=1)})
 
     def heading_style(self, line: _Line) -> tuple[float, bool] | None:
-        if not self.body_size or line.bullet or not _could_be_a_title(line.text):
+        # A numbered line in a heading's style is a numbered heading ("1. 누리커머스 — …"),
+        # not a list item; a glyph bullet never starts a heading.
+        if line.bullet and not line.numbered:
+            return None
+        if not self.body_size or not _could_be_a_title(line.text):
             return None
         if line.size >= self.body_size * _LARGER_FONT:
             return (line.size, line.bold)
@@ -207,7 +214,7 @@ def _blocks(lines: Sequence[_Line], style: _DocumentStyle) -> list[PdfBlock]:
     heading_above: _Line | None = None  # the line before, when it is a heading
 
     def flush() -> None:
-        text = _join(paragraph)
+        text = _join(paragraph, full_width)
         paragraph.clear()
         if text:
             blocks.append(PdfBlock(text))
@@ -252,27 +259,66 @@ def _new_paragraph(above: _Line, line: _Line, full_width: int, pitch: float) -> 
     return gap > pitch * _PARAGRAPH_GAP or gap < -max(line.size, 1.0)
 
 
-def _join(lines: Sequence[_Line]) -> str:
+def _join(lines: Sequence[_Line], full_width: int = 0) -> str:
     """A paragraph's lines as one line.
 
     A soft hyphen at the end of a line is dropped and the word joined; a hard one is kept
     (``memory-`` + ``efficient``), since a line can as well break after a compound's hyphen.
-    No space goes in next to a CJK character (CJK text wraps anywhere, and Korean particles
-    follow Latin words and numbers without one: ``2024년``) unless the line ended with one.
+    No space goes in next to a CJK character (CJK text may wrap anywhere, and Korean
+    particles follow Latin words and numbers without one: ``2024년``) unless the line ended
+    with one, or it is Korean wrapped by words: the line stops short of the full width by
+    more than two syllables, so the next word did not fit (``규칙을`` / ``정했습니다``).
     """
-    text = ""
+    text = above_text = ""
     above_ends_with_space = False
     for line in lines:
         if not text:
             text = line.text
         elif text.endswith(("\u00ad", "-")) and not text.endswith(" -"):
             text = text.removesuffix("\u00ad") + line.text
-        elif (_is_wide(text[-1]) or _is_wide(line.text[0])) and not above_ends_with_space:
+        elif (
+            (_is_wide(text[-1]) or _is_wide(line.text[0]))
+            and not above_ends_with_space
+            and not _wrapped_by_word(above_text, line.text, full_width)
+        ):
             text += line.text
         else:
             text += " " + line.text
         above_ends_with_space = line.raw != line.raw.rstrip()
+        above_text = line.text
     return text.replace("\u00ad", "")
+
+
+_WORD_WRAP_ROOM = 4
+"""Columns (two Hangul syllables) left at the end of a line that a character wrap would
+have filled: the line was wrapped at a space."""
+
+
+# Syllables that end a Korean word far more often than they sit inside one: particles
+# (을, 는, 에, …), verb endings (다, 며, 고) and adnominal endings (큰, 한, 된).
+_WORD_FINAL_SYLLABLES = frozenset(
+    "을 를 은 는 에 의 와 과 도 며 고 다 요 큰 한 된 던 될 할 께 서".split()
+)
+
+
+def _wrapped_by_word(above: str, following: str, full_width: int) -> bool:
+    """Whether the line ``above`` ended at a space between Korean words: it stops short of
+    the full width, or ends a word (a particle, an ending) before the next one, or ends in
+    Hangul before a number or a Latin word (``연간`` / ``35%``)."""
+    last, first = above[-1], following[0]
+    if not (_is_hangul(last) or _is_hangul(first)):
+        return False
+    if not all(_is_hangul(ch) or not _is_wide(ch) for ch in (last, first)):
+        return False  # Chinese or Japanese: no spaces between words
+    if _is_hangul(last) and (first.isdigit() or (first.isascii() and first.isalpha())):
+        return True
+    if _is_hangul(last) and _is_hangul(first) and last in _WORD_FINAL_SYLLABLES:
+        return True
+    return bool(full_width) and full_width - _width(above) >= _WORD_WRAP_ROOM
+
+
+def _is_hangul(character: str) -> bool:
+    return "\uac00" <= character <= "\ud7a3"
 
 
 def _is_wide(character: str) -> bool:

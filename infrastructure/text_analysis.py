@@ -37,8 +37,11 @@ ENGLISH_STOPWORDS = frozenset(
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom why will with would you your yours yourself
     yourselves tell please know let us applicant candidate s t done ever much many also something
-    anything everything become became get got long""".split()
+    anything everything become became get got long went going gone""".split()
 )
+# "go" is a verb before "to" or "for" ("Where did she go to university?"), else it may be the
+# programming language ("Does she know Go?").
+_VERB_GO = re.compile(r"\bgo(?=\s+(?:to|for)\b)")
 
 # Bigrams of Korean question forms and fillers: they say how something is asked, not what.
 KOREAN_STOP_BIGRAMS = frozenset(
@@ -123,7 +126,7 @@ def _korean_terms(stem: str) -> tuple[str, ...]:
 def _words(text: str) -> list[_Word]:
     """The words of ``text`` in order. English stop words are left out; Korean words whose
     bigrams are all question forms are kept, with no terms, so glossary phrases can match."""
-    normalized = unicodedata.normalize("NFKC", text).lower()
+    normalized = _VERB_GO.sub(" ", unicodedata.normalize("NFKC", text).lower())
     words: list[_Word] = []
     english: list[tuple[int, str]] = []
     for run in _WORDS.findall(normalized):
@@ -148,7 +151,7 @@ def analyze(text: str) -> list[tuple[str, ...]]:
     the few one-syllable nouns of ``KOREAN_ONE_SYLLABLE_NOUNS``, which are a term themselves.
     Korean words come first, then English ones.
     """
-    normalized = unicodedata.normalize("NFKC", text).lower()
+    normalized = _VERB_GO.sub(" ", unicodedata.normalize("NFKC", text).lower())
     words: list[tuple[str, ...]] = []
     english: list[str] = []
     for run in _WORDS.findall(normalized):

@@ -1,14 +1,12 @@
-"""The labelled question set is well-formed and the evaluation runs on the sample profile.
-
-The targets (recall@3, refusal accuracy) are reported by ``python -m evaluation.evaluate``,
-not asserted here: retrieval is tuned against them.
-"""
+"""The labelled question sets are well-formed, the evaluation runs, and every profile meets
+the targets (``python -m evaluation.evaluate --check``), its held-out half included."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +20,7 @@ from evaluation.evaluate import (
     last_heading,
     load_questions,
     main,
+    profiles,
     refusal_markers,
     run,
     split_of,
@@ -45,7 +44,7 @@ def test_the_set_is_large_and_balanced(questions: list[Question]) -> None:
     languages = Counter(q.lang for q in questions)
     assert set(languages) == {"ko", "en"}
     assert all(count >= 0.45 * len(questions) for count in languages.values()), languages
-    assert {q.kind for q in questions} == set(KINDS)
+    assert {q.kind for q in questions} == set(KINDS) - {"follow_up"}
     assert len({q.id for q in questions}) == len(questions)
 
 
@@ -101,7 +100,7 @@ def test_the_evaluation_runs_and_reports_rates(questions: list[Question]) -> Non
     assert len(outcomes) == len(questions)
     rows = breakdown(outcomes)
     assert {"overall", "lang: ko", "lang: en"} <= set(rows)
-    assert {f"kind: {kind}" for kind in KINDS} <= set(rows)
+    assert {f"kind: {kind}" for kind in KINDS if kind != "follow_up"} <= set(rows)
     overall = rows["overall"]
     for value in (
         overall.recall_at_3,
@@ -133,8 +132,58 @@ def test_protected_questions_are_declined_before_retrieval(
 
 def test_the_command_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "results.json"
-    assert main(["--json", str(out)]) == 0
+    assert main(["--json", str(out), "--profile", "sample"]) == 0
     assert "recall@3" in capsys.readouterr().out
     results = json.loads(out.read_text(encoding="utf-8"))
     assert 0.0 <= results["metrics"]["overall"]["recall_at_3"] <= 1.0
     assert len(results["questions"]) == len(load_questions())
+
+
+ONE_LANGUAGE_PROFILES = [p for p in profiles() if p.name != "sample"]
+
+
+def test_there_are_one_language_profiles_with_fifty_balanced_questions() -> None:
+    assert len(ONE_LANGUAGE_PROFILES) >= 2
+    for profile in ONE_LANGUAGE_PROFILES:
+        questions = load_questions(profile.questions_file)
+        assert len(questions) >= 50, profile.name
+        languages = Counter(q.lang for q in questions)
+        assert abs(languages["ko"] - languages["en"]) <= 2, (profile.name, languages)
+        assert {q.kind for q in questions} == set(KINDS), profile.name
+        splits = Counter(split_of(q) for q in questions)
+        assert min(splits.values()) >= 0.4 * len(questions), (profile.name, splits)
+
+
+@pytest.mark.parametrize("profile", ONE_LANGUAGE_PROFILES, ids=lambda p: p.name)
+def test_every_expected_fact_is_in_the_profile(profile: Any) -> None:
+    passages = Bm25KnowledgeIndex.from_folder(profile.knowledge_dir).passages
+    for question in load_questions(profile.questions_file):
+        for fact in question.expected_facts:
+            # An answer names the section it quotes (the employer in a heading) too.
+            stated = ["\n".join((*p.heading_path, p.text)) for p in passages]
+            assert any(contains_fact(text, [fact]) for text in stated), (question.id, fact)
+
+
+def test_a_follow_up_is_searched_with_the_question_it_follows() -> None:
+    [profile] = [p for p in ONE_LANGUAGE_PROFILES if p.name == "jaehyun_oh"]
+    outcomes = run(profile.knowledge_dir, profile.questions_file)
+    follow_ups = [o for o in outcomes if o.question.kind == "follow_up"]
+    assert follow_ups
+    assert all(o.question.after for o in follow_ups)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14 is not finished: the one-language profiles miss the fact-rate, "
+    "cross-language and false-refusal targets (docs/evaluation.md); strict, so it is noticed "
+    "the day they are met",
+)
+def test_every_profile_meets_the_targets_held_out_half_included(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What CI enforces: ``python -m evaluation.evaluate --check`` over every profile."""
+    status = main(["--check", "--quiet"])
+    report = capsys.readouterr().out
+    assert status == 0, report
+    for profile in profiles():
+        assert f"## {profile.name}" in report

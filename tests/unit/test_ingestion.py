@@ -139,6 +139,42 @@ def test_korean_pdf_lines_join_without_spaces(tmp_path: Path) -> None:
     assert passage.text == KOREAN_EXPERIENCE * 2
 
 
+def test_korean_pdf_wrapped_by_words_keeps_its_spaces(tmp_path: Path) -> None:
+    """reportlab, like word processors, wraps Korean at spaces: the words stay apart."""
+    text = (
+        "데이터 웨어하우스를 사내 Hadoop 클러스터에서 BigQuery로 이관하면서 인프라 비용을 연간 "
+        "35% 절감했습니다. 데이터 엔지니어 3명으로 구성된 파트를 이끌며 분기별 로드맵과 코드 "
+        "리뷰 규칙을 정했습니다. 더 큰 조직에서 일하고 싶습니다."
+    )
+    narrow = ParagraphStyle("narrow-words", parent=KOREAN_BODY)
+    page = [Paragraph("경력", KOREAN_HEADING), Paragraph(text, narrow)]
+    write_pdf(tmp_path / "경력기술서.pdf", [page])
+    [passage] = load_documents(tmp_path).passages
+    # Where a line ends in a particle or an ending, or a word meets a number, the break was a
+    # space; between two nouns ("코드 리뷰" / "규칙") it cannot be told from a wrap inside a word.
+    for words in ("비용을 연간 35% 절감", "규칙을 정했습니다", "더 큰 조직에서"):
+        assert words in passage.text
+
+
+def test_numbered_pdf_headings_are_headings(tmp_path: Path) -> None:
+    write_pdf(
+        tmp_path / "경력기술서.pdf",
+        [
+            [
+                Paragraph("1. 누리커머스 — 데이터 엔지니어 (2020.03 ~ 현재)", KOREAN_HEADING),
+                Paragraph("일 배치 처리 시간을 4시간에서 40분으로 단축했습니다. " * 3, KOREAN_BODY),
+                Paragraph("2. 새봄핀테크 — 데이터 분석가", KOREAN_HEADING),
+                Paragraph("1. 이탈 예측 모델을 만들었습니다. " * 3, KOREAN_BODY),
+            ]
+        ],
+    )
+    first, second = load_documents(tmp_path).passages
+    assert first.heading_path == ("1. 누리커머스 — 데이터 엔지니어 (2020.03 ~ 현재)",)
+    assert second.heading_path == ("2. 새봄핀테크 — 데이터 분석가",)
+    # A numbered line in the body's font is still a list item.
+    assert second.text.startswith("1. 이탈 예측 모델을 만들었습니다.")
+
+
 def test_korean_pdf_is_searchable(tmp_path: Path) -> None:
     write_pdf(
         tmp_path / "이력서.pdf",

@@ -287,3 +287,14 @@ def test_ranking_sums_the_scores_bm25s_precomputed(sample: Bm25KnowledgeIndex) -
 
 def test_empty_index_finds_nothing() -> None:
     assert Bm25KnowledgeIndex([]).search("anything", 3) == []
+
+
+def test_the_contact_is_the_passage_with_an_email_line_when_no_heading_names_it() -> None:
+    header = Passage("resume.md", ("Jane Doe",), "Email: jane@example.com\nPhone: 010-0000-0000")
+    other = Passage("resume.md", ("Jane Doe", "Skills"), "Go, Kotlin")
+    assert Bm25KnowledgeIndex([other, header]).contact() == header
+
+
+def test_go_before_to_is_a_verb_and_go_alone_the_language() -> None:
+    assert "go" not in tokenize("Where did she go to university?")
+    assert "go" in tokenize("Does she write Go?")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from agents.mcp import MCPServer
+from mcp.shared.exceptions import MCPError
 
 from bootstrap import bootstrap
 from infrastructure.mcp_client import (
@@ -210,7 +212,7 @@ async def test_connected_servers_are_listed_with_their_tools(tmp_path: Path) -> 
         assert toolbox is not None
         (server,) = toolbox.connected()
         assert server.name == "echo"
-        assert [tool.name for tool in await server.list_tools()] == ["echo", "pid"]
+        assert [tool.name for tool in await server.list_tools()] == ["echo", "pid", "freeze"]
         assert await text_of(server, "echo", {"text": "안녕하세요"}) == "안녕하세요"
 
 
@@ -265,6 +267,72 @@ async def test_the_toolbox_is_wired_into_the_container(tmp_path: Path) -> None:
     ) as container:
         assert container.mcp_toolbox is not None
         assert [server.name for server in container.mcp_toolbox.connected()] == ["echo"]
+
+
+async def test_only_the_allowed_tools_are_offered_and_health_says_so(tmp_path: Path) -> None:
+    entries = [{**echo_entry(), "tools": ["echo", "not_offered"]}, broken_entry()]
+    settings = agents_settings(write_servers(tmp_path, entries))
+
+    async with open_mcp_toolbox(settings) as toolbox:
+        assert toolbox is not None
+        (server,) = toolbox.connected()
+        assert [tool.name for tool in await server.list_tools()] == ["echo"]
+        echo, broken = toolbox.health()
+        assert (echo.name, echo.connected, echo.tools, echo.last_error) == (
+            "echo",
+            True,
+            ("echo",),
+            None,
+        )
+        assert (broken.connected, broken.tools) == (False, ())
+        assert broken.last_error is not None
+        assert broken.failures >= 1
+
+
+async def test_a_frozen_server_is_bounded_by_its_timeout(tmp_path: Path) -> None:
+    settings = agents_settings(write_servers(tmp_path, [{**echo_entry(), "timeout_seconds": 3}]))
+
+    async with open_mcp_toolbox(settings) as toolbox:
+        assert toolbox is not None
+        (server,) = toolbox.connected()
+        started = time.monotonic()
+        with pytest.raises(MCPError):
+            await server.call_tool("freeze", {})
+        assert time.monotonic() - started < 3 + 2
+
+
+async def test_a_stdio_servers_stderr_becomes_log_lines_without_its_secrets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
+    line = (
+        f"GET https://api.example.com/repos?token=s3cr3t-query&page=2 "
+        f"Authorization: Bearer {token} from env-secret-value"
+    )
+    entry = {**echo_entry(), "env": {"ECHO_STDERR": line, "API_KEY": "env-secret-value"}}
+    settings = agents_settings(write_servers(tmp_path, [entry]))
+
+    with caplog.at_level(logging.INFO, logger="infrastructure.mcp_client.stderr"):
+        async with open_mcp_toolbox(settings) as toolbox:
+            assert toolbox is not None
+            records = await wait_for(
+                lambda: [r for r in caplog.records if r.name == "infrastructure.mcp_client.stderr"],
+                "the server's stderr line",
+            )
+    [record] = records
+    message = record.getMessage()
+    assert message.startswith("MCP server echo: GET https://api.example.com/repos?token=")
+    assert "page=2" in message
+    for secret in ("s3cr3t-query", token, "env-secret-value"):
+        assert secret not in message
+    assert getattr(record, "mcp_server", None) == "echo"
+    assert line not in capfd.readouterr().err  # nothing raw on the app's own stderr
+
+
+def test_a_server_name_must_fit_in_a_tool_name(tmp_path: Path) -> None:
+    path = write_servers(tmp_path, [echo_entry("GitHub (local)")])
+    with pytest.raises(McpServersFileError, match=r"servers\.0\.stdio\.name"):
+        load_mcp_servers(path)
 
 
 @pytest.fixture(autouse=True)

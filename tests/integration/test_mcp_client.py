@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from agents.mcp import MCPServer
+from fastapi.testclient import TestClient
 from mcp.shared.exceptions import MCPError
 
-from bootstrap import bootstrap
+from bootstrap import bootstrap, create_app
 from infrastructure.mcp_client import (
     McpServersFileError,
     McpToolbox,
@@ -27,7 +28,7 @@ from infrastructure.mcp_client import (
     open_mcp_toolbox,
 )
 from settings import Settings
-from tests.fakes import InMemoryConversations, small_profile
+from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 ECHO_SERVER = Path(__file__).resolve().parents[1] / "support" / "echo_mcp_server.py"
 DEADLINE_SECONDS = 20.0
@@ -333,6 +334,40 @@ def test_a_server_name_must_fit_in_a_tool_name(tmp_path: Path) -> None:
     path = write_servers(tmp_path, [echo_entry("GitHub (local)")])
     with pytest.raises(McpServersFileError, match=r"servers\.0\.stdio\.name"):
         load_mcp_servers(path)
+
+
+def test_mcp_server_health_is_in_metrics_and_the_admin_api(tmp_path: Path) -> None:
+    token = "admin-token-for-tests-0123456789"
+    settings = agents_settings(
+        write_servers(tmp_path, [{**echo_entry(), "tools": ["echo"]}, broken_entry()]),
+        admin_token=token,
+    )
+    app = create_app(
+        settings,
+        knowledge=small_profile(),
+        engine=ScriptedEngine(),
+        conversations=InMemoryConversations(),
+    )
+    with TestClient(app) as client:
+        metrics = client.get("/metrics").text
+        servers = client.get(
+            "/admin/mcp-servers", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+
+    assert 'mcp_server_up{server="echo"} 1.0' in metrics
+    assert 'mcp_server_up{server="broken"} 0.0' in metrics
+    assert 'mcp_server_tools{server="echo"} 1.0' in metrics
+    assert 'mcp_server_failures_total{server="broken"}' in metrics
+    echo, broken = sorted(servers, key=lambda server: server["name"], reverse=True)
+    assert (echo["name"], echo["connected"], echo["tools"], echo["last_error"]) == (
+        "echo",
+        True,
+        ["echo"],
+        None,
+    )
+    assert (broken["connected"], broken["tools"]) == (False, [])
+    assert broken["last_error"]
+    assert broken["failures"] >= 1
 
 
 @pytest.fixture(autouse=True)

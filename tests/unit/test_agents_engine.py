@@ -421,9 +421,7 @@ INJECTED = (
 )
 
 
-async def test_an_outside_tool_that_asks_to_change_the_rules_changes_nothing_the_guardrails_allow() -> (
-    None
-):
+async def test_injected_rules_in_a_tool_output_change_nothing_the_guardrails_allow() -> None:
     notes = FakeToolServer("notes", {"read": INJECTED})
     model = ScriptedModel(
         [

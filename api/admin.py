@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from api.dependencies import AdminDep, LiveKnowledgeDep, ReviewDep
+from api.dependencies import AdminDep, ContainerDep, LiveKnowledgeDep, ReviewDep
 from api.schemas import (
     ConversationPage,
     ConversationSummaryOut,
@@ -163,3 +163,40 @@ async def reload_knowledge(live: LiveKnowledgeDep) -> KnowledgeOut:
             f"Reloading KNOWLEDGE_DIR failed ({error}): the documents loaded before stay in use.",
         ) from None
     return _knowledge_out(report)
+
+
+class ToolServerOut(BaseModel):
+    name: str = Field(description="The server's name in MCP_SERVERS.")
+    connected: bool = Field(description="Whether it answered its last check (every 30 s).")
+    tools: list[str] = Field(
+        description="The tools it offers the agents now, within its allow-list; the model "
+        "sees each as `mcp_<server>__<tool>`."
+    )
+    last_error: str | None = Field(
+        description="The type of the error that last dropped it or kept it from connecting."
+    )
+    failures: int = Field(description="Failed connections and checks since start-up.")
+    since: datetime | None = Field(description="When it last connected or failed (UTC).")
+
+
+@router.get(
+    "/mcp-servers",
+    response_model=list[ToolServerOut],
+    summary="The outside MCP servers of the agents (MCP_SERVERS) and how they are doing",
+)
+async def mcp_servers(container: ContainerDep) -> list[ToolServerOut]:
+    """Empty without MCP_SERVERS, or with an engine other than `agents`."""
+    toolbox = container.mcp_toolbox
+    if toolbox is None:
+        return []
+    return [
+        ToolServerOut(
+            name=health.name,
+            connected=health.connected,
+            tools=list(health.tools),
+            last_error=health.last_error,
+            failures=health.failures,
+            since=health.since,
+        )
+        for health in toolbox.health()
+    ]

@@ -50,8 +50,9 @@ def build_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
     mcp: McpEndpoint | None = None
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         async with open_container(lifecycle) as container:
+            app.state.metrics.watch_tool_servers(container.mcp_toolbox)
             try:
                 # The MCP server's session manager runs as long as the app (docs/mcp.md).
                 serving_mcp = mcp.serving(container) if mcp is not None else nullcontext()

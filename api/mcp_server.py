@@ -235,6 +235,7 @@ class ProfileServer(MCPServer[Any]):
         except AskError as error:
             if metrics is not None and isinstance(error, AnswerNotCompleted):
                 metrics.count_failure(error.code)
+                metrics.count_usage(error.usage)
             raise ToolError(error.message) from None
         except Exception as error:
             # Never a stack trace or an upstream message to the client: the type is logged.
@@ -242,6 +243,7 @@ class ProfileServer(MCPServer[Any]):
             raise ToolError(UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR]) from None
         if metrics is not None:
             metrics.count_usage(answer.usage)
+            metrics.count_usage(answer.fallback_usage)
         return AnswerOut(
             answer=answer.text,
             sources=[SourceOut(**item) for item in source_items(answer.sources)],

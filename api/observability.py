@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from time import perf_counter
@@ -37,15 +37,19 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.errors import ErrorCode
 from domain.models import Usage
+from domain.ports import ToolServers
 from settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -253,12 +257,24 @@ class Metrics:
             registry=registry,
         )
         self.open_streams = Gauge("open_streams", "Answer streams open now.", registry=registry)
+        self.fallbacks = Counter(
+            "answer_fallbacks",
+            "Answers another engine gave after the first failed, by first engine and error code.",
+            ("mode", "reason"),
+            registry=registry,
+        )
+        self._tool_servers = _ToolServerCollector()
+        registry.register(self._tool_servers)
         # Resolved once: the counters are touched on every answer.
         self._input_tokens = self.tokens.labels("input")
         self._output_tokens = self.tokens.labels("output")
         for code in ErrorCode:  # every known code shows as 0 before its first error
             if _is_upstream(code):
                 self.upstream_errors.labels(code.value)
+
+    def watch_tool_servers(self, servers: ToolServers | None) -> None:
+        """Report the health of the agents' MCP servers (MCP_SERVERS) at each scrape."""
+        self._tool_servers.servers = servers
 
     def answer_stream(self, mode: str) -> AnswerObserver:
         """Observes one streamed answer: ``with metrics.answer_stream(mode) as observed``."""
@@ -276,6 +292,38 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.request_duration.labels(method, route).observe(seconds)
+
+
+class _ToolServerCollector(Collector):
+    """``mcp_server_up``, ``mcp_server_tools`` and ``mcp_server_failures_total``, per server,
+    read from the toolbox when scraped."""
+
+    def __init__(self) -> None:
+        self.servers: ToolServers | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # the series depend on MCP_SERVERS: collected on each scrape
+
+    def collect(self) -> Iterable[Metric]:
+        servers = self.servers
+        if servers is None:
+            return
+        up = GaugeMetricFamily(
+            "mcp_server_up", "1 if the MCP server answered its last check.", labels=["server"]
+        )
+        tools = GaugeMetricFamily(
+            "mcp_server_tools", "Tools the MCP server offers the agents now.", labels=["server"]
+        )
+        failures = CounterMetricFamily(
+            "mcp_server_failures",
+            "Failed connections and checks of the MCP server since start-up.",
+            labels=["server"],
+        )
+        for health in servers.health():
+            up.add_metric([health.name], 1.0 if health.connected else 0.0)
+            tools.add_metric([health.name], float(len(health.tools)))
+            failures.add_metric([health.name], float(health.failures))
+        yield from (up, tools, failures)
 
 
 def _is_upstream(code: ErrorCode) -> bool:
@@ -323,9 +371,20 @@ class AnswerObserver:
         self._outcome = "completed" if finish_reason == "stop" else "incomplete"
         self._metrics.count_usage(usage)
 
-    def failed(self, code: ErrorCode) -> None:
+    def failed(self, code: ErrorCode, usage: Usage | None = None) -> None:
         self._outcome = "failed"
         self._metrics.count_failure(code)
+        self._metrics.count_usage(usage)
+
+    def switched(self, mode: str, reason: str | None, usage: Usage | None) -> None:
+        """Another engine answers: the first one's tokens count, and the stream is the new
+        engine's from now on (its first delta, its duration)."""
+        self._metrics.count_usage(usage)
+        if reason is not None:
+            self._metrics.fallbacks.labels(self._mode, reason).inc()
+        self._mode = mode
+        if self._first_delta is not None:
+            self._first_delta = self._metrics.time_to_first_delta.labels(mode)
 
 
 # --- Request id, access log and HTTP metrics -----------------------------------------------

@@ -81,9 +81,11 @@ async def ask_json(body: AskRequest, ask: AskDep, metrics: MetricsDep) -> Answer
         answer = await ask.answer(body.messages(), body.model, body.conversation_id)
     except AnswerNotCompleted as error:
         metrics.count_failure(error.code)
+        metrics.count_usage(error.usage)
         raise
     usage = answer.usage
     metrics.count_usage(usage)
+    metrics.count_usage(answer.fallback_usage)
     notice = answer.meta.notice
     return AnswerResponse(
         output_text=answer.text,

@@ -178,11 +178,12 @@ async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator
                     done = {"usage": _usage(event.usage), "finish_reason": event.finish_reason}
                     yield _event(_json(done), event="done")
                 elif isinstance(event, AnswerFailed):
-                    observed.failed(event.code)
+                    observed.failed(event.code, event.usage)
                     yield error_event(event.code, event.message)
                 elif isinstance(event, AgentStep):
                     yield agent_event(event)
                 elif isinstance(event, EngineSwitched):
+                    observed.switched(event.mode, event.reason, event.usage)
                     yield notice_event(event)
                 else:
                     assert_never(event)

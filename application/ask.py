@@ -35,8 +35,10 @@ from domain.models import (
     Notice,
     Passage,
     TextDelta,
+    Usage,
+    add_usage,
 )
-from domain.policy import ANSWERED_OFFLINE, BUDGET_SPENT
+from domain.policy import BUDGET_SPENT, answered_offline
 from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
 
 logger = logging.getLogger(__name__)
@@ -208,11 +210,12 @@ class AskApplicant:
                     collected.usage = event.usage
                     collected.finish_reason = event.finish_reason
                 elif isinstance(event, AnswerFailed):
-                    raise AnswerNotCompleted(event.code, event.message)
+                    raise AnswerNotCompleted(event.code, event.message, event.usage)
                 elif isinstance(event, EngineSwitched):
                     collected.meta = replace(
                         collected.meta, model=event.model, mode=event.mode, notice=event.notice
                     )
+                    collected.fallback_usage = event.usage
         return collected
 
     def _validated(self, messages: Sequence[Message]) -> tuple[Message, ...]:
@@ -261,7 +264,7 @@ class AskApplicant:
         status: AnswerStatus = "interrupted"  # unless a terminal event says otherwise
         finish_reason: str | None = None
         error_code: str | None = None
-        usage = None
+        usage: Usage | None = None  # every model call's, however it ended: a fallback's too
         stored = False
 
         async def store() -> None:
@@ -283,13 +286,16 @@ class AskApplicant:
                         parts.append(event.text)
                     elif isinstance(event, AnswerDone):
                         status = "completed" if event.finish_reason == "stop" else "incomplete"
-                        finish_reason, usage = event.finish_reason, event.usage
+                        finish_reason, usage = event.finish_reason, add_usage(usage, event.usage)
                         await store()
                     elif isinstance(event, AnswerFailed):
                         status, error_code = "failed", event.code.value
+                        usage = add_usage(usage, event.usage)
                         await store()
                     elif isinstance(event, EngineSwitched):
-                        model = event.model
+                        # The answer is the other engine's; the record keeps why (the code).
+                        model, error_code = event.model, event.reason
+                        usage = add_usage(usage, event.usage)
                     yield event
         finally:
             if not stored:
@@ -310,13 +316,20 @@ class AskApplicant:
             async for event in events:
                 if not text_sent and _upstream_failure(event):
                     logger.warning("answering offline after %s", event.code.value)
+                    failed = event
                     break
                 # Agent steps (a handoff, a search) before the failure change nothing.
                 text_sent = text_sent or isinstance(event, TextDelta)
                 yield event
             else:
                 return
-        yield EngineSwitched(ANSWERED_OFFLINE, offline.mode, offline.model_for(request.model))
+        yield EngineSwitched(
+            answered_offline(failed.code.value),
+            offline.mode,
+            offline.model_for(request.model),
+            reason=failed.code.value,
+            usage=failed.usage,
+        )
         async with aclosing(self._guarded(request, offline)) as events:
             async for event in events:
                 yield event

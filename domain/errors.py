@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from domain.models import Usage
 
 
 class ErrorCode(StrEnum):
@@ -109,9 +113,11 @@ UPSTREAM_MESSAGES: dict[ErrorCode, str] = {
 class AnswerNotCompleted(AskError):
     """An answer that could not be produced whole, for callers that wait for the whole answer."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, usage: Usage | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.usage = usage
+        """The tokens the answer still cost."""
 
 
 class KnowledgeReloadFailed(Exception):

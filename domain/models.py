@@ -55,6 +55,20 @@ class Usage:
     output_tokens: int
     total_tokens: int
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+
+def add_usage(first: Usage | None, second: Usage | None) -> Usage | None:
+    """The tokens of both, ``None`` when neither reported any."""
+    if first is None:
+        return second
+    return first if second is None else first + second
+
 
 @dataclass(frozen=True, slots=True)
 class AnswerRequest:
@@ -92,6 +106,8 @@ class AnswerFailed:
     code: ErrorCode
     message: str
     """Safe to show a recruiter: never an upstream body, a key or a stack trace."""
+    usage: Usage | None = None
+    """The tokens the failed attempt still cost (model calls before the failure)."""
     type: Literal["failed"] = "failed"
 
 
@@ -110,6 +126,10 @@ class EngineSwitched:
     notice: Notice
     mode: str
     model: str
+    reason: str | None = None
+    """The error code that made the first engine give up."""
+    usage: Usage | None = None
+    """The tokens the first engine spent before it gave up: counted with the answer."""
     type: Literal["engine_switched"] = "engine_switched"
 
 
@@ -145,6 +165,8 @@ class CollectedAnswer:
     text_parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
+    fallback_usage: Usage | None = None
+    """The tokens an engine spent before it gave up and another answered."""
 
     @property
     def text(self) -> str:
@@ -167,6 +189,23 @@ class LoadReport:
     passages: tuple[Passage, ...]
     skipped: tuple[SkippedFile, ...] = ()
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolServerHealth:
+    """How one outside MCP server (MCP_SERVERS) is doing, for operators."""
+
+    name: str
+    connected: bool
+    tools: tuple[str, ...]
+    """The tools it offers the agents now (within its allow-list); none while disconnected."""
+    last_error: str | None
+    """The type of the error that last dropped it or kept it from connecting; ``None`` once
+    it connects again."""
+    failures: int
+    """Failed connections and checks since start-up."""
+    since: datetime | None
+    """When it last connected or failed; ``None`` before its first attempt ends."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,3 +237,21 @@ ANSWERED_OFFLINE = Notice(
     "answered_offline",
     "The AI model could not be reached: this answer quotes the applicant's documents.",
 )
+_OFFLINE_BECAUSE_BUSY = Notice(
+    "answered_offline",
+    "The AI model is busy right now: this answer quotes the applicant's documents.",
+)
+_OFFLINE_BECAUSE_FAILED = Notice(
+    "answered_offline",
+    "The AI model could not complete this answer: this answer quotes the applicant's documents.",
+)
+
+
+def answered_offline(reason: str) -> Notice:
+    """The notice for an answer the offline engine gave because the model failed with the
+    error code ``reason``: unreachable, busy, or reached but unable to answer."""
+    if reason in ("upstream_unavailable", "upstream_timeout", "upstream_interrupted"):
+        return ANSWERED_OFFLINE
+    if reason == "upstream_rate_limited":
+        return _OFFLINE_BECAUSE_BUSY
+    return _OFFLINE_BECAUSE_FAILED

@@ -23,6 +23,7 @@ from domain.models import (
     Passage,
     RateDecision,
     RetrievedPassage,
+    ToolServerHealth,
 )
 from domain.policy import MAX_SOURCES, Language
 
@@ -221,4 +222,8 @@ class ToolServers(Protocol):
 
     def connected(self) -> Sequence[NamedToolServer]:
         """The servers connected now (one that dropped is left out until it is back)."""
+        ...
+
+    def health(self) -> Sequence[ToolServerHealth]:
+        """Every configured server, connected or not, with the tools it offers."""
         ...

@@ -15,12 +15,14 @@ handoffs as ``AgentStep``.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, aclosing, nullcontext
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, cast
 
 import anyio
+import httpx2
 import openai
 from agents import (
     Agent,
@@ -60,6 +62,7 @@ from domain.models import (
     AnswerRequest,
     TextDelta,
     Usage,
+    add_usage,
 )
 from domain.policy import (
     GUARDRAIL_INSTRUCTIONS,
@@ -76,7 +79,12 @@ from domain.policy import (
     specialist_instructions,
 )
 from domain.ports import ProfileSearch
-from infrastructure.openai_engine import UPSTREAM_CLOSE_SECONDS, UpstreamPolicy, build_input
+from infrastructure.openai_engine import (
+    RETRYABLE,
+    UPSTREAM_CLOSE_SECONDS,
+    UpstreamPolicy,
+    build_input,
+)
 from infrastructure.responses_events import classify, failure, map_event
 
 logger = logging.getLogger(__name__)
@@ -198,9 +206,19 @@ def _retry_settings(policy: UpstreamPolicy) -> ModelRetrySettings:
 
 
 class _Stop(Exception):
-    def __init__(self, event: AnswerFailed) -> None:
+    def __init__(self, event: AnswerFailed, *, retryable: bool = False) -> None:
         super().__init__(event.code.value)
         self.event = event
+        self.retryable = retryable
+
+
+@dataclass(slots=True)
+class _Outcome:
+    retryable: bool = False
+    """The run failed before any text, in a way another run may not."""
+
+
+_RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 class AgentsEngine:
@@ -262,7 +280,51 @@ class AgentsEngine:
         return requested
 
     async def stream_answer(self, request: AnswerRequest) -> AsyncGenerator[AnswerEvent, None]:
+        """The answer of one run; with the Responses engine's retry rules.
+
+        Until the first text delta, a failure that may pass is tried again: the SDK retries a
+        model call that fails before it streams anything (429, 5xx, connection errors); this
+        loop starts the run again when a call's stream breaks, ends early or stalls, or the
+        provider reports the response failed (``UPSTREAM_MAX_RETRIES`` in all, with backoff).
+        Once text was sent, a failure ends the answer. Every attempt's tokens are counted.
+        """
         deadline = anyio.current_time() + self._policy.total_timeout
+        spent: Usage | None = None
+        attempt = 0
+        while True:
+            outcome = _Outcome()
+            async with aclosing(self._run_once(request, deadline, outcome)) as events:
+                async for event in events:
+                    if isinstance(event, AnswerDone | AnswerFailed):
+                        spent = add_usage(spent, event.usage)
+                        if (
+                            isinstance(event, AnswerFailed)
+                            and outcome.retryable
+                            and attempt < self._policy.max_retries
+                            and anyio.current_time() < deadline
+                        ):
+                            break
+                        yield replace(event, usage=spent)
+                        return
+                    yield event
+                else:  # pragma: no cover: _run_once always ends with a terminal event
+                    return
+            attempt += 1
+            wait = min(self._policy.backoff_initial * 2 ** (attempt - 1), self._policy.backoff_max)
+            wait *= 0.5 + random.random() / 2  # noqa: S311 (jitter, not a secret)
+            logger.warning(
+                "agents attempt %d failed (%s) before any text; retrying in %.2fs",
+                attempt,
+                event.code.value,
+                wait,
+            )
+            await anyio.sleep(min(wait, max(deadline - anyio.current_time(), 0.0)))
+
+    async def _run_once(
+        self, request: AnswerRequest, deadline: float, outcome: _Outcome
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        """One run of the agents, to its terminal event; ``outcome`` says if a failure may
+        be tried again."""
         language = detect_language(request.question)
         screen = LeakScreen() if self._guardrails != "off" else None
         result = Runner.run_streamed(
@@ -283,6 +345,11 @@ class AgentsEngine:
         text_sent = False
         # How the last upstream response ended, when the SDK raises for it without the code.
         upstream_end: AnswerFailed | AnswerDone | None = None
+        # Whether a model response is streaming (begun, not yet ended): a failure now is a
+        # broken stream, which the SDK does not retry.
+        streaming = False
+        responses = 0  # model responses ended so far
+        text_in: int | None = None  # the response the last text came from
         try:
             while True:
                 try:
@@ -293,10 +360,18 @@ class AgentsEngine:
                     ending: AnswerEvent = AnswerDone("stop", _usage(result))
                     break
                 except _Stop as stop:
-                    ending = stop.event
+                    ending = replace(stop.event, usage=_usage(result))
+                    outcome.retryable = stop.retryable and not text_sent
                     break
                 except Exception as error:
-                    ending = self._ending(error, upstream_end, text_sent, _usage(result))
+                    ending = self._ending(error, upstream_end, text_sent, streaming, _usage(result))
+                    outcome.retryable = (
+                        not text_sent
+                        and isinstance(ending, AnswerFailed)
+                        and ending.code in RETRYABLE
+                        and (streaming or isinstance(upstream_end, AnswerFailed))
+                        and not isinstance(error, MaxTurnsExceeded)
+                    )
                     break
                 if event is None:
                     ending = AnswerDone("stop", _usage(result))
@@ -310,12 +385,22 @@ class AgentsEngine:
                     continue
                 mapped = map_event(event.data)
                 if not isinstance(mapped, TextDelta):
+                    ended = mapped is not None or event.data.type in _RESPONSE_ENDS
+                    streaming = not ended
+                    if ended:
+                        responses += 1
                     if isinstance(mapped, AnswerFailed) or (
                         isinstance(mapped, AnswerDone) and mapped.finish_reason != "stop"
                     ):
                         upstream_end = mapped
                     continue
+                streaming = True
                 text = mapped.text
+                if text_in is not None and text_in != responses and text:
+                    # Another agent's text (the triage wrote before it handed off): a new
+                    # paragraph, not the end of the last sentence.
+                    text = "\n\n" + text
+                text_in = responses
                 if screen is not None:
                     text = screen.feed(text)
                     if screen.tripped:
@@ -338,8 +423,12 @@ class AgentsEngine:
         servers = list(self._mcp_servers())
         if not servers:
             return self._triage
+        # Every outside tool under its server's name (mcp_<server>__<tool>): two servers that
+        # offer the same tool must not break the run (the SDK refuses duplicate names).
         specialists = [
-            cast(Agent[AgentRun], specialist).clone(mcp_servers=servers)
+            cast(Agent[AgentRun], specialist).clone(
+                mcp_servers=servers, mcp_config={"include_server_in_tool_names": True}
+            )
             for specialist in self._triage.handoffs
         ]
         return self._triage.clone(handoffs=specialists)
@@ -363,7 +452,7 @@ class AgentsEngine:
         draining = self._lifecycle is not None and self._lifecycle.draining
         code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
         logger.warning("agents wait ended: %s", code.value)
-        raise _Stop(failure(code))
+        raise _Stop(failure(code), retryable=not draining and anyio.current_time() < deadline)
 
     def _bounded_by_drain(self, wait: anyio.CancelScope) -> AbstractContextManager[None]:
         if self._lifecycle is None:
@@ -375,35 +464,47 @@ class AgentsEngine:
         error: Exception,
         upstream_end: AnswerFailed | AnswerDone | None,
         text_sent: bool,
+        streaming: bool,
         usage: Usage | None,
     ) -> AnswerEvent:
-        """The terminal event for a run that raised; the error's text is never shown or logged."""
+        """The terminal event for a run that raised, with the Responses engine's codes for the
+        same faults; the error's text is never shown or logged."""
         if isinstance(error, MaxTurnsExceeded):
             logger.warning("agents ran out of turns")
-            return OUT_OF_TURNS
+            return replace(OUT_OF_TURNS, usage=usage)
         if isinstance(error, ModelBehaviorError) and upstream_end is not None:
             # The SDK raises for response.failed/incomplete and error events; their codes
             # were seen in the raw events.
-            if isinstance(upstream_end, AnswerDone):
-                return replace(upstream_end, usage=usage)
-            return upstream_end
+            return replace(upstream_end, usage=usage)
+        if isinstance(error, ModelBehaviorError) and streaming:
+            # The SDK's "no final response": the stream ended before its last event.
+            logger.warning("upstream stream ended without a terminal event")
+            return failure(ErrorCode.UPSTREAM_INTERRUPTED, usage)
+        if isinstance(error, httpx2.TimeoutException):
+            logger.warning("upstream stream broke: timeout")
+            return failure(ErrorCode.UPSTREAM_TIMEOUT, usage)
+        if isinstance(error, httpx2.TransportError | httpx2.StreamError):
+            logger.warning("upstream stream broke: %s", type(error).__name__)
+            return failure(ErrorCode.UPSTREAM_INTERRUPTED, usage)
         if isinstance(error, openai.OpenAIError):
             status = getattr(error, "status_code", None)
             logger.warning("upstream request failed: %s status=%s", type(error).__name__, status)
             broke = isinstance(error, openai.APIConnectionError) and not isinstance(
                 error, openai.APITimeoutError
             )
-            return failure(
-                ErrorCode.UPSTREAM_INTERRUPTED if broke and text_sent else classify(error)
-            )
+            interrupted = broke and (text_sent or streaming)
+            code = ErrorCode.UPSTREAM_INTERRUPTED if interrupted else classify(error)
+            return failure(code, usage)
         if isinstance(error, ModelTimeoutError):
             logger.warning("agents model call timed out")
-            return failure(ErrorCode.UPSTREAM_TIMEOUT)
+            return failure(ErrorCode.UPSTREAM_TIMEOUT, usage)
         if isinstance(error, AgentsException):
             logger.warning("agents run failed: %s", type(error).__name__)
-            return failure(ErrorCode.UPSTREAM_FAILED)
+            return failure(ErrorCode.UPSTREAM_FAILED, usage)
         logger.error("agents engine failed: %s", type(error).__name__)
-        return AnswerFailed(ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR])
+        return AnswerFailed(
+            ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR], usage
+        )
 
     def _question_guardrail(self) -> InputGuardrail[AgentRun]:
         # Blocking (not in parallel with the triage agent): a refused question costs no

@@ -10,6 +10,13 @@ task that connects it, checks it periodically (listing its tools, within its tim
 when it fails, closes it and connects a fresh one with exponential backoff (1 s up to 60 s).
 ``connected()`` returns only the servers whose last check passed; a server that cannot
 connect is logged (its name and the error type, never a URL, header or message) and skipped.
+``health()`` says, per server, whether it is connected, the tools it offers and its last
+error, for ``/metrics`` and the admin API.
+
+Each server may list the ``tools`` the agents may use (an allow-list); the agents see every
+outside tool under its server's name (``mcp_<server>__<tool>``), so two servers that offer
+the same tool never clash. A stdio server's standard error is read line by line into this
+app's log (logger ``infrastructure.mcp_client.stderr``), with secrets redacted.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,9 +41,14 @@ from agents.mcp import (
     MCPServerStdioParams,
     MCPServerStreamableHttp,
     MCPServerStreamableHttpParams,
+    create_static_tool_filter,
 )
+from agents.mcp.server import MCPStreamTransport
+from mcp import StdioServerParameters
+from mcp.client.stdio import stdio_client
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from domain.models import ToolServerHealth
 from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,7 +57,10 @@ CHECK_INTERVAL_SECONDS = 30.0
 BACKOFF_INITIAL_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 CLOSE_TIMEOUT_SECONDS = 5.0
+STDERR_LINE_MAX_CHARS = 1000
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+stderr_logger = logging.getLogger(f"{__name__}.stderr")
 
 
 class McpServersFileError(Exception):
@@ -53,9 +70,13 @@ class McpServersFileError(Exception):
 class _Server(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+    """Letters, digits, ``_`` and ``-``: it is part of every tool name the model sees."""
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    """For connecting, for each check, and for each request to the server."""
+    """For connecting, for each check, and for each request to the server: a tool call to a
+    frozen server fails after it, and the model is told the tool failed."""
+    tools: tuple[str, ...] | None = None
+    """The server's tools the agents may use; all of them when unset."""
 
 
 class StdioServerConfig(_Server):
@@ -162,10 +183,102 @@ def load_mcp_servers(path: Path) -> tuple[StdioServerConfig | StreamableHttpServ
 ConnectableServer = MCPServerStdio | MCPServerStreamableHttp
 ServerFactory = Callable[[StdioServerConfig | StreamableHttpServerConfig], ConnectableServer]
 
+# What a secret looks like in a line of someone else's log: a query parameter or a
+# ``key=value`` named like a credential, an ``Authorization`` scheme, a password in a URL,
+# and the shapes of common API tokens.
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"(?i)([?&;][^=&#\s]*(?:token|key|secret|passw|auth|sig|credential|code)[^=&#\s]*=)"
+            r"[^&#\s]+"
+        ),
+        r"\1[redacted]",
+    ),
+    (re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1\2[redacted]"),
+    (re.compile(r"(?i)(://)[^/\s:@]+:[^/\s@]+@"), r"\1[redacted]@"),
+    (
+        re.compile(
+            r"(?i)\b([A-Za-z0-9_-]*(?:token|secret|passw(?:or)?d|api[_-]?key)[A-Za-z0-9_-]*)"
+            r"(['\"]?\s*[=:]\s*['\"]?)(?!\[redacted\])[^\s,;&'\"]+"
+        ),
+        r"\1\2[redacted]",
+    ),
+    (
+        re.compile(
+            r"\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+            r"|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9._-]+)"
+        ),
+        "[redacted]",
+    ),
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def redact(line: str, secrets: Iterable[str] = ()) -> str:
+    """``line`` without what looks like a secret, nor any of ``secrets`` (the values the
+    server's configuration gave it), control characters or more than a thousand characters."""
+    for secret in secrets:
+        line = line.replace(secret, "[redacted]")
+    for pattern, replacement in _SECRET_PATTERNS:
+        line = pattern.sub(replacement, line)
+    line = _CONTROL.sub("", line)
+    if len(line) > STDERR_LINE_MAX_CHARS:
+        line = line[:STDERR_LINE_MAX_CHARS] + "…"
+    return line
+
+
+def _log_lines(read_fd: int, server: str, secrets: tuple[str, ...]) -> None:
+    """Read a server's standard error until it closes; each line becomes one log record."""
+    with open(read_fd, encoding="utf-8", errors="replace") as stream:
+        for raw in stream:
+            line = redact(raw.rstrip("\r\n"), secrets)
+            if line.strip():
+                stderr_logger.info("MCP server %s: %s", server, line, extra={"mcp_server": server})
+
+
+@asynccontextmanager
+async def _stdio_with_logged_stderr(
+    params: StdioServerParameters, server: str, secrets: tuple[str, ...]
+) -> AsyncIterator[MCPStreamTransport]:
+    """``stdio_client`` with the process's standard error on a pipe this process reads
+    (a thread per server: it only waits for lines), instead of the app's own stderr."""
+    read_fd, write_fd = os.pipe()
+    reader = threading.Thread(
+        target=_log_lines, args=(read_fd, server, secrets), name=f"mcp-stderr:{server}", daemon=True
+    )
+    reader.start()
+    with os.fdopen(write_fd, "w", encoding="utf-8") as errlog:
+        async with stdio_client(params, errlog=errlog) as streams:
+            errlog.close()  # the process holds its own end: the reader sees EOF when it exits
+            yield streams
+
+
+class LoggedStdioServer(MCPServerStdio):
+    """A stdio server whose standard error goes into the app's log, redacted."""
+
+    def __init__(self, params: MCPServerStdioParams, *, secrets: tuple[str, ...], **options: Any):
+        super().__init__(params, **options)
+        self._secrets = secrets
+
+    def create_streams(self) -> AbstractAsyncContextManager[MCPStreamTransport]:
+        return _stdio_with_logged_stderr(self.params, self.name, self._secrets)
+
+
+_SECRET_NAME = re.compile(r"(?i)token|key|secret|passw|auth|credential|pat\b")
+
+
+def _secret_values(env: dict[str, str]) -> tuple[str, ...]:
+    """The values of the variables named like a credential, longest first."""
+    found = {value for name, value in env.items() if _SECRET_NAME.search(name) and len(value) >= 6}
+    return tuple(sorted(found, key=len, reverse=True))
+
 
 def build_server(config: StdioServerConfig | StreamableHttpServerConfig) -> ConnectableServer:
     """An Agents SDK server for ``config``, not yet connected. Tools are listed once per
     connection and cached, so an agent's run needs no round trip to learn them."""
+    tool_filter = create_static_tool_filter(
+        allowed_tool_names=list(config.tools) if config.tools is not None else None
+    )
     if isinstance(config, StdioServerConfig):
         stdio: MCPServerStdioParams = {
             "command": config.command,
@@ -174,11 +287,13 @@ def build_server(config: StdioServerConfig | StreamableHttpServerConfig) -> Conn
         }
         if config.cwd is not None:
             stdio["cwd"] = config.cwd
-        return MCPServerStdio(
+        return LoggedStdioServer(
             stdio,
+            secrets=_secret_values(config.env),
             cache_tools_list=True,
             name=config.name,
             client_session_timeout_seconds=config.timeout_seconds,
+            tool_filter=tool_filter,
         )
     http: MCPServerStreamableHttpParams = {
         "url": config.url,
@@ -190,7 +305,16 @@ def build_server(config: StdioServerConfig | StreamableHttpServerConfig) -> Conn
         cache_tools_list=True,
         name=config.name,
         client_session_timeout_seconds=config.timeout_seconds,
+        tool_filter=tool_filter,
     )
+
+
+def offered_tools(
+    config: StdioServerConfig | StreamableHttpServerConfig, listed: Iterable[str]
+) -> tuple[str, ...]:
+    """The tools of a server the agents may use: those it lists, within its allow-list."""
+    names = tuple(listed)
+    return names if config.tools is None else tuple(n for n in names if n in config.tools)
 
 
 @dataclass(slots=True)
@@ -200,6 +324,28 @@ class _Slot:
     """Set while connected and answering; ``None`` otherwise."""
     tried: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the first connection attempt is over, whatever its outcome."""
+    tools: tuple[str, ...] = ()
+    """The tools it offered the agents when it last connected."""
+    last_error: str | None = None
+    failures: int = 0
+    since: datetime | None = None
+    """When it last connected or was last found failing."""
+
+    def health(self) -> ToolServerHealth:
+        return ToolServerHealth(
+            name=self.config.name,
+            connected=self.server is not None,
+            tools=self.tools if self.server is not None else (),
+            last_error=self.last_error,
+            failures=self.failures,
+            since=self.since,
+        )
+
+    def failed(self, problem: str) -> None:
+        self.server = None
+        self.last_error = problem
+        self.failures += 1
+        self.since = datetime.now(UTC)
 
 
 class McpToolbox:
@@ -233,6 +379,10 @@ class McpToolbox:
         """The servers that answered their last check: what an agent may use right now."""
         return [slot.server for slot in self._slots if slot.server is not None]
 
+    def health(self) -> list[ToolServerHealth]:
+        """Each server: connected or not, the tools it offers, its last error."""
+        return [slot.health() for slot in self._slots]
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[McpToolbox]:
         """Supervise every server; the first attempts are over (each within its timeout)
@@ -244,6 +394,7 @@ class McpToolbox:
         try:
             for slot in self._slots:
                 await slot.tried.wait()
+            self._report_shared_tool_names()
             yield self
         finally:
             for task in tasks:
@@ -259,21 +410,39 @@ class McpToolbox:
                 server = self._factory(slot.config)
             except Exception as error:  # parameters the SDK rejects: no retry can help
                 logger.error("MCP server %s cannot be used: %s", name, type(error).__name__)
+                slot.failed(type(error).__name__)
                 slot.tried.set()
                 return
             try:
                 problem = await self._connect(server, slot.config.timeout_seconds)
                 if problem is None:
-                    tools = len(server.cached_tools or ())
+                    listed = [tool.name for tool in server.cached_tools or ()]
+                    slot.tools = offered_tools(slot.config, listed)
                     verb = "reconnected" if reconnecting else "connected"
-                    logger.info("MCP server %s %s (%d tools)", name, verb, tools)
+                    logger.info(
+                        "MCP server %s %s (%d tools offered: %s)",
+                        name,
+                        verb,
+                        len(slot.tools),
+                        ", ".join(slot.tools) or "none",
+                    )
+                    missing = sorted(set(slot.config.tools or ()) - set(listed))
+                    if missing:
+                        logger.warning(
+                            "MCP server %s does not offer the allowed tools %s",
+                            name,
+                            ", ".join(missing),
+                        )
                     slot.server = server
+                    slot.last_error = None
+                    slot.since = datetime.now(UTC)
                     slot.tried.set()
                     delay = self._backoff_initial
                     problem = await self._watch(server, slot.config.timeout_seconds)
-                    slot.server = None
+                    slot.failed(problem)
                     logger.warning("MCP server %s stopped answering (%s)", name, problem)
                 else:
+                    slot.failed(problem)
                     logger.warning("MCP server %s could not connect (%s)", name, problem)
             finally:
                 slot.server = None
@@ -283,6 +452,21 @@ class McpToolbox:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff_max)
             reconnecting = True
+
+    def _report_shared_tool_names(self) -> None:
+        """Say which tools two servers both offer: the agents see them apart, by server."""
+        offered: dict[str, list[str]] = {}
+        for slot in self._slots:
+            for tool in slot.tools:
+                offered.setdefault(tool, []).append(slot.config.name)
+        for tool, servers in sorted(offered.items()):
+            if len(servers) > 1:
+                logger.info(
+                    "MCP servers %s all offer %s; the agents see %s",
+                    ", ".join(servers),
+                    tool,
+                    ", ".join(f"mcp_{server}__{tool}" for server in servers),
+                )
 
     @staticmethod
     async def _connect(server: ConnectableServer, limit_seconds: float) -> str | None:

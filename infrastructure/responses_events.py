@@ -45,8 +45,8 @@ _UPSTREAM_CODES: Mapping[str, ErrorCode] = {
 }
 
 
-def failure(code: ErrorCode) -> AnswerFailed:
-    return AnswerFailed(code, UPSTREAM_MESSAGES[code])
+def failure(code: ErrorCode, usage: Usage | None = None) -> AnswerFailed:
+    return AnswerFailed(code, UPSTREAM_MESSAGES[code], usage)
 
 
 def _from_upstream_code(code: object) -> ErrorCode:
@@ -113,7 +113,7 @@ def answer_event(payload: Mapping[str, Any], name: str) -> AnswerEvent | None:
     if kind == "response.failed":
         upstream_code = _error_code(response.get("error")) if isinstance(response, dict) else None
         logger.warning("upstream response failed: %s", upstream_code)
-        return failure(_from_upstream_code(upstream_code))
+        return failure(_from_upstream_code(upstream_code), _usage(response))
     return None
 
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from agents.items import TResponseStreamEvent
+from agents.mcp import MCPServer
 from agents.models.interface import Model, ModelProvider
 from agents.testing import ModelCall, ModelStep, assistant_message
-from openai.types.responses import Response, ResponseCompletedEvent, ResponseTextDeltaEvent
+from mcp.types import CallToolResult, GetPromptResult, ListPromptsResult, TextContent, Tool
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionToolCall,
+    ResponseOutputItemAddedEvent,
+    ResponseTextDeltaEvent,
+)
 from openai.types.responses.response_usage import (
     InputTokensDetails,
     OutputTokensDetails,
@@ -30,6 +41,67 @@ class ScriptedProvider(ModelProvider):
     def get_model(self, model_name: str | None) -> Model:
         self.names.append(model_name)
         return self.model
+
+
+def _response(status: Any, output: list[Any], usage: ResponseUsage | None) -> Response:
+    return Response(
+        id="resp-scripted",
+        created_at=0,
+        model="scripted-model",
+        object="response",
+        output=output,
+        tool_choice="auto",
+        tools=[],
+        parallel_tool_calls=False,
+        status=status,
+        usage=usage,
+    )
+
+
+def broken_tool_call(tool: str, arguments: str, error: Exception) -> ModelStep:
+    """A model turn whose stream breaks with ``error`` while it spells a call of ``tool``:
+    ``response.created``, the function call's item and part of its arguments, then nothing."""
+
+    async def events(call: ModelCall) -> AsyncIterator[TResponseStreamEvent]:
+        yield ResponseCreatedEvent(
+            type="response.created",
+            response=_response("in_progress", [], None),
+            sequence_number=0,
+        )
+        item = ResponseFunctionToolCall(
+            type="function_call",
+            id="fc-1",
+            call_id="call-broken",
+            name=tool,
+            arguments="",
+            status="in_progress",
+        )
+        yield ResponseOutputItemAddedEvent(
+            type="response.output_item.added", item=item, output_index=0, sequence_number=1
+        )
+        yield ResponseFunctionCallArgumentsDeltaEvent(
+            type="response.function_call_arguments.delta",
+            item_id="fc-1",
+            output_index=0,
+            delta=arguments,
+            sequence_number=2,
+        )
+        raise error
+
+    return ModelStep.stream(events)
+
+
+def ended_early() -> ModelStep:
+    """A model turn whose stream ends after ``response.created``, without a terminal event."""
+
+    async def events(call: ModelCall) -> AsyncIterator[TResponseStreamEvent]:
+        yield ResponseCreatedEvent(
+            type="response.created",
+            response=_response("in_progress", [], None),
+            sequence_number=0,
+        )
+
+    return ModelStep.stream(events)
 
 
 def _completed(text: str, input_tokens: int, output_tokens: int) -> ResponseCompletedEvent:
@@ -98,3 +170,40 @@ def streamed_text(
                 closed.set()
 
     return ModelStep.stream(events)
+
+
+class FakeToolServer(MCPServer):
+    """An outside MCP server, in memory: its tools answer with fixed texts, and every call
+    is recorded as ``(tool, arguments)``."""
+
+    def __init__(self, name: str, replies: dict[str, str]) -> None:
+        super().__init__()
+        self._name = name
+        self.replies = replies
+        self.calls: list[tuple[str, dict[str, Any] | None]] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def connect(self) -> None:
+        return None
+
+    async def cleanup(self) -> None:
+        return None
+
+    async def list_tools(self, run_context: Any = None, agent: Any = None) -> list[Tool]:
+        schema = {"type": "object", "properties": {"query": {"type": "string"}}}
+        return [Tool(name=tool, inputSchema=schema) for tool in self.replies]
+
+    async def call_tool(
+        self, tool_name: str, arguments: dict[str, Any] | None, meta: Any = None
+    ) -> CallToolResult:
+        self.calls.append((tool_name, arguments))
+        return CallToolResult(content=[TextContent(type="text", text=self.replies[tool_name])])
+
+    async def list_prompts(self) -> ListPromptsResult:
+        return ListPromptsResult(prompts=[])
+
+    async def get_prompt(self, *args: Any, **kwargs: Any) -> GetPromptResult:
+        raise AssertionError("no prompts")

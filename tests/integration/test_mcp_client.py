@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -14,8 +15,10 @@ from typing import Any
 
 import pytest
 from agents.mcp import MCPServer
+from fastapi.testclient import TestClient
+from mcp.shared.exceptions import MCPError
 
-from bootstrap import bootstrap
+from bootstrap import bootstrap, create_app
 from infrastructure.mcp_client import (
     McpServersFileError,
     McpToolbox,
@@ -25,7 +28,7 @@ from infrastructure.mcp_client import (
     open_mcp_toolbox,
 )
 from settings import Settings
-from tests.fakes import InMemoryConversations, small_profile
+from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 ECHO_SERVER = Path(__file__).resolve().parents[1] / "support" / "echo_mcp_server.py"
 DEADLINE_SECONDS = 20.0
@@ -210,7 +213,7 @@ async def test_connected_servers_are_listed_with_their_tools(tmp_path: Path) -> 
         assert toolbox is not None
         (server,) = toolbox.connected()
         assert server.name == "echo"
-        assert [tool.name for tool in await server.list_tools()] == ["echo", "pid"]
+        assert [tool.name for tool in await server.list_tools()] == ["echo", "pid", "freeze"]
         assert await text_of(server, "echo", {"text": "안녕하세요"}) == "안녕하세요"
 
 
@@ -265,6 +268,106 @@ async def test_the_toolbox_is_wired_into_the_container(tmp_path: Path) -> None:
     ) as container:
         assert container.mcp_toolbox is not None
         assert [server.name for server in container.mcp_toolbox.connected()] == ["echo"]
+
+
+async def test_only_the_allowed_tools_are_offered_and_health_says_so(tmp_path: Path) -> None:
+    entries = [{**echo_entry(), "tools": ["echo", "not_offered"]}, broken_entry()]
+    settings = agents_settings(write_servers(tmp_path, entries))
+
+    async with open_mcp_toolbox(settings) as toolbox:
+        assert toolbox is not None
+        (server,) = toolbox.connected()
+        assert [tool.name for tool in await server.list_tools()] == ["echo"]
+        echo, broken = toolbox.health()
+        assert (echo.name, echo.connected, echo.tools, echo.last_error) == (
+            "echo",
+            True,
+            ("echo",),
+            None,
+        )
+        assert (broken.connected, broken.tools) == (False, ())
+        assert broken.last_error is not None
+        assert broken.failures >= 1
+
+
+async def test_a_frozen_server_is_bounded_by_its_timeout(tmp_path: Path) -> None:
+    settings = agents_settings(write_servers(tmp_path, [{**echo_entry(), "timeout_seconds": 3}]))
+
+    async with open_mcp_toolbox(settings) as toolbox:
+        assert toolbox is not None
+        (server,) = toolbox.connected()
+        started = time.monotonic()
+        with pytest.raises(MCPError):
+            await server.call_tool("freeze", {})
+        assert time.monotonic() - started < 3 + 2
+
+
+async def test_a_stdio_servers_stderr_becomes_log_lines_without_its_secrets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
+    line = (
+        f"GET https://api.example.com/repos?token=s3cr3t-query&page=2 "
+        f"Authorization: Bearer {token} from env-secret-value"
+    )
+    entry = {**echo_entry(), "env": {"ECHO_STDERR": line, "API_KEY": "env-secret-value"}}
+    settings = agents_settings(write_servers(tmp_path, [entry]))
+
+    with caplog.at_level(logging.INFO, logger="infrastructure.mcp_client.stderr"):
+        async with open_mcp_toolbox(settings) as toolbox:
+            assert toolbox is not None
+            records = await wait_for(
+                lambda: [r for r in caplog.records if r.name == "infrastructure.mcp_client.stderr"],
+                "the server's stderr line",
+            )
+    [record] = records
+    message = record.getMessage()
+    assert message.startswith("MCP server echo: GET https://api.example.com/repos?token=")
+    assert "page=2" in message
+    for secret in ("s3cr3t-query", token, "env-secret-value"):
+        assert secret not in message
+    assert getattr(record, "mcp_server", None) == "echo"
+    assert line not in capfd.readouterr().err  # nothing raw on the app's own stderr
+
+
+def test_a_server_name_must_fit_in_a_tool_name(tmp_path: Path) -> None:
+    path = write_servers(tmp_path, [echo_entry("GitHub (local)")])
+    with pytest.raises(McpServersFileError, match=r"servers\.0\.stdio\.name"):
+        load_mcp_servers(path)
+
+
+def test_mcp_server_health_is_in_metrics_and_the_admin_api(tmp_path: Path) -> None:
+    token = "admin-token-for-tests-0123456789"
+    settings = agents_settings(
+        write_servers(tmp_path, [{**echo_entry(), "tools": ["echo"]}, broken_entry()]),
+        admin_token=token,
+    )
+    app = create_app(
+        settings,
+        knowledge=small_profile(),
+        engine=ScriptedEngine(),
+        conversations=InMemoryConversations(),
+    )
+    with TestClient(app) as client:
+        metrics = client.get("/metrics").text
+        servers = client.get(
+            "/admin/mcp-servers", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+
+    assert 'mcp_server_up{server="echo"} 1.0' in metrics
+    assert 'mcp_server_up{server="broken"} 0.0' in metrics
+    assert 'mcp_server_tools{server="echo"} 1.0' in metrics
+    assert 'mcp_server_failures_total{server="broken"}' in metrics
+    echo, broken = sorted(servers, key=lambda server: server["name"], reverse=True)
+    assert (echo["name"], echo["connected"], echo["tools"], echo["last_error"]) == (
+        "echo",
+        True,
+        ["echo"],
+        None,
+    )
+    assert (broken["connected"], broken["tools"]) == (False, [])
+    assert broken["last_error"]
+    assert broken["failures"] >= 1
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from api.sse import answer_events
 from application.ask import AnswerStream
 from bootstrap import create_app
 from domain.errors import ErrorCode
-from domain.models import AnswerDone, AnswerEvent, AnswerMeta, TextDelta, Usage
+from domain.models import AnswerDone, AnswerEvent, AnswerFailed, AnswerMeta, TextDelta, Usage
 from settings import Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, small_profile
 
@@ -267,6 +267,35 @@ def test_a_failed_answer_counts_an_upstream_error(path: str) -> None:
     if path == SSE:
         count = "answer_stream_duration_seconds_count"
         assert value(samples, count, mode="scripted", outcome="failed") == 1
+
+
+GAVE_UP = [AnswerFailed(ErrorCode.UPSTREAM_FAILED, "loop", Usage(4_000, 100, 4_100))]
+
+
+@pytest.mark.parametrize("path", [SSE, JSON])
+def test_the_tokens_of_a_failed_answer_are_counted(path: str) -> None:
+    engine = ScriptedEngine(script=GAVE_UP)
+    with TestClient(build_app(engine, fallback_to_offline=False)) as client:
+        client.post(path, json={"input": "Where did Jane work?"})
+        samples = scrape(client)
+    assert value(samples, "answer_tokens_total", kind="input") == 4_000
+    assert value(samples, "answer_tokens_total", kind="output") == 100
+
+
+@pytest.mark.parametrize("path", [SSE, JSON])
+def test_a_fallback_counts_the_first_engines_tokens_and_is_observed_as_offline(
+    path: str,
+) -> None:
+    engine = ScriptedEngine(script=GAVE_UP)
+    with TestClient(build_app(engine, fallback_to_offline=True)) as client:
+        assert client.post(path, json={"input": "Where did Jane work?"}).status_code == 200
+        samples = scrape(client)
+    assert value(samples, "answer_tokens_total", kind="input") == 4_000
+    if path == SSE:
+        assert value(samples, "answer_fallbacks_total", mode="scripted", reason="upstream_failed")
+        count = "answer_stream_duration_seconds_count"
+        assert value(samples, count, mode="offline", outcome="completed") == 1
+        assert value(samples, count, mode="scripted", outcome="completed") is None
 
 
 def test_an_internal_error_is_not_an_upstream_error() -> None:

@@ -51,17 +51,62 @@ async def test_failure_before_any_text_falls_back_to_offline() -> None:
     ask, offline, conversations = make(ScriptedEngine(script=UNREACHABLE))
     events = await events_of(ask)
     assert events == [
-        EngineSwitched(ANSWERED_OFFLINE, "offline", "gpt-x"),
+        EngineSwitched(ANSWERED_OFFLINE, "offline", "gpt-x", reason="upstream_unavailable"),
         TextDelta("From the documents."),
         AnswerDone("stop"),
     ]
     assert len(offline.requests) == 1
     [(_, stored)] = conversations.finished
-    assert (stored.text, stored.status, stored.model) == (
+    assert (stored.text, stored.status, stored.model, stored.error_code) == (
         "From the documents.",
         "completed",
         "gpt-x",
+        "upstream_unavailable",  # why the offline engine answered
     )
+
+
+async def test_the_tokens_of_an_engine_that_gave_up_count_against_the_budget() -> None:
+    budget = MemoryTokenBudget(4_000)
+    looped = [AnswerFailed(ErrorCode.UPSTREAM_FAILED, "loop", Usage(4_000, 100, 4_100))]
+    ask, _, conversations = make(ScriptedEngine(script=looped), budget=budget)
+    events = await events_of(ask)
+
+    [switched] = [e for e in events if isinstance(e, EngineSwitched)]
+    assert switched.usage == Usage(4_000, 100, 4_100)
+    [(_, stored)] = conversations.finished
+    assert stored.usage == Usage(4_000, 100, 4_100)
+    assert await budget.exhausted()
+
+
+async def test_a_failed_answer_counts_its_tokens_without_the_fallback() -> None:
+    budget = MemoryTokenBudget(1_000)
+    failing = [AnswerFailed(ErrorCode.UPSTREAM_FAILED, "loop", Usage(900, 100, 1_000))]
+    ask, _, conversations = make(ScriptedEngine(script=failing), fall_back=False, budget=budget)
+    await events_of(ask)
+
+    [(_, stored)] = conversations.finished
+    assert (stored.status, stored.usage) == ("failed", Usage(900, 100, 1_000))
+    assert await budget.exhausted()
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        (ErrorCode.UPSTREAM_UNAVAILABLE, "could not be reached"),
+        (ErrorCode.UPSTREAM_TIMEOUT, "could not be reached"),
+        (ErrorCode.UPSTREAM_RATE_LIMITED, "is busy"),
+        (ErrorCode.UPSTREAM_FAILED, "could not complete this answer"),
+        (ErrorCode.UPSTREAM_BAD_REQUEST, "could not complete this answer"),
+    ],
+)
+async def test_the_fallback_notice_says_what_happened_to_the_model(
+    code: ErrorCode, says: str
+) -> None:
+    ask, _, _ = make(ScriptedEngine(script=[AnswerFailed(code, "x")]))
+    [switched, *_] = await events_of(ask)
+    assert isinstance(switched, EngineSwitched)
+    assert switched.notice.code == "answered_offline"
+    assert says in switched.notice.message
 
 
 async def test_json_answer_reports_the_engine_that_answered() -> None:

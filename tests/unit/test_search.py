@@ -18,9 +18,13 @@ from bootstrap import bootstrap
 from domain.disclosure import DisclosurePolicy, UndisclosedTopic
 from domain.models import AnswerRequest, Message, RetrievedPassage
 from infrastructure.agents_engine import AgentsEngine
+from infrastructure.disclosure_file import load_disclosure_policy
+from infrastructure.knowledge import Bm25KnowledgeIndex, load_passages
 from settings import Settings
 from tests.agents_fakes import ScriptedProvider, streamed_text
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
+
+SAMPLE_PROFILE_DIR = Path(__file__).resolve().parents[2] / "sample_profile"
 
 LEDGER_UNDISCLOSED = "Jane prefers to discuss the ledger directly."
 LEDGER_POLICY = f"""\
@@ -255,3 +259,29 @@ async def test_the_agents_tool_chooses_passages_in_the_recruiter_s_language() ->
 
     assert 'source="ko/profile.md"' in output
     assert 'source="en/profile.md"' not in output
+
+
+async def test_a_salary_the_policy_file_withholds_never_reaches_the_model_through_the_agents(
+    tmp_path: Path,
+) -> None:
+    """Issue 20's scenario: a salary figure in the documents, salary marked not for disclosure
+    in policy.yaml (the sample profile's), the agents search for "salary expectations"."""
+    (tmp_path / "policy.yaml").write_text(
+        (SAMPLE_PROFILE_DIR / "policy.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "logistics.md").write_text(
+        "# Minji Kim\n\n## Salary expectations\n\nMinji Kim expects a salary of "
+        "KRW 98,000,000 a year.\n\n## Start date\n\nMinji Kim can start on January 4, 2027.\n",
+        encoding="utf-8",
+    )
+    search = SearchProfile(
+        Bm25KnowledgeIndex(load_passages(tmp_path)), disclosure=load_disclosure_policy(tmp_path)
+    )
+
+    output = await agents_tool_output(
+        search, "What are Minji's salary expectations?", "salary expectations"
+    )
+
+    assert output.startswith("Minji Kim prefers to discuss compensation directly")
+    assert "98,000,000" not in output

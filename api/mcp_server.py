@@ -242,6 +242,7 @@ class ProfileServer(MCPServer[Any]):
             raise ToolError(UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR]) from None
         if metrics is not None:
             metrics.count_usage(answer.usage)
+            metrics.count_decline(answer.declined)
         return AnswerOut(
             answer=answer.text,
             sources=[SourceOut(**item) for item in source_items(answer.sources)],

@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.errors import ErrorCode
 from domain.models import Usage
+from domain.protected import TAXONOMY
 from settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -253,12 +254,21 @@ class Metrics:
             registry=registry,
         )
         self.open_streams = Gauge("open_streams", "Answer streams open now.", registry=registry)
+        self.declined = Counter(
+            "declined_questions",
+            "Questions declined before any engine: by protected category (docs/hiring-safety.md)"
+            " or 'undisclosed' (a topic the applicant keeps private). Never the question.",
+            ("category",),
+            registry=registry,
+        )
         # Resolved once: the counters are touched on every answer.
         self._input_tokens = self.tokens.labels("input")
         self._output_tokens = self.tokens.labels("output")
         for code in ErrorCode:  # every known code shows as 0 before its first error
             if _is_upstream(code):
                 self.upstream_errors.labels(code.value)
+        for category in (*(c.id for c in TAXONOMY), "undisclosed"):
+            self.declined.labels(category)
 
     def answer_stream(self, mode: str) -> AnswerObserver:
         """Observes one streamed answer: ``with metrics.answer_stream(mode) as observed``."""
@@ -268,6 +278,11 @@ class Metrics:
         if usage is not None:
             self._input_tokens.inc(usage.input_tokens)
             self._output_tokens.inc(usage.output_tokens)
+
+    def count_decline(self, category: str | None) -> None:
+        """Count a declined question by its category (bounded: the taxonomy's ids)."""
+        if category is not None:
+            self.declined.labels(category).inc()
 
     def count_failure(self, code: ErrorCode) -> None:
         if _is_upstream(code):

@@ -84,6 +84,7 @@ async def ask_json(body: AskRequest, ask: AskDep, metrics: MetricsDep) -> Answer
         raise
     usage = answer.usage
     metrics.count_usage(usage)
+    metrics.count_decline(answer.declined)
     notice = answer.meta.notice
     return AnswerResponse(
         output_text=answer.text,

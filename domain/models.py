@@ -145,6 +145,8 @@ class CollectedAnswer:
     text_parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
+    declined: str | None = None
+    """Why no engine answered: a protected category's id, or ``undisclosed``."""
 
     @property
     def text(self) -> str:

@@ -23,7 +23,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from domain.policy import Language
 
@@ -651,8 +651,11 @@ def refers_back(question: str) -> bool:
     )
 
 
+@lru_cache(maxsize=4096)
 def screen_message(text: str) -> ProtectedCategory | None:
-    """:func:`screen` for any turn of a conversation: the service's own declines are safe."""
+    """:func:`screen` for any turn of a conversation: the service's own declines are safe.
+
+    Remembered: a conversation's stored turns are screened again at every follow-up."""
     if text.strip() in DECLINE_TEXTS:
         return None
     return screen(text)

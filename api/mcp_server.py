@@ -244,6 +244,7 @@ class ProfileServer(MCPServer[Any]):
         if metrics is not None:
             metrics.count_usage(answer.usage)
             metrics.count_usage(answer.fallback_usage)
+            metrics.count_decline(answer.declined)
         return AnswerOut(
             answer=answer.text,
             sources=[SourceOut(**item) for item in source_items(answer.sources)],

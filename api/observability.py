@@ -50,6 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from domain.errors import ErrorCode
 from domain.models import Usage
 from domain.ports import ToolServers
+from domain.protected import TAXONOMY
 from settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -265,12 +266,21 @@ class Metrics:
         )
         self._tool_servers = _ToolServerCollector()
         registry.register(self._tool_servers)
+        self.declined = Counter(
+            "declined_questions",
+            "Questions declined before any engine: by protected category (docs/hiring-safety.md)"
+            " or 'undisclosed' (a topic the applicant keeps private). Never the question.",
+            ("category",),
+            registry=registry,
+        )
         # Resolved once: the counters are touched on every answer.
         self._input_tokens = self.tokens.labels("input")
         self._output_tokens = self.tokens.labels("output")
         for code in ErrorCode:  # every known code shows as 0 before its first error
             if _is_upstream(code):
                 self.upstream_errors.labels(code.value)
+        for category in (*(c.id for c in TAXONOMY), "undisclosed"):
+            self.declined.labels(category)
 
     def watch_tool_servers(self, servers: ToolServers | None) -> None:
         """Report the health of the agents' MCP servers (MCP_SERVERS) at each scrape."""
@@ -284,6 +294,11 @@ class Metrics:
         if usage is not None:
             self._input_tokens.inc(usage.input_tokens)
             self._output_tokens.inc(usage.output_tokens)
+
+    def count_decline(self, category: str | None) -> None:
+        """Count a declined question by its category (bounded: the taxonomy's ids)."""
+        if category is not None:
+            self.declined.labels(category).inc()
 
     def count_failure(self, code: ErrorCode) -> None:
         if _is_upstream(code):

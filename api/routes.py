@@ -86,6 +86,7 @@ async def ask_json(body: AskRequest, ask: AskDep, metrics: MetricsDep) -> Answer
     usage = answer.usage
     metrics.count_usage(usage)
     metrics.count_usage(answer.fallback_usage)
+    metrics.count_decline(answer.declined)
     notice = answer.meta.notice
     return AnswerResponse(
         output_text=answer.text,

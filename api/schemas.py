@@ -134,9 +134,10 @@ class ErrorBody(BaseModel):
 class MessageOut(BaseModel):
     role: Literal["user", "assistant"]
     content: str
-    status: Literal["completed", "incomplete", "failed", "interrupted"] = Field(
+    status: Literal["completed", "incomplete", "failed", "interrupted", "declined"] = Field(
         description="For answers: `completed`; `incomplete` (the model stopped early); "
-        "`failed` (upstream error); `interrupted` (the client went away)."
+        "`failed` (upstream error); `interrupted` (the client went away); `declined` (a "
+        "question no engine answers, e.g. about a protected characteristic)."
     )
     created_at: datetime
 

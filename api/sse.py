@@ -164,6 +164,7 @@ async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator
     ``metrics`` observes the stream: time to first delta, duration and outcome (``interrupted``
     if the stream is closed before its terminal event), tokens, upstream errors.
     """
+    metrics.count_decline(stream.declined)
     with metrics.answer_stream(stream.meta.mode) as observed:
         yield meta_event(stream.meta)
         yield sources_event(stream.sources)

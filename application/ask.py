@@ -34,12 +34,14 @@ from domain.models import (
     Message,
     Notice,
     Passage,
+    RetrievedPassage,
     TextDelta,
     Usage,
     add_usage,
 )
-from domain.policy import BUDGET_SPENT, answered_offline
+from domain.policy import BUDGET_SPENT, answered_offline, detect_language
 from domain.ports import AnswerEngine, ConversationRepository, KnowledgeIndex, TokenBudget
+from domain.protected import ProtectedCategory, decline_text, refers_back, screen, screen_turns
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ def new_conversation_id() -> str:
 
 def _upstream_failure(event: AnswerEvent) -> TypeGuard[AnswerFailed]:
     return isinstance(event, AnswerFailed) and event.code.value.startswith("upstream_")
+
+
+def _protected_decline(category: ProtectedCategory, question: str) -> Decline:
+    text = decline_text(category, detect_language(question))
+    return Decline(f"protected: {category.id}", text, category.id)
 
 
 async def _declined(decline: Decline) -> AsyncGenerator[AnswerEvent, None]:
@@ -68,6 +75,8 @@ class AnswerStream:
     sources: tuple[Passage, ...]
     """What the answer may draw on, numbered from 1 in this order."""
     events: AsyncGenerator[AnswerEvent, None]
+    declined: str | None = None
+    """Why no engine answers: a protected category's id, or ``undisclosed``; for metrics."""
 
 
 class AskApplicant:
@@ -140,7 +149,7 @@ class AskApplicant:
         if conversation_id is None:
             conversation_id = self._conversation_ids()
             is_new = True
-            history = fit_history(turns_from_messages(earlier_sent), self._history_budget_chars)
+            earlier_turns = turns_from_messages(earlier_sent)
         else:
             if earlier_sent:
                 raise InvalidQuestion(
@@ -155,11 +164,24 @@ class AskApplicant:
                 raise ConversationNotFound()
             stored, turn_id = continued
             is_new = False
-            history = stored.history(self._history_budget_chars)
-        found = await self._search.search(
-            question.content, earlier=[m.content for m in history if m.role == "user"]
-        )
-        sources, decline = found.passages, found.decline
+            earlier_turns = stored.turn_pairs()
+        # Hiring-safe: no engine and no search sees a protected question, in any turn. The
+        # question is declined whole (a mixed one too); earlier turns that hold one are left
+        # out, and so is "answer my previous question" right after one.
+        screened = screen_turns(earlier_turns)
+        history = fit_history(screened.kept, self._history_budget_chars)
+        protected = screen(question.content)
+        if protected is None and screened.latest_dropped and refers_back(question.content):
+            protected = screened.latest_dropped
+        sources: tuple[RetrievedPassage, ...] = ()
+        decline: Decline | None = None
+        if protected is not None:
+            decline = _protected_decline(protected, question.content)
+        else:
+            found = await self._search.search(
+                question.content, earlier=[m.content for m in history if m.role == "user"]
+            )
+            sources, decline = found.passages, found.decline
         if decline is not None:
             logger.info("declined a question (%s)", decline.reason)
         contact = self._knowledge.contact()
@@ -190,7 +212,10 @@ class AskApplicant:
         return AnswerStream(
             meta=meta,
             sources=tuple(hit.passage for hit in sources),
-            events=self._recorded(answer, turn_id, meta.model, None if is_new else covered),
+            events=self._recorded(
+                answer, turn_id, meta.model, None if is_new else covered, decline is not None
+            ),
+            declined=decline.category if decline is not None else None,
         )
 
     async def answer(
@@ -201,7 +226,9 @@ class AskApplicant:
     ) -> CollectedAnswer:
         """The whole answer at once; raises ``AnswerNotCompleted`` if it cannot be whole."""
         stream = await self.start(messages, model, conversation_id)
-        collected = CollectedAnswer(meta=stream.meta, sources=stream.sources)
+        collected = CollectedAnswer(
+            meta=stream.meta, sources=stream.sources, declined=stream.declined
+        )
         async with aclosing(stream.events) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
@@ -253,8 +280,10 @@ class AskApplicant:
         turn_id: int,
         model: str,
         covered: bool | None = None,
+        declined: bool = False,
     ) -> AsyncGenerator[AnswerEvent, None]:
-        """The answer stream, stored once when it ends: whole, cut short, failed or abandoned.
+        """The answer stream, stored once when it ends: whole, cut short, failed or abandoned
+        (a polite refusal, whole, is stored ``declined``).
 
         Text is gathered in memory and written in one statement, never per delta. A finished
         answer is stored before its terminal event goes out, so a client that reads the
@@ -286,6 +315,8 @@ class AskApplicant:
                         parts.append(event.text)
                     elif isinstance(event, AnswerDone):
                         status = "completed" if event.finish_reason == "stop" else "incomplete"
+                        if declined:
+                            status = "declined"
                         finish_reason, usage = event.finish_reason, add_usage(usage, event.usage)
                         await store()
                     elif isinstance(event, AnswerFailed):

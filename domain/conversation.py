@@ -11,9 +11,11 @@ from typing import Generic, Literal, TypeVar
 
 from domain.models import Message, Usage
 
-AnswerStatus = Literal["completed", "incomplete", "failed", "interrupted"]
+AnswerStatus = Literal["completed", "incomplete", "failed", "interrupted", "declined"]
 """How an answer ended: whole; cut short by the model (e.g. its token limit); failed
-upstream; or interrupted because the client went away or the server stopped."""
+upstream; interrupted because the client went away or the server stopped; or declined: the
+question was not for any engine (a protected characteristic, a topic the applicant keeps
+private), and a polite refusal was the answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +68,13 @@ class Conversation:
                 messages.append(StoredMessage("assistant", answer.text, answer.status, answered_at))
         return messages
 
+    def turn_pairs(self) -> list[tuple[str, str]]:
+        """Every (question, answer) turn, oldest first; an answer still streaming is empty."""
+        return [(t.question, t.answer.text if t.answer else "") for t in self.turns]
+
     def history(self, budget_chars: int) -> tuple[Message, ...]:
         """The latest turns that fit in ``budget_chars``, as input for the next answer."""
-        return fit_history(
-            [(t.question, t.answer.text if t.answer else "") for t in self.turns], budget_chars
-        )
+        return fit_history(self.turn_pairs(), budget_chars)
 
 
 def fit_history(pairs: Sequence[tuple[str, str]], budget_chars: int) -> tuple[Message, ...]:

@@ -167,6 +167,8 @@ class CollectedAnswer:
     finish_reason: str | None = None
     fallback_usage: Usage | None = None
     """The tokens an engine spent before it gave up and another answered."""
+    declined: str | None = None
+    """Why no engine answered: a protected category's id, or ``undisclosed``."""
 
     @property
     def text(self) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     text,
     true,
@@ -109,6 +110,9 @@ class _NewConversation:
             "covered": self.covered,
             "asked_at": self.asked_at,
         }
+
+
+_NOT_DECLINED = or_(turns.c.status.is_(None), turns.c.status != "declined")
 
 
 def _as_date(value: Any) -> date:
@@ -514,7 +518,8 @@ class SqlConversationRepository:
         )
         unanswered = (
             select(turns.c.question, turns.c.conversation_id, turns.c.asked_at)
-            .where(recent, asked, turns.c.covered.is_(False))
+            # A declined question is not a gap in the profile, whatever its coverage.
+            .where(recent, asked, turns.c.covered.is_(False), _NOT_DECLINED)
             .order_by(turns.c.asked_at.desc(), turns.c.id.desc())
             .limit(limit)
         )

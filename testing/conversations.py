@@ -139,7 +139,11 @@ class InMemoryConversations:
         )
         # Latest first; asked at the same moment, the later turn first.
         unanswered = sorted(
-            ((c, turn) for c, turn in asked if not turn.covered),
+            (
+                (c, turn)
+                for c, turn in asked
+                if not turn.covered and not (turn.answer and turn.answer.status == "declined")
+            ),
             key=lambda pair: (pair[1].asked_at, pair[1].id),
             reverse=True,
         )

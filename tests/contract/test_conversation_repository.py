@@ -526,3 +526,23 @@ async def test_an_answer_to_a_purged_conversation_is_dropped_without_error(
 
 async def test_check_passes_on_a_live_database(repository: ConversationRepository) -> None:
     await repository.check()
+
+
+async def test_a_declined_question_is_stored_declined_and_never_listed_as_a_gap(
+    repository: ConversationRepository, clock: Clock
+) -> None:
+    turn_id = await repository.begin_turn(
+        "d1", "Is she married?", covered=False, new_conversation=True
+    )
+    await repository.finish_turn(turn_id, answer("I can't answer that.", "declined"))
+    gap = await repository.begin_turn(
+        "d2", "Does she like cats?", covered=False, new_conversation=True
+    )
+    await repository.finish_turn(gap, answer())
+
+    stored = await repository.get("d1")
+    assert stored is not None
+    assert stored.turns[0].answer is not None
+    assert stored.turns[0].answer.status == "declined"
+    found = await repository.insights(clock.now - timedelta(days=1), limit=10)
+    assert [q.question for q in found.unanswered_questions] == ["Does she like cats?"]

@@ -106,7 +106,7 @@ async def test_a_protected_question_is_declined_without_passages() -> None:
 
     assert found.passages == ()
     assert found.decline is not None
-    assert found.decline.reason == "protected: marital status"
+    assert found.decline.reason == "protected: marital_status"
 
 
 async def test_an_undisclosed_topic_is_declined_in_the_applicant_s_words() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -103,9 +104,18 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        if not value.startswith(
+            ("sqlite+aiosqlite://", "postgresql+asyncpg://", "mysql+asyncmy://")
+        ):
             raise ValueError(
-                "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+                "DATABASE_URL must start with sqlite+aiosqlite://, postgresql+asyncpg:// "
+                "or mysql+asyncmy://"
+            )
+        charset = parse_qs(urlsplit(value).query).get("charset", ["utf8mb4"])
+        if value.startswith("mysql+") and charset != ["utf8mb4"]:
+            raise ValueError(
+                "DATABASE_URL: MySQL needs charset=utf8mb4 (Korean and emoji); "
+                "leave charset out or set it to utf8mb4"
             )
         return value
 

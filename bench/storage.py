@@ -7,7 +7,9 @@ variant and compares, per answer engine, the time to ``meta`` and to the first d
 - ``sqlite``: a SQLite file in a temporary folder;
 - ``postgresql``: the server at BENCH_DATABASE_URL (default: the local one), in a database
   of its own (``bench_<pid>``) created for the run and dropped at its end; skipped, with
-  the reason, if the server cannot be reached.
+  the reason, if the server cannot be reached;
+- ``mysql``: the MySQL or MariaDB server at BENCH_MYSQL_URL (default: the local one, user
+  root), likewise in a database of its own, or skipped.
 
 The ``responses`` engine relays the in-repo fake Responses API server, paced like a real
 model (20 deltas, 20 ms apart); ``offline`` answers from the documents with no model. Rate
@@ -51,6 +53,7 @@ from testing.fake_responses_api import (
 )
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench"
+DEFAULT_MYSQL_URL = "mysql+asyncmy://root@127.0.0.1:3306/bench"
 QUESTIONS = ["어떤 프로젝트를 했나요?", "When can she start?", "Kubernetes 경험이 있나요?"]
 FOLLOW_UPS = ["그 전에는요?", "What was her role there?", "팀 규모는 어땠나요?"]
 RUNS = ("new", "follow-up")
@@ -103,12 +106,15 @@ def serve(environment: Mapping[str, str], startup_timeout: float = 60.0) -> Iter
         yield RunningApp(server.origin, server.process, server.log_path)
 
 
-# --- PostgreSQL ------------------------------------------------------------------------------
+# --- PostgreSQL and MySQL --------------------------------------------------------------------
 
 
 async def _run_on_server(url: str, statement: str) -> None:
-    """``statement`` outside a transaction, on the server's ``postgres`` database."""
-    maintenance = create_engine(make_url(url).set(database="postgres").render_as_string(False))
+    """``statement`` outside a transaction, on PostgreSQL's ``postgres`` database (on MySQL,
+    in no database)."""
+    parsed = make_url(url)
+    server = parsed.set(database="postgres" if parsed.get_backend_name() == "postgresql" else "")
+    maintenance = create_engine(server.render_as_string(False))
     try:
         async with asyncio.timeout(10), maintenance.connect() as connection:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -119,31 +125,37 @@ async def _run_on_server(url: str, statement: str) -> None:
 
 def _quoted_database(url: str) -> str:
     name = make_url(url).database or ""
+    if make_url(url).get_backend_name() == "mysql":
+        return "`" + name.replace("`", "``") + "`"
     return '"' + name.replace('"', '""') + '"'
 
 
 @contextmanager
-def own_postgres_database(url: str) -> Iterator[str | None]:
+def own_database(url: str) -> Iterator[str | None]:
     """A new, empty database for this run on the server at ``url``; dropped at the end.
 
     Named after the URL's database and this process, so runs at the same time do not empty
     each other's tables. Yields its URL, or None (with the reason printed) if unreachable.
     """
     parsed = make_url(url)
+    kind = parsed.get_backend_name()
     own = parsed.set(database=f"{parsed.database or 'bench'}_{os.getpid()}")
     own_url = own.render_as_string(False)
     quoted = _quoted_database(own_url)
+    drop = f"DROP DATABASE IF EXISTS {quoted}" + (" WITH (FORCE)" if kind == "postgresql" else "")
+    create = f"CREATE DATABASE {quoted}" + (" CHARACTER SET utf8mb4" if kind == "mysql" else "")
     try:
-        asyncio.run(_run_on_server(own_url, f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-        asyncio.run(_run_on_server(own_url, f"CREATE DATABASE {quoted}"))
+        asyncio.run(_run_on_server(own_url, drop))
+        asyncio.run(_run_on_server(own_url, create))
     except Exception as error:
-        print(f"postgresql skipped: not reachable at {url} ({type(error).__name__}: {error})")
+        shown = parsed.render_as_string(hide_password=True)
+        print(f"{kind} skipped: not reachable at {shown} ({type(error).__name__}: {error})")
         yield None
         return
     try:
         yield own_url
     finally:
-        asyncio.run(_run_on_server(own_url, f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        asyncio.run(_run_on_server(own_url, drop))
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -300,10 +312,17 @@ def main() -> None:
     parser.add_argument(
         "--postgres-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_POSTGRES_URL)
     )
+    parser.add_argument("--mysql-url", default=os.environ.get("BENCH_MYSQL_URL", DEFAULT_MYSQL_URL))
+    parser.add_argument(
+        "--storages", default="sqlite,postgresql,mysql", help="comma-separated, beside none"
+    )
     args = parser.parse_args()
     engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
     if not engines or not set(engines) <= {"responses", "offline"}:
         parser.error("--engines takes responses and/or offline")
+    wanted = [storage.strip() for storage in args.storages.split(",") if storage.strip()]
+    if not set(wanted) <= {"sqlite", "postgresql", "mysql"}:
+        parser.error("--storages takes sqlite, postgresql and/or mysql")
     if args.turns < 2:
         parser.error("--turns must be at least 2: a conversation needs a follow-up")
 
@@ -311,8 +330,17 @@ def main() -> None:
     # stop and the database is dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with ExitStack() as stack:
-        postgres_url = stack.enter_context(own_postgres_database(args.postgres_url))
-        storages = ["none", "sqlite"] + (["postgresql"] if postgres_url else [])
+        servers = {"postgresql": args.postgres_url, "mysql": args.mysql_url}
+        urls: dict[str, str | None] = {
+            kind: stack.enter_context(own_database(url))
+            for kind, url in servers.items()
+            if kind in wanted
+        }
+        storages = ["none"] + [
+            kind
+            for kind in ("sqlite", "postgresql", "mysql")
+            if kind in wanted and (kind == "sqlite" or urls.get(kind))
+        ]
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-storage-")))
 
         scenario = Scenario(
@@ -337,7 +365,8 @@ def main() -> None:
                     "none": {"BENCH_STORAGE": "none"},
                     # One SQLite file per app, as each deployment has its own.
                     "sqlite": {"DATABASE_URL": f"sqlite+aiosqlite:///{folder / f'{engine}.db'}"},
-                    "postgresql": {"DATABASE_URL": postgres_url or ""},
+                    "postgresql": {"DATABASE_URL": urls.get("postgresql") or ""},
+                    "mysql": {"DATABASE_URL": urls.get("mysql") or ""},
                 }[storage]
                 environment = {
                     "LOG_LEVEL": "warning",

@@ -113,6 +113,16 @@ def turns_from_messages(messages: Sequence[Message]) -> list[tuple[str, str]]:
 
 T = TypeVar("T")
 _NOT_WORD = re.compile(r"[^\w]+")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` as every store keeps it: NUL, which PostgreSQL refuses in text, dropped; a lone
+    surrogate (a Python ``str`` holds no valid pair), which is not UTF-8, as U+FFFD.
+    Everything else, Korean, emoji and layout included, is kept exactly."""
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(lambda found: "" if found[0] == "\x00" else "\ufffd", text)
 
 
 def question_key(question: str) -> str:

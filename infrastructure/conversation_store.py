@@ -1,4 +1,5 @@
-"""Conversations in SQLite or PostgreSQL through SQLAlchemy Core; rows become domain objects."""
+"""Conversations in SQLite, PostgreSQL or MySQL through SQLAlchemy Core; rows become domain
+objects."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from domain.conversation import (
     Turn,
     UnansweredQuestion,
     question_key,
+    storable_text,
     turns_from_messages,
 )
 from domain.errors import StorageUnavailable
@@ -153,6 +155,12 @@ _INSERT_QUESTION = insert(turns).returning(turns.c.id)
 # Many questions in one statement ("insertmanyvalues"); each new conversation has one, so its
 # id tells which turn id is whose.
 _INSERT_QUESTIONS = insert(turns).returning(turns.c.id, turns.c.conversation_id)
+# MySQL has no RETURNING (MariaDB has, since 10.5; the MySQL path is the one tested on both):
+# a question's id is the connection's last insert id; a batch's are read back by conversation.
+_INSERT_QUESTION_MYSQL = insert(turns)
+_QUESTIONS_OF_MYSQL = select(turns.c.id, turns.c.conversation_id).where(
+    turns.c.conversation_id.in_(bindparam("conversation_ids", expanding=True))
+)
 _TOUCH_CONVERSATION = (
     update(conversations)
     .where(conversations.c.id == bindparam("conversation_id"))
@@ -282,8 +290,9 @@ async def _insert_question(
     connection: AsyncConnection, conversation_id: str, question: str, covered: bool, now: datetime
 ) -> int:
     """A new turn with its question and no answer yet; returns its id."""
+    mysql = connection.dialect.name == "mysql"
     result = await connection.execute(
-        _INSERT_QUESTION,
+        _INSERT_QUESTION_MYSQL if mysql else _INSERT_QUESTION,
         {
             "conversation_id": conversation_id,
             "question": question,
@@ -292,7 +301,7 @@ async def _insert_question(
             "asked_at": now,
         },
     )
-    turn_id: int = result.scalar_one()
+    turn_id: int = result.lastrowid if mysql else result.scalar_one()
     return turn_id
 
 
@@ -305,10 +314,18 @@ class SqlConversationRepository:
     def __init__(self, engine: AsyncEngine, *, now: Callable[[], datetime] = _utc_now) -> None:
         self._engine = engine
         self._now = now
-        # Reads need no transaction: no BEGIN before them, no ROLLBACK when they return.
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Reads need no transaction: no BEGIN before them, no ROLLBACK when they return. Not
+        # on MySQL, whose drivers start no transaction anyway: there, switching autocommit on
+        # and off costs a round trip each, more than the ROLLBACK it saves, and a connection
+        # the server dropped would fail in the switch, outside SQLAlchemy's error handling.
+        self._reader = (
+            engine
+            if engine.dialect.name == "mysql"
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         # Single statements need no transaction around them either.
         self._one_statement = self._reader if engine.dialect.name == "postgresql" else None
+        self._mysql = engine.dialect.name == "mysql"
         # Under a burst, new conversations and answers are written in batches.
         self._starts = GroupCommit("new conversations", self._store_starts, self._store_start)
         self._finishes = GroupCommit("answers", self._store_answers)
@@ -338,6 +355,7 @@ class SqlConversationRepository:
         new_conversation: bool,
         earlier: Sequence[Message] = (),
     ) -> int:
+        question = storable_text(question)
         if new_conversation and not earlier:
             # Alone, stored at once (on PostgreSQL in one statement); arriving while another is
             # being stored, stored with the others that wait (group commit).
@@ -354,11 +372,11 @@ class SqlConversationRepository:
                 earlier_turns = [
                     {
                         "conversation_id": conversation_id,
-                        "question": earlier_question,
+                        "question": storable_text(earlier_question),
                         "question_key": question_key(earlier_question),
                         "covered": True,
                         "asked_at": now,
-                        "answer": earlier_answer,
+                        "answer": storable_text(earlier_answer),
                         "status": "completed",
                         "answered_at": now,
                     }
@@ -390,11 +408,13 @@ class SqlConversationRepository:
             await connection.execute(
                 _INSERT_CONVERSATION, [start.conversation_row() for start in batch]
             )
-            rows = (
-                await connection.execute(
-                    _INSERT_QUESTIONS, [start.question_row() for start in batch]
-                )
-            ).all()
+            questions = [start.question_row() for start in batch]
+            if self._mysql:
+                await connection.execute(_INSERT_QUESTION_MYSQL, questions)
+                ids = {"conversation_ids": [start.conversation_id for start in batch]}
+                rows = (await connection.execute(_QUESTIONS_OF_MYSQL, ids)).all()
+            else:
+                rows = (await connection.execute(_INSERT_QUESTIONS, questions)).all()
         turn_ids = {row.conversation_id: row.id for row in rows}
         return [turn_ids[start.conversation_id] for start in batch]
 
@@ -402,6 +422,7 @@ class SqlConversationRepository:
     async def continue_conversation(
         self, conversation_id: str, question: str
     ) -> tuple[Conversation, int] | None:
+        question = storable_text(question)
         parameters = {
             "conversation_id": conversation_id,
             "question": question,
@@ -420,13 +441,19 @@ class SqlConversationRepository:
                 head_row.new_turn_id,
             )
         async with self._engine.begin() as connection:
-            turn_id = (await connection.execute(_ASK_IN_CONVERSATION, parameters)).scalar()
+            if self._mysql:
+                turn_id = await self._ask_in_conversation_mysql(connection, parameters)
+            else:
+                turn_id = (await connection.execute(_ASK_IN_CONVERSATION, parameters)).scalar()
             if turn_id is None:
                 return None
-            # The question is the conversation's latest activity, as on PostgreSQL (``_HEAD``).
-            await connection.execute(
-                _TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": parameters["now"]}
-            )
+            if not self._mysql:
+                # The question is the conversation's latest activity, as on PostgreSQL
+                # (``_HEAD``).
+                await connection.execute(
+                    _TOUCH_CONVERSATION,
+                    {"conversation_id": conversation_id, "now": parameters["now"]},
+                )
             rows = (
                 await connection.execute(
                     _CONVERSATION_BEFORE_TURN,
@@ -436,6 +463,25 @@ class SqlConversationRepository:
         earlier = tuple(_turn(row) for row in rows if row.id is not None)
         return Conversation(conversation_id, rows[0].conversation_created_at, earlier), turn_id
 
+    @staticmethod
+    async def _ask_in_conversation_mysql(
+        connection: AsyncConnection, parameters: dict[str, Any]
+    ) -> int | None:
+        """The conversation touched first, then the question added: its row locked before the
+        new turn's foreign key reads it. The other order (INSERT ... SELECT, then UPDATE)
+        deadlocks InnoDB's concurrent follow-ups, each holding a shared lock the other's UPDATE
+        waits for."""
+        touched = await connection.execute(_TOUCH_CONVERSATION, parameters)
+        if touched.rowcount == 0:  # rows matched: SQLAlchemy asks MySQL for FOUND_ROWS
+            return None
+        return await _insert_question(
+            connection,
+            parameters["conversation_id"],
+            parameters["question"],
+            True,
+            parameters["now"],
+        )
+
     @_storage_errors
     async def finish_turn(
         self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
@@ -443,7 +489,7 @@ class SqlConversationRepository:
         usage = answer.usage
         parameters: dict[str, Any] = {
             "turn_id": turn_id,
-            "answer_text": answer.text,
+            "answer_text": storable_text(answer.text),
             "answer_status": answer.status,
             "answer_finish_reason": answer.finish_reason,
             "answer_error_code": answer.error_code,
@@ -523,9 +569,9 @@ class SqlConversationRepository:
             .order_by(turns.c.asked_at.desc(), turns.c.id.desc())
             .limit(limit)
         )
-        # Days are UTC days: SQLite stores UTC; PostgreSQL converts in the session's zone.
+        # Days are UTC days: SQLite and MySQL store UTC; PostgreSQL converts in the session's zone.
         day: ColumnElement[Any]
-        if self._engine.dialect.name == "sqlite":
+        if self._engine.dialect.name in ("sqlite", "mysql"):
             day = func.date(turns.c.answered_at)
         else:
             day = cast(func.timezone("UTC", turns.c.answered_at), Date)

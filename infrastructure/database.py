@@ -1,4 +1,4 @@
-"""The database: tables, the async engine for SQLite or PostgreSQL, and migrations."""
+"""The database: tables, the async engine for SQLite, PostgreSQL or MySQL, and migrations."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -35,6 +36,18 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant: the key of the PostgreSQL advisory lock that keeps replicas from migrating at once.
 MIGRATION_LOCK_KEY = 0x41534B  # "ASK"
+# MySQL's named lock for the same; a replica waits this long for another's migration.
+MYSQL_MIGRATION_LOCK = "ask_the_applicant.migrate"
+MYSQL_MIGRATION_LOCK_SECONDS = 300
+# MySQL: every session strict (a value too long for its column fails instead of being cut
+# short), whatever the server's default; see docs/deploy.md.
+MYSQL_SQL_MODE = (
+    "STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+# MySQL and MariaDB tables: 4-byte UTF-8 (Korean and emoji) and binary comparison, so that ids
+# and questions compare as PostgreSQL and SQLite compare them (not case- or accent-blind).
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -43,13 +56,19 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        # MySQL's DATETIME has no zone (naive UTC, as on SQLite) and whole seconds unless told.
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(self.impl)
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.replace(tzinfo=None) if dialect.name in ("sqlite", "mysql") else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -59,6 +78,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
 Identifier = BigInteger().with_variant(Integer(), "sqlite")
+# MySQL's TEXT holds 64 KiB of UTF-8 (some 21,000 Korean characters); MEDIUMTEXT 16 MiB.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 
 metadata = MetaData(
     naming_convention={
@@ -75,6 +96,7 @@ conversations = Table(
     Column("id", String(64), primary_key=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    **MYSQL_TABLE_OPTIONS,
 )
 Index("ix_conversations_updated_at", conversations.c.updated_at)
 
@@ -88,11 +110,11 @@ turns = Table(
         ForeignKey("conversations.id", ondelete="CASCADE"),
         nullable=False,
     ),
-    Column("question", Text(), nullable=False),
+    Column("question", LongText, nullable=False),
     Column("question_key", String(200), nullable=False),
     Column("covered", Boolean(), nullable=False),
     Column("asked_at", UtcDateTime(), nullable=False),
-    Column("answer", Text(), nullable=True),
+    Column("answer", LongText, nullable=True),
     Column("status", String(16), nullable=True),
     Column("finish_reason", String(32), nullable=True),
     Column("error_code", String(32), nullable=True),
@@ -101,6 +123,7 @@ turns = Table(
     Column("output_tokens", Integer(), nullable=True),
     Column("total_tokens", Integer(), nullable=True),
     Column("answered_at", UtcDateTime(), nullable=True),
+    **MYSQL_TABLE_OPTIONS,
 )
 Index("ix_turns_conversation_id_id", turns.c.conversation_id, turns.c.id)
 Index("ix_turns_asked_at", turns.c.asked_at)
@@ -129,7 +152,13 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     else:
         # No pre-ping: it would add a round trip before every question. A connection the
         # server dropped fails one call (503 storage_unavailable) and is then discarded.
+        # Recycled after 30 minutes, well within MySQL's wait_timeout (8 hours by default).
         options |= {"pool_size": 10, "max_overflow": 20, "pool_timeout": 5, "pool_recycle": 1800}
+    if url.get_backend_name() == "mysql":
+        # Korean and emoji need the 4-byte charset on the wire too, whatever the server's
+        # default; and strict mode, whatever the server's sql_mode.
+        url = url.update_query_dict({"charset": "utf8mb4"})
+        options["connect_args"] = {"init_command": f"SET SESSION sql_mode = '{MYSQL_SQL_MODE}'"}
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
@@ -147,11 +176,22 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        # Several replicas may start at once: one migrates, the others wait, then see "head".
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     from alembic import command
 
+    # Several replicas may start at once: one migrates, the others wait, then see "head".
+    if connection.dialect.name == "mysql":
+        # MySQL has no transactional DDL nor advisory locks: a named lock, held by the session
+        # until released, so released here before the connection goes back to the pool.
+        lock = {"name": MYSQL_MIGRATION_LOCK, "seconds": MYSQL_MIGRATION_LOCK_SECONDS}
+        if connection.execute(text("SELECT GET_LOCK(:name, :seconds)"), lock).scalar() != 1:
+            raise TimeoutError("another replica has been migrating the database for too long")
+        try:
+            command.upgrade(alembic_config(connection), "head")
+        finally:
+            connection.execute(text("DO RELEASE_LOCK(:name)"), lock)
+        return
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     command.upgrade(alembic_config(connection), "head")
 
 

@@ -23,6 +23,7 @@ from domain.conversation import (
     Turn,
     UnansweredQuestion,
     question_key,
+    storable_text,
     turns_from_messages,
 )
 from domain.errors import StorageUnavailable
@@ -60,6 +61,7 @@ class InMemoryConversations:
         new_conversation: bool,
         earlier: Sequence[Message] = (),
     ) -> int:
+        question = storable_text(question)
         now = self._utc_now()
         exists = conversation_id in self.conversations
         # As the database's keys do: a new conversation's id must be free, a next turn's taken.
@@ -68,8 +70,10 @@ class InMemoryConversations:
         if new_conversation:
             self.conversations[conversation_id] = Conversation(conversation_id, now)
             for earlier_question, earlier_answer in turns_from_messages(earlier):
-                answer = FinishedAnswer(earlier_answer, "completed", "")
-                turn = Turn(self._take_id(), earlier_question, now, True, answer, now)
+                answer = FinishedAnswer(storable_text(earlier_answer), "completed", "")
+                turn = Turn(
+                    self._take_id(), storable_text(earlier_question), now, True, answer, now
+                )
                 self._append(conversation_id, turn)
         turn_id = self._take_id()
         self._append(conversation_id, Turn(turn_id, question, now, covered))
@@ -84,13 +88,14 @@ class InMemoryConversations:
             return None
         now = self._utc_now()
         turn_id = self._take_id()
-        self._append(conversation_id, Turn(turn_id, question, now, True))
+        self._append(conversation_id, Turn(turn_id, storable_text(question), now, True))
         self._updated_at[conversation_id] = now
         return before, turn_id
 
     async def finish_turn(
         self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
     ) -> None:
+        answer = replace(answer, text=storable_text(answer.text))
         self.finished.append((turn_id, answer))
         now = self._utc_now()
         for conversation_id, conversation in self.conversations.items():

@@ -68,6 +68,7 @@ IMPLEMENTATIONS: dict[str, OpenRepository] = {
     "memory": _in_memory,
     "sqlite": _sql_on("sqlite"),
     "postgresql": _sql_on("postgresql"),
+    "mysql": _sql_on("mysql"),
 }
 
 
@@ -145,6 +146,55 @@ async def test_korean_text_emoji_and_layout_round_trip_exactly(
     assert summary.first_question == "안녕하세요 👋"
     found = await repository.insights(stored.created_at, limit=10)
     assert {q.question for q in found.top_questions} == {"안녕하세요 👋", question, "그 다음은? 🤔"}
+
+
+async def test_the_longest_questions_and_answers_fit_whole(
+    repository: ConversationRepository,
+) -> None:
+    # MAX_INPUT_CHARS allows 100,000 characters: in Korean, 300 KB of UTF-8 (MySQL's TEXT
+    # holds 64 KB). Answers and a client's earlier turns can be longer still.
+    question = ("경력 🚀" * 25_000)[:100_000]
+    text = "한빛페이에서 결제 시스템을 이끌었습니다. 💳\n" * 10_000
+    earlier = [Message("user", "이전 질문"), Message("assistant", text)]
+    first = await repository.begin_turn(
+        "long", question, covered=True, new_conversation=True, earlier=earlier
+    )
+    await repository.finish_turn(first, answer(text))
+    stored = await repository.get("long")
+    assert stored is not None
+    assert exchanges(stored) == [("이전 질문", text), (question, text)]
+
+
+async def test_nul_and_lone_surrogates_are_stored_as_every_store_can_keep_them(
+    repository: ConversationRepository,
+) -> None:
+    # NUL (PostgreSQL refuses it in text) is dropped; a lone surrogate (not UTF-8) becomes
+    # U+FFFD. A request cannot carry either in valid JSON text, but an engine's answer or a
+    # future client might: the store must not fail on them.
+    earlier = [Message("user", "hi\x00?"), Message("assistant", "hel\ud83dlo")]
+    first = await repository.begin_turn(
+        "odd", "경력\x00은? \udc80 🚀", covered=True, new_conversation=True, earlier=earlier
+    )
+    await repository.finish_turn(first, answer("약 8\x00년 \ud800입니다 👍"))
+    continued = await repository.continue_conversation("odd", "그\x00리고\udfff?")
+    assert continued is not None
+    stored = await repository.get("odd")
+    assert stored is not None
+    assert exchanges(stored) == [
+        ("hi?", "hel\ufffdlo"),
+        ("경력은? \ufffd 🚀", "약 8년 \ufffd입니다 👍"),
+        ("그리고\ufffd?", None),
+    ]
+
+
+async def test_conversation_ids_differ_by_case(repository: ConversationRepository) -> None:
+    await repository.begin_turn("Case", "upper?", covered=True, new_conversation=True)
+    await repository.begin_turn("case", "lower?", covered=True, new_conversation=True)
+    upper, lower = await repository.get("Case"), await repository.get("case")
+    assert upper is not None
+    assert lower is not None
+    assert (upper.turns[0].question, lower.turns[0].question) == ("upper?", "lower?")
+    assert await listed(repository) == ["Case", "case"]
 
 
 async def test_unknown_conversation_is_none(repository: ConversationRepository) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import RunningFake, Scenario
+from tests.databases import empty_database
 from tests.e2e.conftest import sqlite_url
 from tests.sse_client import Answer, ask, parse_sse
 
@@ -129,3 +131,37 @@ def test_answer_in_flight_during_shutdown_ends_with_an_error_and_is_kept(
         stored = restarted.stored_messages(answer.data_of("meta")["conversation_id"])
     assert (stored[-1]["role"], stored[-1]["content"]) == ("assistant", "Half an answer")
     assert stored[-1]["status"] == "failed"
+
+
+def test_a_conversation_on_mysql_keeps_korean_and_emoji_exactly(
+    fake_upstream: RunningFake, tmp_path: Path
+) -> None:
+    """The app on MySQL (MariaDB here and in CI): migrated at start-up, a Korean question with
+    emoji answered in Korean with emoji, a follow-up, everything read back as it was sent,
+    and again after a restart."""
+    database_url = asyncio.run(empty_database("mysql", tmp_path))
+    fake_upstream.api.reset()
+    environment = {
+        "OPENAI_API_KEY": "sk-test-mysql",
+        "OPENAI_BASE_URL": fake_upstream.base_url,
+        "UPSTREAM_MAX_RETRIES": "0",
+        "SEMANTIC_SEARCH": "false",
+        "DATABASE_URL": database_url,
+    }
+    question = "민지 님의 가장 큰 성과는? 🚀 👩‍💻 (café)"
+    deltas = ["한빛페이에서 ", "결제 플랫폼을 ", "이끌었습니다 💳👍🏽\n\n- 지연 ", "40% 감소 🇰🇷"]
+    with run_app(environment) as app:
+        fake_upstream.api.enqueue(Scenario(deltas=deltas))
+        first = ask(app, {"input": question})
+        assert first.terminal == "done"
+        assert first.text == "".join(deltas)
+        conversation_id = first.data_of("meta")["conversation_id"]
+        fake_upstream.api.enqueue(Scenario(deltas=["그 전에는 ", "소라물류 📦"]))
+        second = ask(app, {"input": "그 전에는요? 🤔", "conversation_id": conversation_id})
+        assert second.terminal == "done"
+        expected = [question, "".join(deltas), "그 전에는요? 🤔", "그 전에는 소라물류 📦"]
+        assert [m["content"] for m in app.wait_for_messages(conversation_id, 4)] == expected
+    with run_app({**environment, "ENGINE": "offline"}) as restarted:
+        stored = restarted.stored_messages(conversation_id)
+    assert [m["content"] for m in stored] == expected
+    assert [m["status"] for m in stored if m["role"] == "assistant"] == ["completed"] * 2

@@ -1,5 +1,5 @@
-"""The SQL conversation repository on SQLite and on the real PostgreSQL server: what only SQL
-has (migrations, rows, batched writes, a server that cannot be reached).
+"""The SQL conversation repository on SQLite and on the real PostgreSQL and MySQL servers: what
+only SQL has (migrations, rows, batched writes, a server that cannot be reached).
 
 What every ``ConversationRepository`` promises is in ``tests/contract``.
 """
@@ -26,7 +26,7 @@ from domain.models import Usage
 from domain.ports import ConversationRepository
 from infrastructure.conversation_store import SqlConversationRepository
 from infrastructure.database import create_engine, metadata, migrate
-from tests.databases import POSTGRES_URL, empty_database
+from tests.databases import MYSQL_URL, POSTGRES_URL, empty_database
 
 
 @pytest.fixture
@@ -65,6 +65,48 @@ async def test_migrations_build_the_schema_from_an_empty_database(database_url: 
         assert {"conversations", "turns", "alembic_version"} <= tables
         assert drift == [], "the tables in code and the migrations disagree"
         assert version == "0001"
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+async def test_replicas_starting_together_migrate_one_at_a_time(kind: str, tmp_path: Path) -> None:
+    url = await empty_database(kind, tmp_path)
+    engines = [create_engine(url) for _ in range(4)]
+    try:
+        # Without the lock, two would both create the tables and all but one fail.
+        await asyncio.gather(*(migrate(engine) for engine in engines))
+        async with engines[0].connect() as connection:
+            versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            assert versions.scalars().all() == ["0001"]
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_mysql_tables_keep_korean_and_emoji_and_compare_exactly(tmp_path: Path) -> None:
+    engine = create_engine(await empty_database("mysql", tmp_path))
+    try:
+        await migrate(engine)
+        async with engine.connect() as connection:
+            tables = (
+                await connection.execute(
+                    text(
+                        "SELECT table_name, table_collation FROM information_schema.tables"
+                        " WHERE table_schema = DATABASE()"
+                        " AND table_name IN ('conversations', 'turns')"
+                    )
+                )
+            ).all()
+            session = (
+                await connection.execute(text("SELECT @@character_set_client, @@sql_mode"))
+            ).one()
+        assert sorted(tuple(row) for row in tables) == [
+            ("conversations", "utf8mb4_bin"),
+            ("turns", "utf8mb4_bin"),
+        ]
+        assert session[0] == "utf8mb4"
+        assert "STRICT_TRANS_TABLES" in session[1].split(",")
     finally:
         await engine.dispose()
 
@@ -117,11 +159,13 @@ def test_every_method_of_the_port_is_called_against_an_unreachable_database() ->
 
 @asynccontextmanager
 async def unreachable_engine(kind: str, folder: Path) -> AsyncIterator[AsyncEngine]:
-    """An engine whose database cannot be reached: a PostgreSQL port nobody listens on, or a
-    SQLite file whose folder went away (an unmounted volume)."""
+    """An engine whose database cannot be reached: a PostgreSQL or MySQL port nobody listens
+    on, or a SQLite file whose folder went away (an unmounted volume)."""
     threads = set(threading.enumerate())
     if kind == "postgresql":
         engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test")
+    elif kind == "mysql":
+        engine = create_engine("mysql+asyncmy://root@127.0.0.1:1/test")
     else:
         engine = create_engine(f"sqlite+aiosqlite:///{folder / 'gone' / 'conversations.db'}")
         (folder / "gone").rmdir()
@@ -138,7 +182,7 @@ async def unreachable_engine(kind: str, folder: Path) -> AsyncIterator[AsyncEngi
 
 
 @pytest.mark.parametrize("method", PORT_CALLS)
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
 async def test_every_method_reports_an_unreachable_database_as_storage_unavailable(
     kind: str, method: str, tmp_path: Path
 ) -> None:
@@ -147,26 +191,45 @@ async def test_every_method_reports_an_unreachable_database_as_storage_unavailab
             await PORT_CALLS[method](SqlConversationRepository(engine))
 
 
-@pytest.mark.parametrize("method", PORT_CALLS)
-async def test_a_connection_the_server_dropped_fails_one_call_then_the_store_recovers(
-    method: str, tmp_path: Path
-) -> None:
-    engine = create_engine(await empty_database("postgresql", tmp_path))
+async def _drop_other_connections(kind: str) -> None:
+    """What a server restart, a failover or MySQL's ``wait_timeout`` does to pooled
+    connections."""
+    admin = create_engine(POSTGRES_URL if kind == "postgresql" else MYSQL_URL)
     try:
-        await migrate(engine)
-        repository = SqlConversationRepository(engine)
-        await repository.check()  # a connection waits in the pool
-        admin = create_engine(POSTGRES_URL)
-        try:
-            async with admin.connect() as connection:
+        async with admin.connect() as connection:
+            if kind == "postgresql":
                 await connection.execute(
                     text(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                     )
                 )
-        finally:
-            await admin.dispose()
+                return
+            others = (
+                await connection.execute(
+                    text(
+                        "SELECT id FROM information_schema.processlist"
+                        " WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                    )
+                )
+            ).scalars()
+            for connection_id in others.all():
+                await connection.execute(text(f"KILL CONNECTION {int(connection_id)}"))
+    finally:
+        await admin.dispose()
+
+
+@pytest.mark.parametrize("method", PORT_CALLS)
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+async def test_a_connection_the_server_dropped_fails_one_call_then_the_store_recovers(
+    kind: str, method: str, tmp_path: Path
+) -> None:
+    engine = create_engine(await empty_database(kind, tmp_path))
+    try:
+        await migrate(engine)
+        repository = SqlConversationRepository(engine)
+        await repository.check()  # a connection waits in the pool
+        await _drop_other_connections(kind)
         with pytest.raises(StorageUnavailable):
             await PORT_CALLS[method](repository)
         await repository.check()

@@ -58,3 +58,30 @@ def test_responses_engine_without_an_endpoint_is_refused() -> None:
 def test_missing_knowledge_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="KNOWLEDGE_DIR"):
         settings(knowledge_dir=tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite:///data/a.db",
+        "postgresql+asyncpg://ask:pw@db:5432/ask",
+        "mysql+asyncmy://ask:pw@db:3306/ask",
+        "mysql+asyncmy://ask:pw@db:3306/ask?charset=utf8mb4",
+    ],
+)
+def test_each_supported_database_url_is_accepted(url: str) -> None:
+    assert settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql+aiomysql://ask:pw@db/ask", "must start with"),
+        ("mysql://ask:pw@db/ask", "must start with"),
+        ("mysql+asyncmy://ask:secret-pw@db/ask?charset=utf8", "MySQL needs charset=utf8mb4"),
+    ],
+)
+def test_an_unsupported_database_url_is_refused_naming_the_variable(url: str, message: str) -> None:
+    with pytest.raises(ValidationError, match="DATABASE_URL") as refused:
+        settings(database_url=url)
+    assert message in str(refused.value)

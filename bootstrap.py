@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -20,23 +21,27 @@ from api.container import Container
 from application.ask import AskApplicant
 from application.review import ReviewConversations
 from application.search import SearchProfile
+from application.spool import SpooledAnswers
 from common.lifecycle import Lifecycle
 from domain.disclosure import DisclosurePolicy
 from domain.ports import (
     AnswerEngine,
+    AnswerSpool,
     ConversationRepository,
     KnowledgeIndex,
     ProfileSearch,
     SemanticSearch,
     TokenBudget,
 )
+from infrastructure.answer_spool import SqliteAnswerSpool
 from infrastructure.budget import MemoryTokenBudget
 from infrastructure.conversation_store import SqlConversationRepository
-from infrastructure.database import create_engine, migrate
+from infrastructure.database import MIGRATION_TIMEOUT_SECONDS, create_engine, migrate
 from infrastructure.disclosure_file import PolicyFileError, load_disclosure_policy
 from infrastructure.knowledge_live import LiveKnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
-from infrastructure.rate_limit import build_rate_limiter
+from infrastructure.rate_limit import build_rate_limiter, redis_breaker
+from infrastructure.redis_breaker import RedisBreaker
 from settings import Settings
 
 # The optional adapters are imported where their setting selects them, so a service that
@@ -61,6 +66,7 @@ def create_app(
     knowledge: KnowledgeIndex | None = None,
     engine: AnswerEngine | None = None,
     conversations: ConversationRepository | None = None,
+    spool: AnswerSpool | None = None,
 ) -> FastAPI:
     """The app for ``settings``; the keyword arguments replace the configured adapters."""
 
@@ -70,6 +76,7 @@ def create_app(
             knowledge=knowledge,
             engine=engine,
             conversations=conversations,
+            spool=spool,
             lifecycle=lifecycle,
         )
 
@@ -114,17 +121,34 @@ async def bootstrap(
     knowledge: KnowledgeIndex | None = None,
     engine: AnswerEngine | None = None,
     conversations: ConversationRepository | None = None,
+    spool: AnswerSpool | None = None,
     lifecycle: Lifecycle | None = None,
 ) -> AsyncIterator[Container]:
-    """Build every adapter, yield them wired, and close what they opened."""
+    """Build every adapter, yield them wired, and close what they opened.
+
+    The answer spool (ANSWER_SPOOL) comes with the SQL store: with ``conversations`` given
+    (a test's store in memory) there is none unless ``spool`` is given too.
+    """
     lifecycle = lifecycle or Lifecycle(settings.shutdown_grace_seconds)
     async with AsyncExitStack() as stack:
         if conversations is None:
-            database = create_engine(settings.database_url)
-            stack.push_async_callback(database.dispose)
             if settings.migrate_on_start:
-                await migrate(database)
-            conversations = SqlConversationRepository(database)
+                await _migrate(settings)
+            database = create_engine(
+                settings.database_url, timeout=settings.database_timeout_seconds
+            )
+            stack.push_async_callback(database.dispose)
+            conversations = SqlConversationRepository(
+                database,
+                # A terminal event waits for its answer's write; past this, the spool takes it.
+                finish_timeout=2 * settings.database_timeout_seconds,
+            )
+            if spool is None:
+                spool = _answer_spool(settings, stack)
+        spooled = SpooledAnswers(conversations, spool) if spool is not None else None
+        if spooled is not None:
+            # Written back at start-up, and after each answer the store could not take.
+            _run_in_background(stack, spooled.write_back_continually(), "write-back-answers")
         if knowledge is None:
             knowledge = await LiveKnowledgeIndex.open(settings.knowledge_dir)
             logger.info(
@@ -154,7 +178,8 @@ async def bootstrap(
                 engine = _model_engine(settings, client, search, lifecycle, mcp_servers)
             else:
                 engine = offline
-        budget = await stack.enter_async_context(_token_budget(settings))
+        breaker = redis_breaker(settings)  # one for every Redis client of the process
+        budget = await stack.enter_async_context(_token_budget(settings, breaker))
         logger.info("answer engine: %s", engine.mode)
         ask = AskApplicant(
             knowledge,
@@ -169,12 +194,13 @@ async def bootstrap(
             fall_back_on_failure=settings.fallback_to_offline,
             accepting_questions=lambda: not lifecycle.draining,
             search=search,
+            spooled=spooled,
         )
         review = ReviewConversations(
             conversations, retention_days=settings.conversation_retention_days
         )
         _run_in_background(stack, _purge_periodically(review), "purge-conversations")
-        rate_limiter = build_rate_limiter(settings)
+        rate_limiter = build_rate_limiter(settings, breaker)
         if rate_limiter is not None:
             stack.push_async_callback(rate_limiter.close)
         yield Container(
@@ -282,8 +308,38 @@ def _disclosure_policy(settings: Settings) -> DisclosurePolicy:
     return policy
 
 
+async def _migrate(settings: Settings) -> None:
+    """Migrations on an engine of their own: they may take longer than DATABASE_TIMEOUT_SECONDS
+    (or wait for another replica's)."""
+    migrator = create_engine(settings.database_url, timeout=MIGRATION_TIMEOUT_SECONDS)
+    try:
+        await migrate(migrator)
+    finally:
+        await migrator.dispose()
+
+
+def _answer_spool(settings: Settings, stack: AsyncExitStack) -> AnswerSpool | None:
+    """The spool at ANSWER_SPOOL; none (and an error logged) if it cannot be opened, so that
+    a read-only disk does not stop the service: answers are then lost only if the database
+    also fails when they end."""
+    try:
+        spool = SqliteAnswerSpool.open(settings.answer_spool)
+    except (OSError, sqlite3.Error) as error:
+        logger.error(
+            "ANSWER_SPOOL %s cannot be written (%s): answers the database cannot take when "
+            "they end will be lost; give it a writable volume",
+            settings.answer_spool,
+            type(error).__name__,
+        )
+        return None
+    stack.callback(spool.close)
+    return spool
+
+
 @asynccontextmanager
-async def _token_budget(settings: Settings) -> AsyncIterator[TokenBudget | None]:
+async def _token_budget(
+    settings: Settings, breaker: RedisBreaker
+) -> AsyncIterator[TokenBudget | None]:
     """DAILY_TOKEN_BUDGET, shared through Redis when REDIS_URL is set."""
     if settings.daily_token_budget <= 0:
         yield None
@@ -295,10 +351,13 @@ async def _token_budget(settings: Settings) -> AsyncIterator[TokenBudget | None]
         from infrastructure.budget import RedisTokenBudget
 
         redis = Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+            decode_responses=True,
         )
         try:
-            yield RedisTokenBudget(redis, settings.daily_token_budget)
+            yield RedisTokenBudget(redis, settings.daily_token_budget, breaker=breaker)
         finally:
             await redis.aclose()
 

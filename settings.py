@@ -47,10 +47,17 @@ class Settings(BaseSettings):
     history_budget_chars: int = Field(default=12_000, ge=0, le=1_000_000)
     admin_token: SecretStr | None = None
     conversation_retention_days: int = Field(default=90, ge=0, le=36_500)
+    # Every statement, connection and pool checkout: a frozen database is a 503, not a hang.
+    database_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Answers the database could not take when their stream ended, kept until it can.
+    answer_spool: Path = Path("data/answer-spool.sqlite3")
     # Holding up in public: abuse limits, upstream faults, shutdown, observability.
     rate_limit_per_minute: int = Field(default=20, ge=0, le=100_000)
     trusted_proxies: CommaSeparated = ()
     redis_url: str | None = None
+    # Each Redis call; after a failure every Redis client skips Redis this long (one breaker).
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    redis_retry_after_seconds: float = Field(default=10.0, gt=0, le=3600)
     daily_token_budget: int = Field(default=0, ge=0)
     upstream_total_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
     fallback_to_offline: bool = True

@@ -11,7 +11,14 @@ from dataclasses import dataclass, replace
 from typing import TypeGuard
 
 from application.search import SearchProfile
-from domain.conversation import AnswerStatus, FinishedAnswer, fit_history, turns_from_messages
+from application.spool import SpooledAnswers
+from domain.conversation import (
+    AnswerStatus,
+    FinishedAnswer,
+    PendingAnswer,
+    fit_history,
+    turns_from_messages,
+)
 from domain.disclosure import Decline
 from domain.errors import (
     UPSTREAM_MESSAGES,
@@ -91,6 +98,8 @@ class AskApplicant:
     token ``budget`` is spent, and (with ``fall_back_on_failure``) when the main engine fails
     before sending any text. The grounding, and whether a question is declined, come from
     ``search`` (the profile's lexical search with the default disclosure policy if none).
+    An answer the store cannot take when its stream ends goes to ``spooled``, to be written
+    when the store is back; its tokens count against the ``budget`` all the same.
     """
 
     def __init__(
@@ -109,7 +118,9 @@ class AskApplicant:
         fall_back_on_failure: bool = False,
         accepting_questions: Callable[[], bool] = lambda: True,
         search: SearchProfile | None = None,
+        spooled: SpooledAnswers | None = None,
     ) -> None:
+        self._spooled = spooled
         self._knowledge = knowledge
         self._search = search or SearchProfile(knowledge)
         self._engine = engine
@@ -300,13 +311,22 @@ class AskApplicant:
             nonlocal stored
             stored = True
             answer = FinishedAnswer("".join(parts), status, model, finish_reason, error_code, usage)
+            # The tokens were spent, whatever becomes of the answer's record.
+            if usage is not None and self._budget is not None:
+                try:
+                    await self._budget.spend(usage.total_tokens)
+                except Exception as error:
+                    logger.error(
+                        "could not count the tokens of turn %s: %s", turn_id, type(error).__name__
+                    )
             try:
                 await self._conversations.finish_turn(turn_id, answer, covered)
-                if usage is not None and self._budget is not None:
-                    await self._budget.spend(usage.total_tokens)
             except Exception as error:
-                # The recruiter already has the answer; losing its record must not break it.
+                # The recruiter already has the answer: it is kept on local disk until the
+                # store is back (``SpooledAnswers``), and the stream ends as it would have.
                 logger.error("could not store answer of turn %s: %s", turn_id, type(error).__name__)
+                if self._spooled is not None:
+                    await self._spooled.keep(PendingAnswer(turn_id, answer, covered))
 
         try:
             async with aclosing(produced) as events:

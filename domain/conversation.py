@@ -31,6 +31,17 @@ class FinishedAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingAnswer:
+    """An answer the conversation store could not take when its stream ended, kept aside
+    (``AnswerSpool``) until it can be written to its turn."""
+
+    turn_id: int
+    answer: FinishedAnswer
+    covered: bool | None = None
+    """A follow-up's coverage, known only with its answer; ``None`` leaves the turn's as is."""
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """One question and its answer; ``answer`` is ``None`` while the answer is streaming."""
 

@@ -13,6 +13,7 @@ from domain.conversation import (
     FinishedAnswer,
     Insights,
     Page,
+    PendingAnswer,
 )
 from domain.disclosure import Decline
 from domain.models import (
@@ -149,6 +150,29 @@ class ConversationRepository(Protocol):
 
     async def check(self) -> None:
         """Raise if the store cannot be used."""
+        ...
+
+
+class AnswerSpool(Protocol):
+    """A durable place on local disk for answers the conversation store could not take when
+    their stream ended (the database down or frozen), until it can: an answer delivered is an
+    answer stored. What it holds survives a restart of the process.
+
+    Keyed by turn: keeping a turn's answer again replaces it, so writing one back twice (the
+    store's write landed after all, then the replay) changes nothing.
+    """
+
+    async def keep(self, pending: PendingAnswer) -> None:
+        """Hold ``pending`` durably (on disk when this returns); must complete even while the
+        calling task is being cancelled, as ``finish_turn`` must."""
+        ...
+
+    async def oldest(self, limit: int) -> Sequence[PendingAnswer]:
+        """At most ``limit`` of the answers held, the first kept first."""
+        ...
+
+    async def forget(self, turn_ids: Sequence[int]) -> None:
+        """Drop the answers of ``turn_ids``: they are in the conversation store now."""
         ...
 
 

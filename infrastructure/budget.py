@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from infrastructure.redis_breaker import RedisBreaker, RedisSkipped
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -52,35 +54,56 @@ class RedisTokenBudget:
     """A count shared by every replica through Redis (``INCRBY`` on a key per UTC day).
 
     If Redis cannot be reached, answers go on (the cap is not enforced meanwhile) and a
-    warning is logged: the budget protects the bill, not the service's availability.
+    warning is logged: the budget protects the bill, not the service's availability. Calls go
+    through the ``breaker`` every Redis client shares, so a Redis that is down or frozen costs
+    one short timeout, not one per call. Tokens that could not be counted are added to the
+    next count that can.
     """
 
     def __init__(
-        self, redis: Redis, daily_tokens: int, today: Callable[[], date] = utc_today
+        self,
+        redis: Redis,
+        daily_tokens: int,
+        today: Callable[[], date] = utc_today,
+        *,
+        breaker: RedisBreaker | None = None,
     ) -> None:
         self._redis = redis
         self._daily_tokens = daily_tokens
         self._today = today
+        self._breaker = breaker or RedisBreaker()
+        self._uncounted = 0
+        """Tokens spent while Redis could not be reached, to count when it can."""
 
     def _key(self) -> str:
         return f"{KEY_PREFIX}{self._today().isoformat()}"
 
     async def exhausted(self) -> bool:
         try:
-            spent = await self._redis.get(self._key())
+            spent = await self._breaker.call(lambda: self._redis.get(self._key()))
+        except RedisSkipped:
+            return False
         except Exception as error:
             logger.warning("token budget unavailable: %s", type(error).__name__)
             return False
         return int(spent or 0) >= self._daily_tokens
 
     async def spend(self, tokens: int) -> None:
+        tokens = max(tokens, 0) + self._uncounted
         if tokens <= 0:
             return
+        self._uncounted = 0
         key = self._key()
-        try:
+
+        async def count() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incrby(key, tokens)
                 pipe.expire(key, KEY_TTL_SECONDS)
                 await pipe.execute()
+
+        try:
+            await self._breaker.call(count)
         except Exception as error:
-            logger.warning("could not count %d tokens: %s", tokens, type(error).__name__)
+            self._uncounted += tokens
+            if not isinstance(error, RedisSkipped):
+                logger.warning("could not count %d tokens yet: %s", tokens, type(error).__name__)

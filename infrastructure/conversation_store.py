@@ -309,11 +309,20 @@ class SqlConversationRepository:
     """``ConversationRepository`` on an ``AsyncEngine``: one short transaction per call.
 
     ``now`` tells the time every row is stamped with; tests pass a clock they move.
+    ``finish_timeout`` bounds how long ``finish_turn`` waits for its write (a terminal event
+    waits for it); past it, ``StorageUnavailable`` lets the caller keep the answer elsewhere.
     """
 
-    def __init__(self, engine: AsyncEngine, *, now: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        now: Callable[[], datetime] = _utc_now,
+        finish_timeout: float = FINISH_TIMEOUT_SECONDS,
+    ) -> None:
         self._engine = engine
         self._now = now
+        self._finish_timeout = finish_timeout
         # Reads need no transaction: no BEGIN before them, no ROLLBACK when they return. Not
         # on MySQL, whose drivers start no transaction anyway: there, switching autocommit on
         # and off costs a round trip each, more than the ROLLBACK it saves, and a connection
@@ -501,7 +510,7 @@ class SqlConversationRepository:
             "now": self._now(),
         }
         # Shielded: this runs in the ``finally`` of a stream whose client may have just left.
-        with anyio.CancelScope(shield=True), anyio.fail_after(FINISH_TIMEOUT_SECONDS):
+        with anyio.CancelScope(shield=True), anyio.fail_after(self._finish_timeout):
             await self._finishes.write(parameters)
 
     async def _store_answers(self, batch: Sequence[dict[str, Any]]) -> list[None]:

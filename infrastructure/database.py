@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,39 +130,76 @@ Index("ix_turns_conversation_id_id", turns.c.conversation_id, turns.c.id)
 Index("ix_turns_asked_at", turns.c.asked_at)
 
 
-def _tune_sqlite(dbapi_connection: Any, _: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run while an answer is written; NORMAL syncs at checkpoints, safe in WAL.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_tuning(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def tune(dbapi_connection: Any, _: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run while an answer is written; NORMAL syncs at checkpoints, safe in WAL.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # How long a statement waits for another process's lock before it fails.
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+        cursor.close()
+
+    return tune
 
 
-def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine; for SQLite, the folder of the file is created and WAL enabled."""
+DEFAULT_TIMEOUT_SECONDS = 5.0
+"""DATABASE_TIMEOUT_SECONDS' default: a frozen database is a 503 within seconds, not a hang."""
+MIGRATION_TIMEOUT_SECONDS = 300.0
+"""Migrations (and the wait for another replica's) may take longer than a question's statements."""
+# The server cancels a statement first, which leaves the connection usable; the client's own
+# timeout, a little later, covers a server that cannot answer at all (frozen, unreachable).
+CLIENT_TIMEOUT_MARGIN_SECONDS = 1.0
+
+
+def create_engine(
+    database_url: str, *, echo: bool = False, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> AsyncEngine:
+    """An async engine; for SQLite, the folder of the file is created and WAL enabled.
+
+    ``timeout`` bounds every wait on the database: each statement and each new connection
+    (PostgreSQL: the server's ``statement_timeout``, asyncpg's ``command_timeout`` and connect
+    ``timeout``; SQLite: its busy timeout) and, on PostgreSQL, each pool checkout.
+    """
     url = make_url(database_url)
     options: dict[str, Any] = {"echo": echo}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # SQLite has one writer at a time: one connection queues statements in the process
-        # instead of having many connections sleep in SQLite's busy handler.
-        options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30}
+        # instead of having many connections sleep in SQLite's busy handler. Its checkouts
+        # wait only for this process's own writes, which a burst makes long: not a fault.
+        options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": max(30.0, timeout)}
     else:
         # No pre-ping: it would add a round trip before every question. A connection the
         # server dropped fails one call (503 storage_unavailable) and is then discarded.
         # Recycled after 30 minutes, well within MySQL's wait_timeout (8 hours by default).
-        options |= {"pool_size": 10, "max_overflow": 20, "pool_timeout": 5, "pool_recycle": 1800}
+        options |= {
+            "pool_size": 10,
+            "max_overflow": 20,
+            "pool_timeout": timeout,
+            "pool_recycle": 1800,
+        }
+    if url.get_backend_name() == "postgresql":
+        options["connect_args"] = {
+            "timeout": timeout,
+            "command_timeout": timeout + CLIENT_TIMEOUT_MARGIN_SECONDS,
+            "server_settings": {"statement_timeout": str(round(timeout * 1000))},
+        }
     if url.get_backend_name() == "mysql":
         # Korean and emoji need the 4-byte charset on the wire too, whatever the server's
-        # default; and strict mode, whatever the server's sql_mode.
+        # default; and strict mode, whatever the server's sql_mode. Every read from the server
+        # is bounded as the statements are on PostgreSQL.
         url = url.update_query_dict({"charset": "utf8mb4"})
-        options["connect_args"] = {"init_command": f"SET SESSION sql_mode = '{MYSQL_SQL_MODE}'"}
+        options["connect_args"] = {
+            "init_command": f"SET SESSION sql_mode = '{MYSQL_SQL_MODE}'",
+            "connect_timeout": max(1, round(timeout)),
+            "read_timeout": timeout + CLIENT_TIMEOUT_MARGIN_SECONDS,
+        }
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        event.listen(engine.sync_engine, "connect", _sqlite_tuning(round(timeout * 1000)))
     return engine
 
 

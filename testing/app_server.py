@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -96,12 +97,15 @@ def run_app(
 ) -> Iterator[RunningApp]:
     """Start ``uvicorn main:app`` (or ``python main.py``) with only ``environment`` set."""
     port = free_port()
+    spool_folder = tempfile.mkdtemp(prefix="ask-spool-")
     env = child_environment(
         {
             "HOST": "127.0.0.1",
             "PORT": str(port),
             # Every e2e request comes from 127.0.0.1; tests of the limit turn it on themselves.
             "RATE_LIMIT_PER_MINUTE": "0",
+            # Each app its own spool: one spool's answers belong to one database.
+            "ANSWER_SPOOL": str(Path(spool_folder) / "answer-spool.sqlite3"),
             **environment,
         }
     )
@@ -126,3 +130,4 @@ def run_app(
     finally:
         stop(process, timeout=10)
         app.log_path.unlink(missing_ok=True)
+        shutil.rmtree(spool_folder, ignore_errors=True)

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
-from domain.errors import ErrorCode
+from domain.conversation import FinishedAnswer, PendingAnswer
+from domain.errors import ErrorCode, StorageUnavailable
 from domain.models import (
     AnswerDone,
     AnswerEvent,
@@ -97,3 +98,36 @@ def failing_script(code: ErrorCode = ErrorCode.UPSTREAM_RATE_LIMITED) -> list[An
 
 def contact_passage() -> Passage:
     return Passage("en/profile.md", ("Jane Doe", "Contact"), "Email: jane@example.com")
+
+
+class StoreThatGoesDown(InMemoryConversations):
+    """The in-memory store, whose writes of answers fail (``StorageUnavailable``, as the SQL
+    store's do) while ``down`` is true."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def finish_turn(
+        self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
+    ) -> None:
+        if self.down:
+            raise StorageUnavailable()
+        await super().finish_turn(turn_id, answer, covered)
+
+
+class InMemoryAnswerSpool:
+    """``AnswerSpool`` in a dict, by turn, in the order answers were first kept."""
+
+    def __init__(self) -> None:
+        self.kept: dict[int, PendingAnswer] = {}
+
+    async def keep(self, pending: PendingAnswer) -> None:
+        self.kept[pending.turn_id] = pending
+
+    async def oldest(self, limit: int) -> Sequence[PendingAnswer]:
+        return list(self.kept.values())[:limit]
+
+    async def forget(self, turn_ids: Sequence[int]) -> None:
+        for turn_id in turn_ids:
+            self.kept.pop(turn_id, None)

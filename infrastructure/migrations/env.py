@@ -8,7 +8,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from infrastructure.database import create_engine, metadata
+from infrastructure.database import MIGRATION_TIMEOUT_SECONDS, create_engine, metadata
 
 config = context.config
 target_metadata = metadata
@@ -28,7 +28,7 @@ def run_on(connection: Connection) -> None:
 async def run_from_settings() -> None:
     from settings import Settings
 
-    engine = create_engine(Settings().database_url)
+    engine = create_engine(Settings().database_url, timeout=MIGRATION_TIMEOUT_SECONDS)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(run_on)

@@ -107,6 +107,17 @@ def test_stream_survives_arbitrary_chunk_boundaries(
     assert one_char_at_a_time.text == Answer(parse_sse([raw])).text
 
 
+def test_lone_surrogate_in_a_delta_does_not_cut_the_stream(
+    engine: ScriptedEngine, client: TestClient
+) -> None:
+    """A model's JSON may escape half a surrogate pair; UTF-8 cannot carry it. The client gets
+    U+FFFD in its place and the rest of the answer, then ``done``."""
+    engine.script = [TextDelta("before \ud800 after"), TextDelta(" end\udc00"), AnswerDone("stop")]
+    answer = ask_sse(client, {"input": "hi"})
+    assert answer.terminal == "done"
+    assert answer.text == "before \ufffd after end\ufffd"
+
+
 def test_failure_after_start_ends_with_an_error_event(
     engine: ScriptedEngine, client: TestClient
 ) -> None:

@@ -70,7 +70,7 @@ class SearchProfile:
             with_context = await self._retrieve(f"{earlier[-1]}\n{query}", depth)
             if with_context and (not hits or with_context[0].score > hits[0].score):
                 hits = with_context
-        return SearchResult(choose_sources(hits, language, limit))
+        return SearchResult(choose_sources(hits, language, limit, self._knowledge.twin))
 
     async def _retrieve(self, query: str, limit: int) -> list[RetrievedPassage]:
         lexical = self._knowledge.search(query, limit)

@@ -7,7 +7,7 @@ those of the Agents engine's agents, tool and guardrail included.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel
@@ -47,13 +47,40 @@ def fuse(
 
 
 def choose_sources(
-    hits: Sequence[RetrievedPassage], language: Language, limit: int = MAX_SOURCES
+    hits: Sequence[RetrievedPassage],
+    language: Language,
+    limit: int = MAX_SOURCES,
+    twin: Callable[[Passage], Passage | None] | None = None,
 ) -> tuple[RetrievedPassage, ...]:
-    """The passages an answer may use, best first: the relevant ones, in the recruiter's
-    language when the profile has it (a bilingual profile says most things twice)."""
+    """The passages an answer may use, best first.
+
+    With ``twin`` (each passage's translation in the other language, if the profile has
+    one: ``KnowledgeIndex.twin``), the relevant passages are ranked by coverage, the
+    recruiter's language first only among equals, and a passage is dropped only when it
+    translates one already chosen; a retrieved translation in the recruiter's language takes
+    the place of its twin. So a one-language profile's right passage in the other language
+    is kept, and a bilingual profile still shows each fact once, in the recruiter's language.
+    Without ``twin``: the relevant passages in the recruiter's language when there are any.
+    """
     chosen = relevant(hits)
-    same_language = [hit for hit in chosen if detect_language(hit.passage.text) == language]
-    return tuple((same_language or chosen)[:limit])
+    if twin is None:
+        same_language = [hit for hit in chosen if passage_language(hit.passage) == language]
+        return tuple((same_language or chosen)[:limit])
+    retrieved = {hit.passage: hit for hit in hits}
+    ranked = sorted(chosen, key=lambda hit: (-hit.score, passage_language(hit.passage) != language))
+    picked: list[RetrievedPassage] = []
+    shown: set[Passage] = set()
+    for hit in ranked:
+        translation = twin(hit.passage)
+        if hit.passage in shown or (translation is not None and translation in shown):
+            continue
+        if translation in retrieved and passage_language(hit.passage) != language:
+            hit = RetrievedPassage(translation, max(hit.score, retrieved[translation].score))
+        picked.append(hit)
+        shown.add(hit.passage)
+        if len(picked) == limit:
+            break
+    return tuple(picked)
 
 
 INSTRUCTIONS = """\
@@ -83,6 +110,12 @@ def detect_language(text: str) -> Language:
     """Korean when the text has at least as many Hangul characters as Latin letters."""
     hangul = len(_HANGUL.findall(text))
     return "ko" if hangul and hangul >= len(_LATIN.findall(text)) / 3 else "en"
+
+
+def passage_language(passage: Passage) -> Language:
+    """A passage's language, told by its own heading if it has one (a Korean section that
+    lists product names is still Korean), else by its text (a FAQ may mix both)."""
+    return detect_language(passage.heading_path[-1] if passage.heading_path else passage.text)
 
 
 def _escape(text: str) -> str:

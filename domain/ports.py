@@ -45,6 +45,12 @@ class KnowledgeIndex(Protocol):
         """The passage that says how to reach the applicant, if the documents have one."""
         ...
 
+    def twin(self, passage: Passage) -> Passage | None:
+        """``passage``'s translation in the other language, when the profile has one (only on
+        real evidence: a one-language profile has none), so that the choice of sources shows
+        a fact once without dropping a passage that says something else."""
+        ...
+
 
 class KnowledgeLibrary(Protocol):
     """The folder the documents are loaded from, for the applicant: what was loaded, and a

@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncGenerator
 
 from domain.models import AnswerDone, AnswerEvent, AnswerRequest, TextDelta
-from domain.policy import Language, choose_sources, detect_language, not_covered_message
+from domain.policy import Language, detect_language, not_covered_message, relevant
 from domain.ports import KnowledgeIndex
 from infrastructure.text_analysis import query_terms, tokenize
 
@@ -43,7 +43,7 @@ class OfflineEngine:
     def compose(self, request: AnswerRequest) -> list[str]:
         """The answer as the chunks it streams in: one per line, so markdown stays intact."""
         language = detect_language(request.question)
-        hits = choose_sources(request.grounding, language)
+        hits = relevant(request.grounding)  # already chosen by the search
         if not hits:
             return _lines(not_covered_message(language, request.contact))
         # The question's terms and their glossary synonyms: "start" also picks the line

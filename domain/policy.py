@@ -22,10 +22,21 @@ MIN_COVERAGE = 0.5
 
 MAX_SOURCES = 3
 
+NEAREST_COVERAGE = 0.25
+"""Below ``MIN_COVERAGE`` a passage does not answer; from this share of the question on, it is
+shown as the nearest the profile comes, marked as unsure, with the contact."""
+
 
 def relevant(grounding: Sequence[RetrievedPassage]) -> list[RetrievedPassage]:
     """The retrieved passages that really bear on the question."""
     return [hit for hit in grounding if hit.score >= MIN_COVERAGE]
+
+
+def nearest(hits: Sequence[RetrievedPassage]) -> tuple[RetrievedPassage, ...]:
+    """The passage that comes nearest to a question no passage covers, if one comes near
+    enough (``NEAREST_COVERAGE``): the best covered, the first retrieved among equals."""
+    near = [hit for hit in hits if NEAREST_COVERAGE <= hit.score < MIN_COVERAGE]
+    return (max(near, key=lambda hit: hit.score),) if near else ()
 
 
 RRF_K = 60
@@ -260,6 +271,31 @@ def not_covered_message(language: Language, contact: Passage | None) -> str:
     if contact is None:
         return f"{answer} {ask}"
     return f"{answer} {ask}\n\n{contact.text.strip()}\n\n({contact.citation})"
+
+
+def unsure_intro(language: Language) -> str:
+    """The first line of an answer from the nearest passages: it says it is not an answer."""
+    if language == "ko":
+        return (
+            "지원자의 프로필 문서에 이 질문에 대한 직접적인 답은 없습니다. "
+            "가장 가까운 내용은 다음과 같습니다(확실하지 않음)."
+        )
+    return (
+        "The applicant's profile does not answer this directly. "
+        "The nearest it comes is this (unsure)."
+    )
+
+
+def unsure_outro(language: Language, contact: Passage | None) -> str:
+    """How an unsure answer ends: ask the applicant, and how."""
+    ask = (
+        "정확한 내용은 지원자에게 직접 문의해 주세요."
+        if language == "ko"
+        else "Please ask the applicant to be sure."
+    )
+    if contact is None:
+        return ask
+    return f"{ask}\n\n{contact.text.strip()}\n\n({contact.citation})"
 
 
 BUDGET_SPENT = Notice(

@@ -183,6 +183,9 @@ class SearchResult:
 
     passages: tuple[RetrievedPassage, ...]
     decline: Decline | None = None
+    nearest: tuple[RetrievedPassage, ...] = ()
+    """When no passage covers the query: the one that comes nearest (``NEAREST_COVERAGE``),
+    for an answer that says what it found, marked as unsure, instead of a bare refusal."""
 
 
 class ProfileSearch(Protocol):

@@ -136,16 +136,25 @@ def _escape(text: str) -> str:
 
 def render_grounding(request: AnswerRequest) -> str:
     """The developer message that carries the retrieved passages, marked as data."""
+    # The nearest passages (when nothing covers the question) are numbered after the others,
+    # as in ``sources``, and marked: they may not answer.
     documents = "\n".join(
         f'<document id="{number}" source="{_escape(hit.passage.source)}" '
-        f'heading="{_escape(hit.passage.heading)}">\n{_escape(hit.passage.text)}\n</document>'
-        for number, hit in enumerate(request.grounding, start=1)
+        f'heading="{_escape(hit.passage.heading)}"{nearest}>\n'
+        f"{_escape(hit.passage.text)}\n</document>"
+        for number, (hit, nearest) in enumerate(
+            [(hit, "") for hit in request.grounding]
+            + [(hit, ' nearest="true"') for hit in request.nearest],
+            start=1,
+        )
     )
     contact = _escape(request.contact.text) if request.contact else "(no contact details given)"
     if not documents:
         documents = "(no document matched this question)"
     return (
-        "Documents retrieved from the applicant's profile for the recruiter's last message.\n"
+        "Documents retrieved from the applicant's profile for the recruiter's last message. "
+        'A document marked nearest="true" only comes near the question: if you use it, say '
+        "that the profile does not answer exactly.\n"
         f"<profile_documents>\n{documents}\n</profile_documents>\n"
         f"<contact>\n{contact}\n</contact>"
     )

@@ -103,3 +103,17 @@ def test_a_korean_section_that_lists_product_names_is_korean() -> None:
 
     assert detect_language(skills.text) == "en"
     assert passage_language(skills) == "ko"
+
+
+def test_the_nearest_passages_reach_the_model_marked_and_numbered_after_the_grounding() -> None:
+    request = AnswerRequest(
+        messages=(Message("user", "Does he have cloud certifications?"),),
+        model="m",
+        grounding=(),
+        nearest=(RetrievedPassage(_RESUME_EN, 0.3),),
+    )
+
+    rendered = render_grounding(request)
+
+    assert '<document id="1" source="resume.md" heading="Experience" nearest="true">' in rendered
+    assert "p99 latency 480 ms" in rendered

@@ -68,9 +68,10 @@ def choose_sources(
     With ``twin`` (each passage's translation in the other language, if the profile has
     one: ``KnowledgeIndex.twin``), the relevant passages are ranked by coverage, the
     recruiter's language first only among equals, and a passage is dropped only when it
-    translates one already chosen; a retrieved translation in the recruiter's language takes
-    the place of its twin. So a one-language profile's right passage in the other language
-    is kept, and a bilingual profile still shows each fact once, in the recruiter's language.
+    translates one already chosen; a passage in the other language gives its place to its
+    translation in the recruiter's language. So a one-language profile's right passage in the
+    other language is kept, and a bilingual profile shows each fact once, in the recruiter's
+    language.
     Without ``twin``: the relevant passages in the recruiter's language when there are any.
     """
     chosen = relevant(hits)
@@ -85,8 +86,10 @@ def choose_sources(
         translation = twin(hit.passage)
         if hit.passage in shown or (translation is not None and translation in shown):
             continue
-        if translation in retrieved and passage_language(hit.passage) != language:
-            hit = RetrievedPassage(translation, max(hit.score, retrieved[translation].score))
+        if translation is not None and passage_language(hit.passage) != language:
+            # Its translation says the same in the recruiter's language: show that one.
+            twin_hit = retrieved.get(translation)
+            hit = RetrievedPassage(translation, max(hit.score, twin_hit.score if twin_hit else 0))
         picked.append(hit)
         shown.add(hit.passage)
         if len(picked) == limit:

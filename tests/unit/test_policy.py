@@ -62,10 +62,14 @@ _RESUME_KO = Passage("ko/이력서.md", ("경력",), "한빛 물류: p99 지연 
 _TWINS = {_RESUME_EN: _RESUME_KO, _RESUME_KO: _RESUME_EN}
 
 
+def _no_twin(passage: Passage) -> Passage | None:
+    return None
+
+
 def test_the_right_passage_in_the_other_language_is_kept_when_it_translates_nothing() -> None:
     hits = [RetrievedPassage(_NOTES_KO, 0.6), RetrievedPassage(_RESUME_EN, 0.9)]
 
-    chosen = choose_sources(hits, "ko", twin=lambda passage: None)
+    chosen = choose_sources(hits, "ko", twin=_no_twin)
 
     assert [hit.passage for hit in chosen] == [_RESUME_EN, _NOTES_KO]
 
@@ -82,11 +86,11 @@ def test_a_translation_of_a_chosen_passage_is_shown_once_in_the_recruiters_langu
 def test_the_recruiters_language_goes_first_only_among_equals() -> None:
     hits = [RetrievedPassage(_RESUME_EN, 0.7), RetrievedPassage(_NOTES_KO, 0.7)]
 
-    assert [h.passage for h in choose_sources(hits, "ko", twin=_TWINS.get)] == [
+    assert [h.passage for h in choose_sources(hits, "ko", twin=_no_twin)] == [
         _NOTES_KO,
         _RESUME_EN,
     ]
-    assert [h.passage for h in choose_sources(hits, "en", twin=_TWINS.get)] == [
+    assert [h.passage for h in choose_sources(hits, "en", twin=_no_twin)] == [
         _RESUME_EN,
         _NOTES_KO,
     ]
@@ -117,3 +121,9 @@ def test_the_nearest_passages_reach_the_model_marked_and_numbered_after_the_grou
 
     assert '<document id="1" source="resume.md" heading="Experience" nearest="true">' in rendered
     assert "p99 latency 480 ms" in rendered
+
+
+def test_a_passage_gives_its_place_to_its_translation_even_when_that_was_not_retrieved() -> None:
+    chosen = choose_sources([RetrievedPassage(_RESUME_KO, 0.8)], "en", twin=_TWINS.get)
+
+    assert [(hit.passage, hit.score) for hit in chosen] == [(_RESUME_EN, 0.8)]

@@ -72,10 +72,15 @@ SSE_EXAMPLE = (
     "event: sources\n"
     'data: [{"id": 1, "source": "en/resume.md", "heading": "Resume > Summary", "snippet": "..."}]\n'
     "\n"
-    "data: Here is what the applicant's profile says.\n"
+    "data: According to the applicant's documents:\n"
     "data: \n"
     "\n"
-    "data: > Minji led the payments platform team.\n"
+    "data: - **Summary**: Minji led the payments platform team. [1]\n"
+    "data: \n"
+    "\n"
+    "data: Sources:\n"
+    "\n"
+    "data: — [1] en/resume.md § Resume > Summary\n"
     "\n"
     "event: done\n"
     'data: {"usage": null, "finish_reason": "stop"}\n'

@@ -201,6 +201,7 @@ class AskApplicant:
             model=requested_model,
             grounding=sources,
             contact=contact,
+            nearest=found.nearest,
         )
         # A declined question is not a gap in the profile.
         covered = decline is not None or bool(sources)
@@ -222,7 +223,7 @@ class AskApplicant:
         answer = self._with_fallback(request, engine) if decline is None else _declined(decline)
         return AnswerStream(
             meta=meta,
-            sources=tuple(hit.passage for hit in sources),
+            sources=tuple(hit.passage for hit in (*sources, *request.nearest)),
             events=self._recorded(
                 answer, turn_id, meta.model, None if is_new else covered, decline is not None
             ),

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 
 from domain.disclosure import DisclosurePolicy
 from domain.models import RetrievedPassage
-from domain.policy import MAX_SOURCES, MIN_COVERAGE, Language, choose_sources, detect_language, fuse
+from domain.policy import (
+    MAX_SOURCES,
+    MIN_COVERAGE,
+    Language,
+    choose_sources,
+    detect_language,
+    fuse,
+    nearest,
+)
 from domain.ports import KnowledgeIndex, SearchResult, SemanticSearch
 
 CANDIDATES = 4
@@ -70,7 +78,9 @@ class SearchProfile:
             with_context = await self._retrieve(f"{earlier[-1]}\n{query}", depth)
             if with_context and (not hits or with_context[0].score > hits[0].score):
                 hits = with_context
-        return SearchResult(choose_sources(hits, language, limit))
+        chosen = choose_sources(hits, language, limit, self._knowledge.twin)
+        # Nothing covers the query: the nearest passage, for an answer marked as unsure.
+        return SearchResult(chosen, nearest=() if chosen else nearest(hits))
 
     async def _retrieve(self, query: str, limit: int) -> list[RetrievedPassage]:
         lexical = self._knowledge.search(query, limit)

@@ -78,6 +78,9 @@ class AnswerRequest:
     model: str
     grounding: tuple[RetrievedPassage, ...]
     contact: Passage | None = None
+    nearest: tuple[RetrievedPassage, ...] = ()
+    """When the grounding is empty: the passages that come nearest to the question, numbered
+    after the grounding; an answer from them must say it is unsure."""
 
     @property
     def question(self) -> str:

@@ -7,7 +7,7 @@ those of the Agents engine's agents, tool and guardrail included.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel
@@ -22,10 +22,21 @@ MIN_COVERAGE = 0.5
 
 MAX_SOURCES = 3
 
+NEAREST_COVERAGE = 0.25
+"""Below ``MIN_COVERAGE`` a passage does not answer; from this share of the question on, it is
+shown as the nearest the profile comes, marked as unsure, with the contact."""
+
 
 def relevant(grounding: Sequence[RetrievedPassage]) -> list[RetrievedPassage]:
     """The retrieved passages that really bear on the question."""
     return [hit for hit in grounding if hit.score >= MIN_COVERAGE]
+
+
+def nearest(hits: Sequence[RetrievedPassage]) -> tuple[RetrievedPassage, ...]:
+    """The passage that comes nearest to a question no passage covers, if one comes near
+    enough (``NEAREST_COVERAGE``): the best covered, the first retrieved among equals."""
+    near = [hit for hit in hits if NEAREST_COVERAGE <= hit.score < MIN_COVERAGE]
+    return (max(near, key=lambda hit: hit.score),) if near else ()
 
 
 RRF_K = 60
@@ -47,13 +58,43 @@ def fuse(
 
 
 def choose_sources(
-    hits: Sequence[RetrievedPassage], language: Language, limit: int = MAX_SOURCES
+    hits: Sequence[RetrievedPassage],
+    language: Language,
+    limit: int = MAX_SOURCES,
+    twin: Callable[[Passage], Passage | None] | None = None,
 ) -> tuple[RetrievedPassage, ...]:
-    """The passages an answer may use, best first: the relevant ones, in the recruiter's
-    language when the profile has it (a bilingual profile says most things twice)."""
+    """The passages an answer may use, best first.
+
+    With ``twin`` (each passage's translation in the other language, if the profile has
+    one: ``KnowledgeIndex.twin``), the relevant passages are ranked by coverage, the
+    recruiter's language first only among equals, and a passage is dropped only when it
+    translates one already chosen; a passage in the other language gives its place to its
+    translation in the recruiter's language. So a one-language profile's right passage in the
+    other language is kept, and a bilingual profile shows each fact once, in the recruiter's
+    language.
+    Without ``twin``: the relevant passages in the recruiter's language when there are any.
+    """
     chosen = relevant(hits)
-    same_language = [hit for hit in chosen if detect_language(hit.passage.text) == language]
-    return tuple((same_language or chosen)[:limit])
+    if twin is None:
+        same_language = [hit for hit in chosen if passage_language(hit.passage) == language]
+        return tuple((same_language or chosen)[:limit])
+    retrieved = {hit.passage: hit for hit in hits}
+    ranked = sorted(chosen, key=lambda hit: (-hit.score, passage_language(hit.passage) != language))
+    picked: list[RetrievedPassage] = []
+    shown: set[Passage] = set()
+    for hit in ranked:
+        translation = twin(hit.passage)
+        if hit.passage in shown or (translation is not None and translation in shown):
+            continue
+        if translation is not None and passage_language(hit.passage) != language:
+            # Its translation says the same in the recruiter's language: show that one.
+            twin_hit = retrieved.get(translation)
+            hit = RetrievedPassage(translation, max(hit.score, twin_hit.score if twin_hit else 0))
+        picked.append(hit)
+        shown.add(hit.passage)
+        if len(picked) == limit:
+            break
+    return tuple(picked)
 
 
 INSTRUCTIONS = """\
@@ -92,6 +133,12 @@ def detect_language(text: str) -> Language:
     return "ko" if hangul and hangul >= len(_LATIN.findall(text)) / 3 else "en"
 
 
+def passage_language(passage: Passage) -> Language:
+    """A passage's language, told by its own heading if it has one (a Korean section that
+    lists product names is still Korean), else by its text (a FAQ may mix both)."""
+    return detect_language(passage.heading_path[-1] if passage.heading_path else passage.text)
+
+
 def _escape(text: str) -> str:
     # Keep a document from closing the block it is quoted in.
     return text.replace("</", "<\\/")
@@ -99,16 +146,25 @@ def _escape(text: str) -> str:
 
 def render_grounding(request: AnswerRequest) -> str:
     """The developer message that carries the retrieved passages, marked as data."""
+    # The nearest passages (when nothing covers the question) are numbered after the others,
+    # as in ``sources``, and marked: they may not answer.
     documents = "\n".join(
         f'<document id="{number}" source="{_escape(hit.passage.source)}" '
-        f'heading="{_escape(hit.passage.heading)}">\n{_escape(hit.passage.text)}\n</document>'
-        for number, hit in enumerate(request.grounding, start=1)
+        f'heading="{_escape(hit.passage.heading)}"{nearest}>\n'
+        f"{_escape(hit.passage.text)}\n</document>"
+        for number, (hit, nearest) in enumerate(
+            [(hit, "") for hit in request.grounding]
+            + [(hit, ' nearest="true"') for hit in request.nearest],
+            start=1,
+        )
     )
     contact = _escape(request.contact.text) if request.contact else "(no contact details given)"
     if not documents:
         documents = "(no document matched this question)"
     return (
-        "Documents retrieved from the applicant's profile for the recruiter's last message.\n"
+        "Documents retrieved from the applicant's profile for the recruiter's last message. "
+        'A document marked nearest="true" only comes near the question: if you use it, say '
+        "that the profile does not answer exactly.\n"
         f"<profile_documents>\n{documents}\n</profile_documents>\n"
         f"<contact>\n{contact}\n</contact>"
     )
@@ -238,6 +294,31 @@ def not_covered_message(language: Language, contact: Passage | None) -> str:
     if contact is None:
         return f"{answer} {ask}"
     return f"{answer} {ask}\n\n{contact.text.strip()}\n\n({contact.citation})"
+
+
+def unsure_intro(language: Language) -> str:
+    """The first line of an answer from the nearest passages: it says it is not an answer."""
+    if language == "ko":
+        return (
+            "지원자의 프로필 문서에 이 질문에 대한 직접적인 답은 없습니다. "
+            "가장 가까운 내용은 다음과 같습니다(확실하지 않음)."
+        )
+    return (
+        "The applicant's profile does not answer this directly. "
+        "The nearest it comes is this (unsure)."
+    )
+
+
+def unsure_outro(language: Language, contact: Passage | None) -> str:
+    """How an unsure answer ends: ask the applicant, and how."""
+    ask = (
+        "정확한 내용은 지원자에게 직접 문의해 주세요."
+        if language == "ko"
+        else "Please ask the applicant to be sure."
+    )
+    if contact is None:
+        return ask
+    return f"{ask}\n\n{contact.text.strip()}\n\n({contact.citation})"
 
 
 BUDGET_SPENT = Notice(

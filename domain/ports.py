@@ -47,6 +47,12 @@ class KnowledgeIndex(Protocol):
         """The passage that says how to reach the applicant, if the documents have one."""
         ...
 
+    def twin(self, passage: Passage) -> Passage | None:
+        """``passage``'s translation in the other language, when the profile has one (only on
+        real evidence: a one-language profile has none), so that the choice of sources shows
+        a fact once without dropping a passage that says something else."""
+        ...
+
 
 class KnowledgeLibrary(Protocol):
     """The folder the documents are loaded from, for the applicant: what was loaded, and a
@@ -202,6 +208,9 @@ class SearchResult:
 
     passages: tuple[RetrievedPassage, ...]
     decline: Decline | None = None
+    nearest: tuple[RetrievedPassage, ...] = ()
+    """When no passage covers the query: the one that comes nearest (``NEAREST_COVERAGE``),
+    for an answer that says what it found, marked as unsure, instead of a bare refusal."""
 
 
 class ProfileSearch(Protocol):

@@ -38,7 +38,7 @@ import yaml
 from application.search import SearchProfile
 from domain.disclosure import DisclosurePolicy
 from domain.models import AnswerRequest, Message, Passage, RetrievedPassage
-from domain.policy import Language, not_covered_message
+from domain.policy import Language, not_covered_message, unsure_intro
 from infrastructure.disclosure_file import load_disclosure_policy
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
@@ -242,6 +242,8 @@ def is_acceptable(passage: Passage, question: Question) -> bool:
 def refusal_markers() -> tuple[str, ...]:
     """Sentences that only a refusal contains: "not covered", and the protected-topic decline."""
     markers = [not_covered_message(language, None).splitlines()[0] for language in LANGUAGES]
+    # An answer from the nearest passage says first that the profile does not answer.
+    markers += [unsure_intro(language) for language in LANGUAGES]
     policy = DisclosurePolicy()
     probes: dict[Language, str] = {"en": "How old is she?", "ko": "몇 살인가요?"}
     for language, probe in probes.items():
@@ -278,6 +280,7 @@ def offline_answerer(
             model="offline",
             grounding=found.passages,
             contact=contact,
+            nearest=found.nearest,
         )
         return "".join(engine.compose(request)), None
 

@@ -13,7 +13,7 @@ import bm25s
 import numpy as np
 
 from domain.models import LoadReport, Passage, RetrievedPassage, SkippedFile
-from domain.policy import detect_language
+from domain.policy import passage_language
 from infrastructure.pdf_text import PdfBlock, UnreadablePdf, read_pdf
 from infrastructure.text_analysis import QueryWord, analyze_query, tokenize
 
@@ -273,9 +273,8 @@ def _shared_folders(first: str, second: str) -> int:
 
 
 def _languages(passages: Sequence[Passage]) -> list[str]:
-    """Each passage's language, told by its own heading if it has one (a Korean section that
-    lists product names is still Korean), else by its text (a FAQ may mix both)."""
-    return [detect_language(p.heading_path[-1] if p.heading_path else p.text) for p in passages]
+    """Each passage's language (``passage_language``)."""
+    return [passage_language(p) for p in passages]
 
 
 def _align(
@@ -335,6 +334,11 @@ class Bm25KnowledgeIndex:
             for term in set(terms):
                 self._holders[term] = self._holders.get(term, 0) | (1 << number)
         self._twins = find_twins(self._passages)
+        self._twin_of = {
+            passage: self._passages[twin]
+            for passage, twin in zip(self._passages, self._twins, strict=True)
+            if twin is not None
+        }
         self._korean = [language == "ko" for language in _languages(self._passages)]
         self._holders_with_twins = {
             term: mask | _twins_of(mask, self._twins) for term, mask in self._holders.items()
@@ -373,6 +377,9 @@ class Bm25KnowledgeIndex:
 
     def subsections(self, passage: Passage) -> list[str]:
         return list(self._subsections.get((passage.source, passage.heading_path), ()))
+
+    def twin(self, passage: Passage) -> Passage | None:
+        return self._twin_of.get(passage)
 
     def search(self, query: str, limit: int) -> list[RetrievedPassage]:
         words = analyze_query(query)

@@ -162,6 +162,9 @@ class LiveKnowledgeIndex:
     def contact(self) -> Passage | None:
         return self._loaded.index.contact()
 
+    def twin(self, passage: Passage) -> Passage | None:
+        return self._loaded.index.twin(passage)
+
 
 class _DocumentChanges(DefaultFilter):
     """Changes that can alter what is loaded: documents, and folders (which have no

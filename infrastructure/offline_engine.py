@@ -1,31 +1,66 @@
-"""An engine that needs no model: it answers by quoting the applicant's own documents.
+"""An engine that needs no model: it answers with the applicant's own sentences.
 
-It never writes a fact of its own: every statement it makes is a quoted line of a retrieved
-passage with its source, or the fixed "not covered" answer with the applicant's contact.
+It never writes a fact of its own: every statement it makes is a sentence of a retrieved
+passage, verbatim, with its [n]; the frame around them (the first line, the list of sources,
+the unsure answer's note, the "not covered" answer with the contact) is fixed text in the
+question's language.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from dataclasses import dataclass
 
-from domain.models import AnswerDone, AnswerEvent, AnswerRequest, TextDelta
-from domain.policy import Language, choose_sources, detect_language, not_covered_message
+from domain.models import AnswerDone, AnswerEvent, AnswerRequest, RetrievedPassage, TextDelta
+from domain.policy import (
+    Language,
+    detect_language,
+    not_covered_message,
+    passage_language,
+    relevant,
+    unsure_intro,
+    unsure_outro,
+)
 from domain.ports import KnowledgeIndex
-from infrastructure.text_analysis import query_terms, tokenize
+from infrastructure.text_analysis import QueryWord, analyze_query, tokenize
 
 OFFLINE_MODEL = "offline"
-MAX_QUOTED_LINES = 4
+MAX_SENTENCES = 3
+"""An answer is one to three sentences of the documents."""
+MAX_LISTED = 8
+"""A list that answers as a whole ("Certifications") is given as one sentence of this many items."""
 
-_INTRO: dict[Language, str] = {
-    "ko": "지원자의 프로필 문서에서 찾은 내용입니다.",
-    "en": "Here is what the applicant's profile says.",
+_INTRO: dict[Language, dict[Language, str]] = {
+    # The question's language, then the language of the sentences quoted.
+    "ko": {
+        "ko": "지원자의 문서에 따르면 다음과 같습니다.",
+        "en": "지원자의 영문 문서에 따르면 다음과 같습니다(원문 인용).",
+    },
+    "en": {
+        "en": "According to the applicant's documents:",
+        "ko": "According to the applicant's Korean documents (quoted as written):",
+    },
 }
+_SOURCES: dict[Language, str] = {"ko": "출처", "en": "Sources"}
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
+_ITEM = re.compile(r"^(?:[-*+]|\d{1,2}[.)])\s+")
+_QUESTION_LINE = re.compile(r"^(?:Q|질문)\s*[:：]|[?？]$")
+_ANSWER_LABEL = re.compile(r"^(?:A|답변?)\s*[:：]\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class _Sentence:
+    number: int
+    """The [n] of the passage it comes from."""
+    position: int
+    text: str
+    score: int
+    """How many of the question's words (or their synonyms) it holds."""
 
 
 class OfflineEngine:
-    """Answers from the grounding alone, in the language of the question."""
+    """Answers from the grounding alone, framed in the language of the question."""
 
     mode = "offline"
 
@@ -41,38 +76,143 @@ class OfflineEngine:
         yield AnswerDone(finish_reason="stop", usage=None)
 
     def compose(self, request: AnswerRequest) -> list[str]:
-        """The answer as the chunks it streams in: one per line, so markdown stays intact."""
+        """The answer as the chunks it streams in: one per line, so markdown stays intact.
+
+        The one to three sentences of the chosen passages that hold most of the question's
+        words (and their glossary synonyms: "join" finds "Earliest start date"), each with
+        its [n], then the sources cited, once. With no passage that covers the question, the
+        nearest one's best sentence, marked as unsure, and the contact; with none near
+        either, "not covered" and the contact.
+        """
         language = detect_language(request.question)
-        hits = choose_sources(request.grounding, language)
-        if not hits:
+        confident = relevant(request.grounding)
+        unsure = not confident
+        if confident:
+            numbered = [(request.grounding.index(hit) + 1, hit) for hit in confident]
+        else:
+            after = len(request.grounding)
+            numbered = [(after + i, hit) for i, hit in enumerate(request.nearest, start=1)]
+        if not numbered:
             return _lines(not_covered_message(language, request.contact))
-        # The question's terms and their glossary synonyms: "start" also picks the line
-        # that says "입사 가능일" or "earliest start date".
-        question_terms = query_terms(request.question)
-        parts = [_INTRO[language]]
-        for hit in hits:
-            quoted = _best_lines(hit.passage.text, question_terms)
-            # An overview section ("Projects") is best answered with what it contains.
-            quoted += [f"- {title}" for title in self._knowledge.subsections(hit.passage)]
-            parts.append("\n".join(f"> {line}" for line in quoted))
-            number = request.grounding.index(hit) + 1
-            parts.append(f"— [{number}] {hit.passage.citation}")
+        sentences = self._answering(numbered, analyze_query(request.question), unsure=unsure)
+        if not sentences:
+            return _lines(not_covered_message(language, request.contact))
+        by_number = dict(numbered)
+        cited = list(dict.fromkeys(s.number for s in sentences))
+        if unsure:
+            intro = unsure_intro(language)
+        else:
+            quoted = {passage_language(by_number[n].passage) for n in cited}
+            intro = _INTRO[language][language if language in quoted else quoted.pop()]
+        lines = []
+        introduced: set[int] = set()
+        for sentence in sentences:
+            heading_path = by_number[sentence.number].passage.heading_path
+            # A section's first sentence says which section: the company, the project.
+            label = ""
+            if heading_path and sentence.number not in introduced:
+                label = f"**{heading_path[-1]}**: "
+                introduced.add(sentence.number)
+            lines.append(f"- {label}{sentence.text} [{sentence.number}]")
+        sources = "\n".join(f"— [{n}] {by_number[n].passage.citation}" for n in cited)
+        parts = [intro, "\n".join(lines), f"{_SOURCES[language]}:\n{sources}"]
+        if unsure:
+            parts.append(unsure_outro(language, request.contact))
         return _lines("\n\n".join(parts))
 
+    def _answering(
+        self,
+        numbered: Sequence[tuple[int, RetrievedPassage]],
+        words: Sequence[QueryWord],
+        *,
+        unsure: bool,
+    ) -> list[_Sentence]:
+        """The best sentence of the best passage, then the other passages' best sentences (and
+        the best passage's next best) that hold at least half as many of the question's
+        words, in the passages' order, at most ``MAX_SENTENCES``."""
+        candidates: list[_Sentence] = []
+        for rank, (number, hit) in enumerate(numbered):
+            passage = hit.passage
+            # Words the heading already holds (the project's name) tell less about which
+            # sentence answers than the others ("결과", "learn").
+            in_heading = _held(words, " ".join(passage.heading_path))
+            scored = []
+            for position, text in enumerate(_sentences(passage.text)):
+                held = _held(words, text)
+                # A word the heading lacks counts twice; one the heading has already, once.
+                score = 2 * len(held - in_heading) + len(held & in_heading)
+                scored.append(_Sentence(number, position, text, score))
+            if not scored:
+                continue
+            ordered = sorted(scored, key=lambda s: (-s.score, s.position))
+            subsections = self._knowledge.subsections(passage)
+            if subsections:
+                # An overview section ("Projects") answers with what it contains.
+                listed = _Sentence(number, -1, _listing(subsections), ordered[0].score + 1)
+                ordered.insert(0, listed)
+            elif in_heading and all(s.score < len(in_heading) for s in scored):
+                # The heading is what was asked ("Certifications", "기술 스택"): the section
+                # answers as a whole, its items as one sentence.
+                whole = _Sentence(number, -1, _listing(s.text for s in scored), 2 * len(in_heading))
+                ordered.insert(0, whole)
+            keep = 2 if rank == 0 and not unsure else 1
+            candidates.extend(ordered[:keep])
+        if not candidates:
+            return []
+        best, rest = candidates[0], candidates[1:]
+        floor = max(1, (best.score + 1) // 2)
+        chosen = [best, *(s for s in rest if s.score >= floor)][:MAX_SENTENCES]
+        return sorted(chosen, key=lambda s: (s.number, s.position))
 
-def _best_lines(text: str, question_terms: set[str]) -> list[str]:
-    """The lines of a passage that share the most terms with the question, in their order."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) == 1:
-        lines = [s for s in _SENTENCE_END.split(lines[0]) if s]
-    if len(lines) <= MAX_QUOTED_LINES:
-        return lines
-    ranked = sorted(
-        range(len(lines)),
-        key=lambda i: (-len(question_terms.intersection(tokenize(lines[i]))), i),
-    )
-    chosen = sorted(ranked[:MAX_QUOTED_LINES])
-    return [lines[i] for i in chosen]
+
+def _held(words: Sequence[QueryWord], text: str) -> set[int]:
+    """Which of the question's words a text holds, itself or as a synonym."""
+    tokens = set(tokenize(text))
+    return {
+        index
+        for index, word in enumerate(words)
+        if any(terms and tokens.issuperset(terms) for terms in (word.terms, *word.alternatives))
+    }
+
+
+def _sentences(text: str) -> list[str]:
+    """A passage's sentences: its list items and the sentences of its paragraphs, with the
+    lines a list item or paragraph wraps over joined, a line that ends with a colon joined
+    with the items it introduces, and a FAQ's question lines left out."""
+    units: list[tuple[str, bool]] = []  # (text, is a list item)
+    current: list[str] = []
+    item = False
+    for raw in [*text.splitlines(), ""]:
+        line = raw.strip()
+        question = bool(_QUESTION_LINE.search(line))
+        starts = not line or question or _ITEM.match(line) or _ANSWER_LABEL.match(line)
+        if starts:
+            if current:
+                units.append((" ".join(current), item))
+            current, item = [], bool(_ITEM.match(line))
+            if question or not line:
+                continue
+            line = _ANSWER_LABEL.sub("", _ITEM.sub("", line))
+        current.append(line)
+    joined: list[str] = []
+    introducing = False
+    for unit, is_item in units:
+        if introducing and is_item:
+            joined[-1] += f" {unit}" if joined[-1].endswith((":", "：")) else f"; {unit}"
+            continue
+        introducing = unit.endswith((":", "："))
+        joined.append(unit)
+    return [
+        sentence
+        for unit in joined
+        for sentence in _SENTENCE_END.split(unit)
+        if sentence and not sentence.endswith(("?", "？"))
+    ]
+
+
+def _listing(items: Iterable[str]) -> str:
+    chosen = [item.rstrip(".;,") for item in items][:MAX_LISTED]
+    return "; ".join(chosen)
 
 
 def _lines(text: str) -> list[str]:

@@ -82,7 +82,7 @@ def test_korean_question_streams_the_answer_to_stdout(offline_app: RunningApp) -
     stderr = result.stderr.decode("utf-8")
     assert result.returncode == 0, stderr
     answer = result.stdout.decode("utf-8")
-    assert answer.startswith("지원자의 프로필 문서에서 찾은 내용입니다.")
+    assert answer.startswith("지원자의 문서에 따르면 다음과 같습니다.")
     assert "\nSources:\n  [1] ko/" in stderr
     _, reply = stored(offline_app, conversation_of(stderr), 2)
     # Exactly the answer the server stored, ending with one newline.

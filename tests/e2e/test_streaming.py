@@ -37,7 +37,7 @@ def test_korean_question_streams_a_grounded_answer_offline(offline_app: RunningA
     assert answer.names[0] == "meta"
     assert answer.data_of("meta")["mode"] == "offline"
     assert answer.terminal == "done"
-    assert answer.text.startswith("지원자의 프로필 문서에서 찾은 내용입니다.")
+    assert answer.text.startswith("지원자의 문서에 따르면 다음과 같습니다.")
     assert "ko/프로젝트.md" in answer.text
 
 

@@ -4,15 +4,21 @@ import re
 
 import pytest
 
-from domain.models import AnswerDone, AnswerRequest, Message, Passage, TextDelta
+from domain.models import AnswerDone, AnswerRequest, Message, Passage, RetrievedPassage, TextDelta
+from domain.policy import unsure_intro
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
 from settings import SAMPLE_PROFILE_DIR
 
 TEMPLATE_LINES = {
-    "지원자의 프로필 문서에서 찾은 내용입니다.",
-    "Here is what the applicant's profile says.",
+    "지원자의 문서에 따르면 다음과 같습니다.",
+    "지원자의 영문 문서에 따르면 다음과 같습니다(원문 인용).",
+    "According to the applicant's documents:",
+    "According to the applicant's Korean documents (quoted as written):",
+    "Sources:",
+    "출처:",
 }
+_SENTENCE = re.compile(r"^- (?:\*\*(?P<heading>.+?)\*\*: )?(?P<text>.+) \[(?P<number>\d+)\]$")
 
 
 @pytest.fixture(scope="module")
@@ -36,39 +42,83 @@ async def answer(sample: Bm25KnowledgeIndex, question: str) -> str:
 
 
 def assert_only_quotes(text: str, passages: list[Passage]) -> None:
-    """Every line is a template line, a citation, or a quote of a passage: nothing invented."""
-    corpus = "\n".join(p.text for p in passages)
+    """Every line is a template line, a cited source, or sentences of the documents with
+    their [n]: nothing invented."""
+    corpus = " ".join(" ".join(p.text.split()) for p in passages)
+    headings = {title for p in passages for title in p.heading_path}
     citations = {p.citation for p in passages}
     for line in filter(None, (raw.strip() for raw in text.splitlines())):
         if line in TEMPLATE_LINES:
             continue
-        if line.startswith("> - ") and any(line[4:] in p.heading_path for p in passages):
-            continue
         if line.startswith("— "):
             assert re.sub(r"^\[\d+\] ", "", line[2:]) in citations, line
             continue
-        assert line.startswith("> "), line
-        quoted = line[2:]
-        assert quoted in corpus or all(
-            sentence in corpus for sentence in re.split(r"(?<=[.!?])\s+", quoted)
-        ), quoted
+        match = _SENTENCE.match(line)
+        assert match, line
+        assert match["heading"] is None or match["heading"] in headings, line
+        # A sentence, or a list given as one ("a; b; c"), each piece as written.
+        for piece in match["text"].split("; "):
+            parts = re.split(r"(?<=[:：]) ", piece)  # "what she learned: the first item"
+            assert piece in headings or piece in corpus or all(p in corpus for p in parts), piece
 
 
-async def test_english_question_quotes_the_resume(sample: Bm25KnowledgeIndex) -> None:
+def sentences_of(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("- ")]
+
+
+async def test_an_english_question_is_answered_in_a_few_sentences_with_their_numbers(
+    sample: Bm25KnowledgeIndex,
+) -> None:
     text = await answer(sample, "What is her biggest achievement?")
-    assert text.startswith("Here is what the applicant's profile says.")
+    assert text.startswith("According to the applicant's documents:")
     assert "820 ms" in text
-    assert "— [1] en/" in text
+    assert 1 <= len(sentences_of(text)) <= 3
+    assert all(re.search(r" \[\d\]$", line) for line in sentences_of(text))
+    assert "Sources:\n— [1] en/" in text
     assert_only_quotes(text, list(sample.passages))
+
+
+async def test_sources_are_listed_once(sample: Bm25KnowledgeIndex) -> None:
+    text = await answer(sample, "When can she start?")
+    cited = re.findall(r"^— \[(\d+)\]", text, re.MULTILINE)
+    assert cited
+    assert len(cited) == len(set(cited))
+    assert set(cited) == set(re.findall(r" \[(\d+)\]$", text, re.MULTILINE))
 
 
 async def test_korean_question_is_answered_from_korean_documents(
     sample: Bm25KnowledgeIndex,
 ) -> None:
     text = await answer(sample, "어떤 프로젝트를 했나요?")
-    assert text.startswith("지원자의 프로필 문서에서 찾은 내용입니다.")
+    assert text.startswith("지원자의 문서에 따르면 다음과 같습니다.")
     assert "— [1] ko/프로젝트.md" in text
     assert_only_quotes(text, list(sample.passages))
+
+
+async def test_a_korean_question_answered_from_an_english_document_says_so() -> None:
+    passage = Passage("resume.md", ("Experience",), "- Cut p99 latency from 850 ms to 210 ms.")
+    index = Bm25KnowledgeIndex([passage])
+    text = await answer(index, "p99 지연 시간을 얼마나 줄였나요?")
+    assert text.startswith("지원자의 영문 문서에 따르면 다음과 같습니다(원문 인용).")
+    assert "- **Experience**: Cut p99 latency from 850 ms to 210 ms. [1]" in text
+    assert "출처:\n— [1] resume.md § Experience" in text
+
+
+async def test_an_unsure_answer_gives_the_nearest_sentence_marked_and_the_contact() -> None:
+    certificates = Passage("certificates.pdf", ("Certificates",), "Issued by AWS in 2022.", 1)
+    contact = Passage("resume.md", (), "Email: jh@example.com")
+    request = AnswerRequest(
+        messages=(Message("user", "Does he have cloud certifications?"),),
+        model="offline",
+        grounding=(),
+        contact=contact,
+        nearest=(RetrievedPassage(certificates, 0.33),),
+    )
+    text = "".join(OfflineEngine(Bm25KnowledgeIndex([certificates, contact])).compose(request))
+    assert text.startswith(unsure_intro("en"))
+    assert "Issued by AWS in 2022" in sentences_of(text)[0]
+    assert sentences_of(text)[0].endswith("[1]")
+    assert text.rstrip().endswith("Email: jh@example.com\n\n(resume.md)")
 
 
 @pytest.mark.parametrize(
@@ -104,8 +154,8 @@ def test_offline_engine_reports_its_own_model(sample: Bm25KnowledgeIndex) -> Non
 
 async def test_overview_sections_list_what_they_contain(sample: Bm25KnowledgeIndex) -> None:
     text = await answer(sample, "어떤 프로젝트를 했나요?")
-    titles = [line for line in text.splitlines() if line.startswith("> - 프로젝트 ")]
-    assert len(titles) == 5
+    (listing,) = [line for line in sentences_of(text) if "; 프로젝트 " in line]
+    assert listing.count("프로젝트 ") == 5
 
 
 async def test_lines_are_chosen_by_the_question_words_and_their_synonyms() -> None:
@@ -119,5 +169,5 @@ async def test_lines_are_chosen_by_the_question_words_and_their_synonyms() -> No
     ]
     index = Bm25KnowledgeIndex([Passage("en/logistics.md", ("Logistics",), "\n".join(lines))])
     text = await answer(index, "When could she join?")  # join: a synonym of start
-    assert "> - Earliest start date: March 3, 2027." in text
+    assert sentences_of(text)[0].endswith("Earliest start date: March 3, 2027. [1]")
     assert_only_quotes(text, list(index.passages))

@@ -185,6 +185,7 @@ class AskApplicant:
         if protected is None and screened.latest_dropped and refers_back(question.content):
             protected = screened.latest_dropped
         sources: tuple[RetrievedPassage, ...] = ()
+        nearest: tuple[RetrievedPassage, ...] = ()
         decline: Decline | None = None
         if protected is not None:
             decline = _protected_decline(protected, question.content)
@@ -192,7 +193,7 @@ class AskApplicant:
             found = await self._search.search(
                 question.content, earlier=[m.content for m in history if m.role == "user"]
             )
-            sources, decline = found.passages, found.decline
+            sources, decline, nearest = found.passages, found.decline, found.nearest
         if decline is not None:
             logger.info("declined a question (%s)", decline.reason)
         contact = self._knowledge.contact()
@@ -201,7 +202,7 @@ class AskApplicant:
             model=requested_model,
             grounding=sources,
             contact=contact,
-            nearest=found.nearest,
+            nearest=nearest,
         )
         # A declined question is not a gap in the profile.
         covered = decline is not None or bool(sources)

@@ -13,7 +13,7 @@ from typing import TypedDict
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import admin, page
+from api import admin, page, ui_message_stream
 from api.container import Container
 from api.errors import install_error_handlers
 from api.mcp_server import McpEndpoint
@@ -68,6 +68,8 @@ def build_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    # POST /api/chat: the AI SDK's useChat protocol on the same use case.
+    app.include_router(ui_message_stream.router)
     app.include_router(admin.router)
     # The chat page at GET / and its static files; not part of the API's OpenAPI schema.
     app.include_router(page.router)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, assert_never
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any, assert_never, get_args
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
@@ -24,6 +24,7 @@ from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
     AgentStep,
     AnswerDone,
+    AnswerEvent,
     AnswerFailed,
     AnswerMeta,
     EngineSwitched,
@@ -177,45 +178,73 @@ def error_event(code: ErrorCode, message: str) -> ServerSentEvent:
     return _event(_json({"code": code.value, "message": message}), event="error")
 
 
-async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator[ServerSentEvent]:
-    """``meta`` first, then the deltas, then one ``done`` or ``error``; never raises.
+_ANSWER_EVENT_TYPES = get_args(AnswerEvent)
 
-    ``metrics`` observes the stream: time to first delta, duration and outcome (``interrupted``
-    if the stream is closed before its terminal event), tokens, upstream errors.
+
+async def observed_events(
+    stream: AnswerStream, metrics: Metrics
+) -> AsyncGenerator[AnswerEvent, None]:
+    """``stream``'s events, observed by ``metrics``; never raises, ends with one terminal event.
+
+    Every client protocol (this module's SSE, the AI SDK's in ``api/ui_message_stream.py``)
+    encodes these: time to first delta, duration and outcome (``interrupted`` if the stream is
+    closed before its terminal event), tokens and upstream errors are counted here, once.
     """
     metrics.count_decline(stream.declined)
     with metrics.answer_stream(stream.meta.mode) as observed:
-        yield meta_event(stream.meta)
-        yield sources_event(stream.sources)
         try:
             async for event in stream.events:
                 if isinstance(event, TextDelta):
-                    if event.text:
-                        observed.delta()
-                        yield _event(event.text)
+                    if not event.text:
+                        continue
+                    observed.delta()
                 elif isinstance(event, AnswerDone):
                     observed.done(event.finish_reason, event.usage)
-                    done = {"usage": _usage(event.usage), "finish_reason": event.finish_reason}
-                    yield _event(_json(done), event="done")
                 elif isinstance(event, AnswerFailed):
                     observed.failed(event.code, event.usage)
-                    yield error_event(event.code, event.message)
-                elif isinstance(event, AgentStep):
-                    yield agent_event(event)
                 elif isinstance(event, EngineSwitched):
                     observed.switched(event.mode, event.reason, event.usage)
-                    yield notice_event(event)
-                else:
-                    assert_never(event)
+                elif not isinstance(event, _ANSWER_EVENT_TYPES):
+                    # A type added to the engines but not to the union: no encoder knows it.
+                    raise TypeError(f"not an answer event: {type(event).__name__}")
+                yield event
         except asyncio.CancelledError:
             raise
         except Exception as error:
             # An exception here would abort the body mid-event; end with an error event instead.
             logger.error("answer stream failed: %s", type(error).__name__)
             observed.failed(ErrorCode.INTERNAL_ERROR)
-            yield error_event(ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR])
+            yield AnswerFailed(
+                ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR]
+            )
         finally:
             await stream.events.aclose()
+
+
+async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator[ServerSentEvent]:
+    """``meta`` first, then the deltas, then one ``done`` or ``error``; never raises."""
+    events = observed_events(stream, metrics)
+    try:
+        yield meta_event(stream.meta)
+        yield sources_event(stream.sources)
+        async for event in events:
+            if isinstance(event, TextDelta):
+                yield _event(event.text)
+            elif isinstance(event, AnswerDone):
+                done = {"usage": _usage(event.usage), "finish_reason": event.finish_reason}
+                yield _event(_json(done), event="done")
+            elif isinstance(event, AnswerFailed):
+                yield error_event(event.code, event.message)
+            elif isinstance(event, AgentStep):
+                yield agent_event(event)
+            elif isinstance(event, EngineSwitched):
+                yield notice_event(event)
+            else:
+                assert_never(event)
+    finally:
+        await events.aclose()
+        # Closed before its first event, ``events`` never reached its own ``finally``.
+        await stream.events.aclose()
 
 
 class AnswerEventSource(EventSourceResponse):

@@ -121,6 +121,20 @@ def test_both_chat_routes_share_one_budget(client: TestClient, engine: ScriptedE
     assert len(engine.requests) == LIMIT
 
 
+def test_the_ai_sdk_route_shares_the_budget(client: TestClient, engine: ScriptedEngine) -> None:
+    chat = {
+        "id": "chat-id-0123456789",
+        "messages": [{"id": "q", "role": "user", "parts": [{"type": "text", "text": "Where?"}]}],
+    }
+    for _ in range(LIMIT - 1):
+        assert client.post(JSON, json=QUESTION).status_code == 200
+    with client.stream("POST", "/api/chat", json=chat) as stream:
+        assert stream.status_code == 200
+        stream.read()
+    assert_rate_limited(client.post("/api/chat", json=chat))
+    assert len(engine.requests) == LIMIT
+
+
 def test_other_routes_are_not_limited(client: TestClient) -> None:
     for _ in range(LIMIT):
         client.post(JSON, json=QUESTION)

@@ -37,7 +37,8 @@ def test_the_mysql_profile_runs_the_same_app_on_mysql() -> None:
     assert "profiles" not in app, "`docker compose up` alone still runs the app on PostgreSQL"
     assert on_mysql["profiles"] == ["mysql"]
     differing = {key for key in app.keys() | on_mysql.keys() if app.get(key) != on_mysql.get(key)}
-    assert differing == {"profiles", "environment", "depends_on"}
+    # Its own data volume too: a spooled answer belongs to the database it is written back to.
+    assert differing == {"profiles", "environment", "depends_on", "volumes"}
     assert on_mysql["depends_on"] == {"mysql": {"condition": "service_healthy"}}
     assert {k: v for k, v in on_mysql["environment"].items() if k != "DATABASE_URL"} == {
         k: v for k, v in app["environment"].items() if k != "DATABASE_URL"
@@ -64,3 +65,16 @@ def test_mysql_is_reachable_only_from_the_app() -> None:
     assert "ports" not in mysql
     assert mysql["networks"] == ["database"]
     assert "mysql-data:/var/lib/mysql" in mysql["volumes"]
+
+
+def test_every_app_service_writes_its_data_to_a_volume_of_its_own() -> None:
+    """The root is read-only: the answer spool and the embeddings cache (under /app/data)
+    need a volume, and an app on another database a spool of its own."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
+    mounts = {}
+    for name in ("app", "app-mysql"):
+        service = services[name]
+        assert service["read_only"] is True
+        [mount] = [v for v in service["volumes"] if v.endswith(":/app/data")]
+        mounts[name] = mount.partition(":")[0]
+    assert len(set(mounts.values())) == 2

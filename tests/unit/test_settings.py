@@ -58,3 +58,14 @@ def test_responses_engine_without_an_endpoint_is_refused() -> None:
 def test_missing_knowledge_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="KNOWLEDGE_DIR"):
         settings(knowledge_dir=tmp_path / "nope")
+
+
+def test_cloudfront_proxy_kind_without_its_addresses_is_refused() -> None:
+    with pytest.raises(
+        ValidationError, match="TRUSTED_PROXY_KIND=cloudfront needs TRUSTED_PROXIES"
+    ):
+        settings(trusted_proxy_kind="cloudfront")
+    assert (
+        settings(trusted_proxy_kind="CloudFront", trusted_proxies="10.0.0.0/8").trusted_proxy_kind
+        == "cloudfront"
+    )

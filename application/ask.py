@@ -11,7 +11,14 @@ from dataclasses import dataclass, replace
 from typing import TypeGuard
 
 from application.search import SearchProfile
-from domain.conversation import AnswerStatus, FinishedAnswer, fit_history, turns_from_messages
+from domain.conversation import (
+    AnswerStatus,
+    FinishedAnswer,
+    fit_history,
+    is_conversation_id,
+    turns_from_messages,
+    unstorable_text,
+)
 from domain.disclosure import Decline
 from domain.errors import (
     UPSTREAM_MESSAGES,
@@ -145,6 +152,8 @@ class AskApplicant:
                     "With 'conversation_id', send only the new question as 'input': "
                     "the earlier turns of the conversation are stored."
                 )
+            if not is_conversation_id(conversation_id):
+                raise ConversationNotFound()  # no id of ours has this shape: no query
             # One transaction stores the question and reads the turns before it.
             continued = await self._conversations.continue_conversation(
                 conversation_id, question.content
@@ -223,9 +232,11 @@ class AskApplicant:
                 "The last message of 'input' must have role 'user': it is the question."
             )
         for index, message in enumerate(messages):
+            where = "'input'" if len(messages) == 1 else f"Message {index} of 'input'"
             if not message.content.strip():
-                where = "'input'" if len(messages) == 1 else f"Message {index} of 'input'"
                 raise InvalidQuestion(f"{where} is empty: send a question.")
+            if (problem := unstorable_text(message.content)) is not None:
+                raise InvalidQuestion(f"{where} {problem}.")
         length = sum(len(message.content) for message in messages)
         if length > self._max_input_chars:
             raise InputTooLong(length, self._max_input_chars)

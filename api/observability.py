@@ -246,6 +246,13 @@ class Metrics:
             ("code",),
             registry=registry,
         )
+        self.fallback_answers = Counter(
+            "fallback_answers",
+            "Answers the offline engine gave in the configured engine's place, by the upstream "
+            "error code that made it step in.",
+            ("code",),
+            registry=registry,
+        )
         self.tokens = Counter(
             "answer_tokens",
             "Tokens the model provider reported for answers, by kind.",
@@ -259,6 +266,7 @@ class Metrics:
         for code in ErrorCode:  # every known code shows as 0 before its first error
             if _is_upstream(code):
                 self.upstream_errors.labels(code.value)
+                self.fallback_answers.labels(code.value)
 
     def answer_stream(self, mode: str) -> AnswerObserver:
         """Observes one streamed answer: ``with metrics.answer_stream(mode) as observed``."""
@@ -272,6 +280,12 @@ class Metrics:
     def count_failure(self, code: ErrorCode) -> None:
         if _is_upstream(code):
             self.upstream_errors.labels(code.value).inc()
+
+    def count_fallback(self, cause: ErrorCode | None) -> None:
+        """Another engine answered after ``cause``: the failure counts as one all the same."""
+        if cause is not None:
+            self.count_failure(cause)
+        self.fallback_answers.labels(cause.value if cause is not None else "unknown").inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -326,6 +340,13 @@ class AnswerObserver:
     def failed(self, code: ErrorCode) -> None:
         self._outcome = "failed"
         self._metrics.count_failure(code)
+
+    def switched(self, mode: str, cause: ErrorCode | None) -> None:
+        """Another engine answers from now on: its ``mode`` labels the stream's metrics."""
+        self._metrics.count_fallback(cause)
+        self._mode = mode
+        if self._first_delta is not None:
+            self._first_delta = self._metrics.time_to_first_delta.labels(mode)
 
 
 # --- Request id, access log and HTTP metrics -----------------------------------------------

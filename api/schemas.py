@@ -223,3 +223,14 @@ class Readiness(BaseModel):
     engine: str
     passages: int
     database: Literal["ok", "unavailable"]
+    upstream_key: Literal["not_used", "unchecked", "accepted", "rejected"] = Field(
+        description="The model provider's view of OPENAI_API_KEY as the latest answers saw it: "
+        "`rejected` after a 401 or 403 (answers then fall back to the offline engine, or fail), "
+        "until an answer succeeds; `not_used` with the offline engine. Readiness does not "
+        "depend on it: the service still answers."
+    )
+    upstream_last_error: str | None = Field(
+        default=None,
+        description="The code of the latest upstream failure (`upstream_…`), even when the "
+        "offline engine answered in its place; cleared by an answer that succeeds.",
+    )

@@ -183,6 +183,7 @@ async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator
                 elif isinstance(event, AgentStep):
                     yield agent_event(event)
                 elif isinstance(event, EngineSwitched):
+                    observed.switched(event.mode, event.cause)
                     yield notice_event(event)
                 else:
                     assert_never(event)

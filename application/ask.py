@@ -8,7 +8,7 @@ import secrets
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 
 from application.search import SearchProfile
 from domain.conversation import (
@@ -62,6 +62,21 @@ async def _declined(decline: Decline) -> AsyncGenerator[AnswerEvent, None]:
     """A polite refusal in place of an answer: no engine sees the question."""
     yield TextDelta(decline.text)
     yield AnswerDone("stop")
+
+
+UpstreamKey = Literal["not_used", "unchecked", "accepted", "rejected"]
+
+
+@dataclass(slots=True)
+class UpstreamEvidence:
+    """What the configured engine's latest answers showed of the model provider, for
+    operators: a key the provider rejects stays visible even while the offline engine
+    answers in its place."""
+
+    key: UpstreamKey = "unchecked"
+    """``rejected`` after a 401 or 403 (``upstream_auth``), until an answer succeeds."""
+    last_error: ErrorCode | None = None
+    """The code of the latest upstream failure; cleared by an answer that succeeds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +134,18 @@ class AskApplicant:
         self._allowed_models = allowed_models | {default_model}
         self._max_input_chars = max_input_chars
         self._conversation_ids = conversation_ids
+        self._upstream = UpstreamEvidence(
+            key="not_used" if engine.mode == "offline" else "unchecked"
+        )
 
     @property
     def mode(self) -> str:
         return self._engine.mode
+
+    @property
+    def upstream(self) -> UpstreamEvidence:
+        """The model provider as the latest answers saw it (``GET /ready`` shows it)."""
+        return replace(self._upstream)
 
     async def start(
         self,
@@ -222,6 +245,7 @@ class AskApplicant:
                     collected.meta = replace(
                         collected.meta, model=event.model, mode=event.mode, notice=event.notice
                     )
+                    collected.fallback_cause = event.cause
         return collected
 
     def _validated(self, messages: Sequence[Message]) -> tuple[Message, ...]:
@@ -327,7 +351,9 @@ class AskApplicant:
                 yield event
             else:
                 return
-        yield EngineSwitched(ANSWERED_OFFLINE, offline.mode, offline.model_for(request.model))
+        yield EngineSwitched(
+            ANSWERED_OFFLINE, offline.mode, offline.model_for(request.model), cause=event.code
+        )
         async with aclosing(self._guarded(request, offline)) as events:
             async for event in events:
                 yield event
@@ -339,6 +365,8 @@ class AskApplicant:
         async with aclosing(engine.stream_answer(request)) as events:
             try:
                 async for event in events:
+                    if engine is self._engine:
+                        self._keep_evidence(event)
                     yield event
                     if isinstance(event, AnswerDone | AnswerFailed):
                         return
@@ -354,3 +382,22 @@ class AskApplicant:
         yield AnswerFailed(
             ErrorCode.UPSTREAM_INTERRUPTED, UPSTREAM_MESSAGES[ErrorCode.UPSTREAM_INTERRUPTED]
         )
+
+    def _keep_evidence(self, event: AnswerEvent) -> None:
+        """Note what an event of the configured engine says about the provider."""
+        if self._upstream.key == "not_used":
+            return
+        if isinstance(event, AnswerDone):
+            self._upstream.key, self._upstream.last_error = "accepted", None
+        elif _upstream_failure(event):
+            self._upstream.last_error = event.code
+            if event.code == ErrorCode.UPSTREAM_AUTH:
+                self._upstream.key = "rejected"
+                # Never the key, nor the provider's message: only what to check.
+                logger.warning(
+                    "the model provider rejected the API key (401/403, upstream_auth): check "
+                    "OPENAI_API_KEY; %s",
+                    "answering offline meanwhile"
+                    if self._fall_back_on_failure and self._offline is not None
+                    else "answers fail until it is fixed",
+                )

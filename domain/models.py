@@ -110,6 +110,8 @@ class EngineSwitched:
     notice: Notice
     mode: str
     model: str
+    cause: ErrorCode | None = None
+    """The failure of the engine it replaces (``upstream_auth``, ...), kept as evidence."""
     type: Literal["engine_switched"] = "engine_switched"
 
 
@@ -145,6 +147,8 @@ class CollectedAnswer:
     text_parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
+    fallback_cause: ErrorCode | None = None
+    """Why another engine answered in the configured one's place, if it did."""
 
     @property
     def text(self) -> str:

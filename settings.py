@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Holding up in public: abuse limits, upstream faults, shutdown, observability.
     rate_limit_per_minute: int = Field(default=20, ge=0, le=100_000)
     trusted_proxies: CommaSeparated = ()
+    # What the TRUSTED_PROXIES are: only CloudFront's own header is believed from CloudFront.
+    trusted_proxy_kind: Literal["generic", "cloudfront"] = "generic"
     redis_url: str | None = None
     # Each Redis call; after a failure every Redis client skips Redis this long (one breaker).
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
@@ -94,7 +96,7 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "trusted_proxy_kind", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -158,6 +160,15 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("ADMIN_TOKEN must be at least 16 characters long")
         return value
+
+    @model_validator(mode="after")
+    def _cloudfront_needs_its_addresses(self) -> Settings:
+        if self.trusted_proxy_kind == "cloudfront" and not self.trusted_proxies:
+            raise ValueError(
+                "TRUSTED_PROXY_KIND=cloudfront needs TRUSTED_PROXIES: the addresses CloudFront "
+                "connects from (its origin-facing ranges, see docs/deploy.md)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _responses_needs_an_endpoint(self) -> Settings:

@@ -2,8 +2,10 @@
 
 The peer of the TCP connection is the client unless it is a trusted proxy (CloudFront, a
 load balancer, the instance's own reverse proxy). Only then are the forwarding headers read:
-``CloudFront-Viewer-Address`` first, else ``X-Forwarded-For``. A header from any other peer
-is ignored, because anyone can send one.
+``CloudFront-Viewer-Address`` first when TRUSTED_PROXY_KIND says the proxies are CloudFront,
+else ``X-Forwarded-For``. A header from any other peer is ignored, because anyone can send
+one; and ``CloudFront-Viewer-Address`` from a proxy that is not CloudFront is ignored too,
+because such a proxy passes the client's own copy of it through unchanged.
 """
 
 from __future__ import annotations
@@ -84,12 +86,18 @@ def peer_is_trusted(scope: Scope, trusted: Sequence[IPNetwork]) -> bool:
     return peer_ip is not None and _is_trusted(peer_ip, trusted)
 
 
-def client_address(connection: HTTPConnection | Scope, trusted: Sequence[IPNetwork]) -> str:
+def client_address(
+    connection: HTTPConnection | Scope,
+    trusted: Sequence[IPNetwork],
+    *,
+    cloudfront: bool = False,
+) -> str:
     """The client's address for ``connection`` (a request or an ASGI scope).
 
     - The peer, unless it is in ``trusted``. A peer that is not an IP address (a Unix socket,
       Starlette's test client) is never trusted and is returned as it is.
-    - From a trusted peer: ``CloudFront-Viewer-Address`` if it holds a valid address.
+    - From a trusted peer, when ``cloudfront`` (TRUSTED_PROXY_KIND=cloudfront): CloudFront
+      sets ``CloudFront-Viewer-Address`` itself, so it is used if it holds a valid address.
     - Else ``X-Forwarded-For``, read from the right, where the nearest proxy appended its own
       peer: trusted proxies are skipped, and the first address that is not trusted is the
       client. If every entry is a trusted proxy, the leftmost is the client. An entry that is
@@ -105,7 +113,7 @@ def client_address(connection: HTTPConnection | Scope, trusted: Sequence[IPNetwo
     if not _is_trusted(peer_ip, trusted):
         return str(peer_ip)
     headers = Headers(scope=scope)
-    viewer = headers.get("cloudfront-viewer-address")
+    viewer = headers.get("cloudfront-viewer-address") if cloudfront else None
     if viewer is not None and (viewer_ip := _ip_and_port(viewer)) is not None:
         return str(viewer_ip)
     forwarded = ",".join(headers.getlist("x-forwarded-for"))

@@ -98,7 +98,8 @@ async def rate_limit_decision(scope: Scope) -> RateDecision | None:
     decision = None
     if container is not None and container.rate_limiter is not None:
         trusted = trusted_networks(container.settings.trusted_proxies)
-        client = rate_limit_key(client_address(scope, trusted))
+        cloudfront = container.settings.trusted_proxy_kind == "cloudfront"
+        client = rate_limit_key(client_address(scope, trusted, cloudfront=cloudfront))
         decision = await container.rate_limiter.hit(client)
     scope[_RATE_DECISION] = decision
     return decision

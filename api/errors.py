@@ -105,12 +105,18 @@ def _problems(errors: list[dict[str, Any]]) -> list[str]:
     """One line per problem; a value that fits neither form of ``input`` says what would."""
     if any(e.get("type") == "json_invalid" for e in errors):
         return ['The body is not valid JSON: send a JSON object such as {"input": "..."}']
-    # ``input`` is ``str | list[...]``: pydantic reports a failure for each branch.
-    as_list = [e for e in errors if e["loc"][1:3] == ("input", "list[InputMessage]")]
-    as_text = [e for e in errors if e["loc"][1:3] == ("input", "str")]
-    others = [e for e in errors if e not in as_list and e not in as_text]
+    # ``input`` is ``str | list[...]``: pydantic reports a failure for each branch, named by
+    # the branch's type in the location.
+    branches = [e for e in errors if len(e["loc"]) >= 3 and e["loc"][1] == "input"]
+    as_list = [e for e in branches if e["loc"][2] == "list[InputMessage]"]
+    as_text = [e for e in branches if e not in as_list]
+    others = [e for e in errors if e not in branches]
     problems = [_describe(e) for e in others]
-    if any(len(e["loc"]) > 3 for e in as_list):
+    text_problems = [e for e in as_text if e.get("type") != "string_type"]
+    if text_problems:
+        # The value was a string: only the string's own problems matter.
+        problems += [_describe({**e, "loc": ("input",)}) for e in text_problems]
+    elif any(len(e["loc"]) > 3 for e in as_list):
         # The value was a list: only the list's own problems matter.
         problems += [_describe({**e, "loc": ("input", *e["loc"][3:])}) for e in as_list]
     elif as_list or as_text:
@@ -180,7 +186,22 @@ def http_error_response(error: StarletteHTTPException) -> JSONResponse:
     )
 
 
+def _unparsable_body(cause: BaseException) -> str:
+    if isinstance(cause, UnicodeError):
+        reason = "it is not UTF-8 text"
+    elif isinstance(cause, RecursionError):
+        reason = "it is nested too deeply"
+    else:
+        reason = "it could not be read"
+    return f'The body is not valid JSON ({reason}): send a JSON object such as {{"input": "..."}}.'
+
+
 async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    if error.status_code == 400 and error.__cause__ is not None:
+        # FastAPI answers 400 when reading the JSON body raises anything but a JSON syntax
+        # error (bytes that are not UTF-8, nesting deeper than the parser goes): the same
+        # invalid request as bad JSON, so the same documented 422.
+        return error_response(ErrorCode.INVALID_REQUEST, _unparsable_body(error.__cause__))
     return http_error_response(error)
 
 

@@ -59,6 +59,7 @@ RATE_LIMITED = -32029
 FORBIDDEN_ORIGIN = -32003
 NOT_READY = -32001
 METHOD_NOT_ALLOWED = -32000
+PARSE_ERROR = -32700  # JSON-RPC's own code
 
 INSTRUCTIONS = """\
 This server answers questions about one job applicant from the applicant's own documents \
@@ -298,12 +299,24 @@ def _json_rpc_error(
     )
 
 
-def _counted_request_id(body: bytes) -> tuple[bool, object]:
-    """Whether the body holds a request to count, and the id to answer it with."""
+class _Unparsable(Exception):
+    """The body is not JSON the server can read; the message says why."""
+
+
+def _parsed(body: bytes) -> object:
+    """The JSON-RPC body, parsed as the MCP SDK will parse it (UTF-8 JSON)."""
     try:
-        parsed = json.loads(body)
-    except ValueError:
-        return False, None  # the MCP server answers with a parse error
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _Unparsable("Parse error: the body is not UTF-8 text.") from None
+    except RecursionError:
+        raise _Unparsable("Parse error: the body is nested too deeply.") from None
+    except ValueError as error:
+        raise _Unparsable(f"Parse error: the body is not valid JSON ({error}).") from None
+
+
+def _counted_request_id(parsed: object) -> tuple[bool, object]:
+    """Whether the body holds a request to count, and the id to answer it with."""
     messages = parsed if isinstance(parsed, list) else [parsed]
     for message in messages:
         if isinstance(message, dict) and message.get("method") in COUNTED_METHODS:
@@ -406,16 +419,23 @@ class McpEndpoint:
             await response(scope, receive, send)
             return
         body = await _read_body(receive)
-        refusal = await _rate_limited(scope, body)
+        try:
+            parsed = _parsed(body)
+        except _Unparsable as error:
+            # Answered here, as the SDK would: its own parser cannot take every body (one
+            # nested 20,000 levels deep raised RecursionError, a 500).
+            await _json_rpc_error(400, PARSE_ERROR, str(error))(scope, receive, send)
+            return
+        refusal = await _rate_limited(scope, parsed)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         await handle(scope, _replaying(body, receive), send)
 
 
-async def _rate_limited(scope: Scope, body: bytes) -> JSONResponse | None:
+async def _rate_limited(scope: Scope, parsed: object) -> JSONResponse | None:
     """429 for a tool call over the client's RATE_LIMIT_PER_MINUTE (shared with the chat)."""
-    counted, request_id = _counted_request_id(body)
+    counted, request_id = _counted_request_id(parsed)
     if not counted:
         return None
     decision = await rate_limit_decision(scope)

@@ -251,6 +251,13 @@ class Metrics:
             ("code",),
             registry=registry,
         )
+        self.fallback_answers = Counter(
+            "fallback_answers",
+            "Answers the offline engine gave in the configured engine's place, by the upstream "
+            "error code that made it step in.",
+            ("code",),
+            registry=registry,
+        )
         self.tokens = Counter(
             "answer_tokens",
             "Tokens the model provider reported for answers, by kind.",
@@ -279,6 +286,7 @@ class Metrics:
         for code in ErrorCode:  # every known code shows as 0 before its first error
             if _is_upstream(code):
                 self.upstream_errors.labels(code.value)
+                self.fallback_answers.labels(code.value)
         for category in (*(c.id for c in TAXONOMY), "undisclosed"):
             self.declined.labels(category)
 
@@ -303,6 +311,12 @@ class Metrics:
     def count_failure(self, code: ErrorCode) -> None:
         if _is_upstream(code):
             self.upstream_errors.labels(code.value).inc()
+
+    def count_fallback(self, cause: ErrorCode | None) -> None:
+        """Another engine answered after ``cause``: the failure counts as one all the same."""
+        if cause is not None:
+            self.count_failure(cause)
+        self.fallback_answers.labels(cause.value if cause is not None else "unknown").inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -391,12 +405,13 @@ class AnswerObserver:
         self._metrics.count_failure(code)
         self._metrics.count_usage(usage)
 
-    def switched(self, mode: str, reason: str | None, usage: Usage | None) -> None:
-        """Another engine answers: the first one's tokens count, and the stream is the new
-        engine's from now on (its first delta, its duration)."""
+    def switched(self, mode: str, cause: ErrorCode | None, usage: Usage | None) -> None:
+        """Another engine answers from now on: the first one's failure and tokens count, and
+        ``mode`` labels the stream's metrics (its first delta, its duration)."""
         self._metrics.count_usage(usage)
-        if reason is not None:
-            self._metrics.fallbacks.labels(self._mode, reason).inc()
+        self._metrics.count_fallback(cause)
+        if cause is not None:
+            self._metrics.fallbacks.labels(self._mode, cause.value).inc()
         self._mode = mode
         if self._first_delta is not None:
             self._first_delta = self._metrics.time_to_first_delta.labels(mode)

@@ -83,6 +83,8 @@ async def ask_json(body: AskRequest, ask: AskDep, metrics: MetricsDep) -> Answer
         metrics.count_failure(error.code)
         metrics.count_usage(error.usage)
         raise
+    if answer.fallback_cause is not None:
+        metrics.count_fallback(answer.fallback_cause)
     usage = answer.usage
     metrics.count_usage(usage)
     metrics.count_usage(answer.fallback_usage)
@@ -126,11 +128,14 @@ async def ready(container: ContainerDep) -> Readiness | JSONResponse:
         logger.warning("readiness: database unavailable: %s", type(error).__name__)
         database = "unavailable"
     is_ready = bool(passages) and database == "ok"
+    upstream = container.ask.upstream
     readiness = Readiness(
         status="ready" if is_ready else "not_ready",
         engine=container.ask.mode,
         passages=passages,
         database=database,
+        upstream_key=upstream.key,
+        upstream_last_error=upstream.last_error.value if upstream.last_error else None,
     )
     if is_ready:
         return readiness

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -15,9 +16,21 @@ from pydantic import (
     model_validator,
 )
 
+from domain.conversation import CONVERSATION_ID_PATTERN, is_conversation_id, unstorable_text
 from domain.models import Message
 
 _SERVER_OWNED_ROLES = frozenset({"system", "developer"})
+
+
+def _storable(value: object) -> object:
+    # Before the string's own checks, which cannot even count an unpaired surrogate.
+    if isinstance(value, str) and (problem := unstorable_text(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+Text = Annotated[StrictStr, BeforeValidator(_storable)]
+"""A string from a client: strict, and free of what no database or provider accepts."""
 
 
 class InputMessage(BaseModel):
@@ -27,12 +40,12 @@ class InputMessage(BaseModel):
         description="Who said it. The server owns the instructions: `system` and `developer` "
         "roles are rejected."
     )
-    content: StrictStr = Field(min_length=1)
+    content: Text = Field(min_length=1)
 
     @field_validator("role", mode="before")
     @classmethod
     def _no_server_roles(cls, value: object) -> object:
-        if value in _SERVER_OWNED_ROLES:
+        if isinstance(value, str) and value in _SERVER_OWNED_ROLES:
             raise ValueError(
                 f"role {value!r} is not accepted: this service owns the instructions. "
                 "Use 'user' for the recruiter and 'assistant' for earlier answers"
@@ -59,10 +72,10 @@ class AskRequest(BaseModel):
         },
     )
 
-    input: StrictStr | list[InputMessage] = Field(
+    input: Text | list[InputMessage] = Field(
         description="The question, or the conversation so far ending with the user's question."
     )
-    model: StrictStr | None = Field(
+    model: Text | None = Field(
         default=None, description="One of the models this service offers; omit for the default."
     )
     stream: StrictBool | None = Field(
@@ -70,10 +83,22 @@ class AskRequest(BaseModel):
     )
     conversation_id: StrictStr | None = Field(
         default=None,
-        max_length=64,
+        json_schema_extra={"pattern": CONVERSATION_ID_PATTERN},
         description="Continue this conversation (the id from `meta` or an earlier JSON answer); "
         "`input` is then the new question alone. Omit to start a new conversation.",
     )
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _issued_id(cls, value: str | None) -> str | None:
+        # Checked by shape before any query: only ids of this shape were ever issued.
+        if value is not None and not is_conversation_id(value):
+            raise ValueError(
+                "is not an id this service issued (22 characters of A-Z, a-z, 0-9, '_' and "
+                "'-'): send the conversation_id from `meta`, or omit it to start a new "
+                "conversation"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -199,3 +224,14 @@ class Readiness(BaseModel):
     engine: str
     passages: int
     database: Literal["ok", "unavailable"]
+    upstream_key: Literal["not_used", "unchecked", "accepted", "rejected"] = Field(
+        description="The model provider's view of OPENAI_API_KEY as the latest answers saw it: "
+        "`rejected` after a 401 or 403 (answers then fall back to the offline engine, or fail), "
+        "until an answer succeeds; `not_used` with the offline engine. Readiness does not "
+        "depend on it: the service still answers."
+    )
+    upstream_last_error: str | None = Field(
+        default=None,
+        description="The code of the latest upstream failure (`upstream_…`), even when the "
+        "offline engine answered in its place; cleared by an answer that succeeds.",
+    )

@@ -203,7 +203,7 @@ async def observed_events(
                 elif isinstance(event, AnswerFailed):
                     observed.failed(event.code, event.usage)
                 elif isinstance(event, EngineSwitched):
-                    observed.switched(event.mode, event.reason, event.usage)
+                    observed.switched(event.mode, event.cause, event.usage)
                 elif not isinstance(event, _ANSWER_EVENT_TYPES):
                     # A type added to the engines but not to the union: no encoder knows it.
                     raise TypeError(f"not an answer event: {type(event).__name__}")

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 
 from application.search import SearchProfile
 from application.spool import SpooledAnswers
@@ -17,7 +17,9 @@ from domain.conversation import (
     FinishedAnswer,
     PendingAnswer,
     fit_history,
+    is_conversation_id,
     turns_from_messages,
+    unstorable_text,
 )
 from domain.disclosure import Decline
 from domain.errors import (
@@ -71,6 +73,21 @@ async def _declined(decline: Decline) -> AsyncGenerator[AnswerEvent, None]:
     """A polite refusal in place of an answer: no engine sees the question."""
     yield TextDelta(decline.text)
     yield AnswerDone("stop")
+
+
+UpstreamKey = Literal["not_used", "unchecked", "accepted", "rejected"]
+
+
+@dataclass(slots=True)
+class UpstreamEvidence:
+    """What the configured engine's latest answers showed of the model provider, for
+    operators: a key the provider rejects stays visible even while the offline engine
+    answers in its place."""
+
+    key: UpstreamKey = "unchecked"
+    """``rejected`` after a 401 or 403 (``upstream_auth``), until an answer succeeds."""
+    last_error: ErrorCode | None = None
+    """The code of the latest upstream failure; cleared by an answer that succeeds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +151,18 @@ class AskApplicant:
         self._allowed_models = allowed_models | {default_model}
         self._max_input_chars = max_input_chars
         self._conversation_ids = conversation_ids
+        self._upstream = UpstreamEvidence(
+            key="not_used" if engine.mode == "offline" else "unchecked"
+        )
 
     @property
     def mode(self) -> str:
         return self._engine.mode
+
+    @property
+    def upstream(self) -> UpstreamEvidence:
+        """The model provider as the latest answers saw it (``GET /ready`` shows it)."""
+        return replace(self._upstream)
 
     async def start(
         self,
@@ -167,6 +192,8 @@ class AskApplicant:
                     "With 'conversation_id', send only the new question as 'input': "
                     "the earlier turns of the conversation are stored."
                 )
+            if not is_conversation_id(conversation_id):
+                raise ConversationNotFound()  # no id of ours has this shape: no query
             # One transaction stores the question and reads the turns before it.
             continued = await self._conversations.continue_conversation(
                 conversation_id, question.content
@@ -256,6 +283,7 @@ class AskApplicant:
                         collected.meta, model=event.model, mode=event.mode, notice=event.notice
                     )
                     collected.fallback_usage = event.usage
+                    collected.fallback_cause = event.cause
         return collected
 
     def _validated(self, messages: Sequence[Message]) -> tuple[Message, ...]:
@@ -266,9 +294,11 @@ class AskApplicant:
                 "The last message of 'input' must have role 'user': it is the question."
             )
         for index, message in enumerate(messages):
+            where = "'input'" if len(messages) == 1 else f"Message {index} of 'input'"
             if not message.content.strip():
-                where = "'input'" if len(messages) == 1 else f"Message {index} of 'input'"
                 raise InvalidQuestion(f"{where} is empty: send a question.")
+            if (problem := unstorable_text(message.content)) is not None:
+                raise InvalidQuestion(f"{where} {problem}.")
         length = sum(len(message.content) for message in messages)
         if length > self._max_input_chars:
             raise InputTooLong(length, self._max_input_chars)
@@ -382,6 +412,7 @@ class AskApplicant:
             offline.model_for(request.model),
             reason=failed.code.value,
             usage=failed.usage,
+            cause=failed.code,
         )
         async with aclosing(self._guarded(request, offline)) as events:
             async for event in events:
@@ -394,6 +425,8 @@ class AskApplicant:
         async with aclosing(engine.stream_answer(request)) as events:
             try:
                 async for event in events:
+                    if engine is self._engine:
+                        self._keep_evidence(event)
                     yield event
                     if isinstance(event, AnswerDone | AnswerFailed):
                         return
@@ -409,3 +442,22 @@ class AskApplicant:
         yield AnswerFailed(
             ErrorCode.UPSTREAM_INTERRUPTED, UPSTREAM_MESSAGES[ErrorCode.UPSTREAM_INTERRUPTED]
         )
+
+    def _keep_evidence(self, event: AnswerEvent) -> None:
+        """Note what an event of the configured engine says about the provider."""
+        if self._upstream.key == "not_used":
+            return
+        if isinstance(event, AnswerDone):
+            self._upstream.key, self._upstream.last_error = "accepted", None
+        elif _upstream_failure(event):
+            self._upstream.last_error = event.code
+            if event.code == ErrorCode.UPSTREAM_AUTH:
+                self._upstream.key = "rejected"
+                # Never the key, nor the provider's message: only what to check.
+                logger.warning(
+                    "the model provider rejected the API key (401/403, upstream_auth): check "
+                    "OPENAI_API_KEY; %s",
+                    "answering offline meanwhile"
+                    if self._fall_back_on_failure and self._offline is not None
+                    else "answers fail until it is fixed",
+                )

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from domain.conversation import Conversation, ConversationSummary, Insights, Page
+from domain.conversation import (
+    Conversation,
+    ConversationSummary,
+    Insights,
+    Page,
+    is_conversation_id,
+)
 from domain.errors import ConversationNotFound
 from domain.ports import ConversationRepository
 
@@ -29,6 +35,8 @@ class ReviewConversations:
         self._now = now
 
     async def conversation(self, conversation_id: str) -> Conversation:
+        if not is_conversation_id(conversation_id):
+            raise ConversationNotFound()  # no id of ours has this shape: no query
         conversation = await self._conversations.get(conversation_id)
         if conversation is None:
             raise ConversationNotFound()

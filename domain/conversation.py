@@ -11,6 +11,35 @@ from typing import Generic, Literal, TypeVar
 
 from domain.models import Message, Usage
 
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{22}$"
+"""A conversation id's shape: ``secrets.token_urlsafe(16)``, 22 URL-safe characters."""
+_CONVERSATION_ID = re.compile(CONVERSATION_ID_PATTERN)
+
+
+def is_conversation_id(text: str) -> bool:
+    """Whether ``text`` has the shape of an id this service issues; anything else names no
+    conversation, so it is refused before any query."""
+    return _CONVERSATION_ID.fullmatch(text) is not None
+
+
+def unstorable_text(text: str) -> str | None:
+    """What makes a client's ``text`` unfit to store or to send to a model, or ``None``.
+
+    A NUL character or an unpaired surrogate (JSON can spell both) is no text a recruiter
+    meant, and not every database or provider accepts it: such input is refused.
+    """
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000): remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return (
+            "contains an unpaired surrogate (such as \\ud800), which is not a character: "
+            "send valid Unicode text"
+        )
+    return None
+
+
 AnswerStatus = Literal["completed", "incomplete", "failed", "interrupted", "declined"]
 """How an answer ended: whole; cut short by the model (e.g. its token limit); failed
 upstream; interrupted because the client went away or the server stopped; or declined: the

@@ -133,6 +133,8 @@ class EngineSwitched:
     """The error code that made the first engine give up."""
     usage: Usage | None = None
     """The tokens the first engine spent before it gave up: counted with the answer."""
+    cause: ErrorCode | None = None
+    """The failure of the engine it replaces (``upstream_auth``, ...), kept as evidence."""
     type: Literal["engine_switched"] = "engine_switched"
 
 
@@ -172,6 +174,8 @@ class CollectedAnswer:
     """The tokens an engine spent before it gave up and another answered."""
     declined: str | None = None
     """Why no engine answered: a protected category's id, or ``undisclosed``."""
+    fallback_cause: ErrorCode | None = None
+    """Why another engine answered in the configured one's place, if it did."""
 
     @property
     def text(self) -> str:

@@ -112,7 +112,7 @@ def test_conversation_option_continues_the_conversation(offline_app: RunningApp)
 def test_unknown_conversation_is_refused_with_the_servers_message(
     offline_app: RunningApp,
 ) -> None:
-    result = ask(offline_app, "--conversation=no-such-conversation", "hi")
+    result = ask(offline_app, "--conversation=" + "A" * 22, "hi")
     assert (result.returncode, result.stdout) == (3, b"")
     assert "No conversation has this 'conversation_id'" in result.stderr.decode()
     assert "(HTTP 404, conversation_not_found)" in result.stderr.decode()

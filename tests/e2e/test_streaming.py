@@ -71,6 +71,8 @@ def test_readiness_reports_the_loaded_profile(offline_app: RunningApp) -> None:
         "engine": "offline",
         "passages": ready["passages"],
         "database": "ok",
+        "upstream_key": "not_used",
+        "upstream_last_error": None,
     }
     assert ready["passages"] > 20
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +16,7 @@ from settings import Settings
 from tests.fakes import ScriptedEngine, small_profile
 from tests.sse_client import Answer, parse_sse
 
+JSON_HEADERS = {"content-type": "application/json"}
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 
 
@@ -79,11 +82,27 @@ def test_stored_answer_equals_what_was_streamed(client: TestClient, engine: Scri
 def test_unknown_conversation_gets_404_before_streaming(
     client: TestClient, engine: ScriptedEngine
 ) -> None:
+    unknown = "A" * 22  # the shape of an id, but no conversation's
     for path in ("/openai-response/sse", "/openai-response"):
-        response = client.post(path, json={"input": "hi", "conversation_id": "does-not-exist"})
+        response = client.post(path, json={"input": "hi", "conversation_id": unknown})
         assert response.status_code == 404
         assert response.json()["code"] == "conversation_not_found"
-    assert client.get("/conversations/does-not-exist").status_code == 404
+    assert client.get(f"/conversations/{unknown}").status_code == 404
+    assert engine.requests == []
+
+
+@pytest.mark.parametrize("malformed", ["does-not-exist", "a" * 64, "%00" * 22, "ab%ED%A0%80cd"])
+def test_a_malformed_conversation_id_is_refused_before_any_query(
+    client: TestClient, engine: ScriptedEngine, malformed: str
+) -> None:
+    body = {"input": "hi", "conversation_id": unquote(malformed, errors="surrogateescape")}
+    for path in ("/openai-response/sse", "/openai-response"):
+        response = client.post(path, content=json.dumps(body), headers=JSON_HEADERS)
+        assert response.status_code == 422
+        assert "'conversation_id': is not an id this service issued" in response.json()["message"]
+    read = client.get(f"/conversations/{malformed}")
+    assert read.status_code == 404
+    assert read.json()["code"] == "conversation_not_found"
     assert engine.requests == []
 
 

@@ -318,3 +318,46 @@ def test_the_endpoint_is_absent_when_disabled(tmp_path: Path) -> None:
         )
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 20_000 + b"]" * 20_000, "nested too deeply"),
+        (
+            b'{"jsonrpc": "2.0", "id": 1, "params": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+            "nested",
+        ),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "ping\xff"}', "not UTF-8"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"{not json", "not valid JSON"),
+    ],
+)
+def test_a_body_the_server_cannot_parse_gets_a_json_rpc_parse_error(
+    tmp_path: Path, body: bytes, reason: str
+) -> None:
+    app = create_app(settings_for(tmp_path))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/mcp/", content=body, headers=JSON_RPC_HEADERS)
+        alive = client.post(
+            "/mcp/",
+            json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+            headers=JSON_RPC_HEADERS,
+        )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == -32700
+    assert reason in error["message"]
+    assert alive.status_code == 200
+
+
+async def test_nul_in_a_question_or_an_id_is_a_clear_tool_error(mcp_url: str) -> None:
+    async with Client(mcp_url) as client:
+        in_question = await client.call_tool("ask_applicant", {"question": "hi\u0000there"})
+        in_id = await client.call_tool(
+            "ask_applicant", {"question": "And then?", "conversation_id": "a\u0000" * 11}
+        )
+
+    assert "contains a NUL character" in error_text(in_question)
+    assert "No conversation has this 'conversation_id'" in error_text(in_id)

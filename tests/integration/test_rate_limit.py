@@ -164,7 +164,9 @@ def test_invalid_bodies_are_counted_and_limited(
 def test_clients_behind_a_trusted_proxy_are_counted_apart(
     engine: ScriptedEngine, storage: dict[str, Any]
 ) -> None:
-    app = build_app(engine, trusted_proxies="10.0.0.0/8", **storage)
+    app = build_app(
+        engine, trusted_proxies="10.0.0.0/8", trusted_proxy_kind="cloudfront", **storage
+    )
     with TestClient(app, client=PROXY) as client:
 
         def ask(viewer: str) -> int:
@@ -179,6 +181,26 @@ def test_clients_behind_a_trusted_proxy_are_counted_apart(
         assert client.post(JSON, json=QUESTION, headers=viewer).status_code == 429
         viewer = {"CloudFront-Viewer-Address": "2001:db8::7:50123"}
         assert client.post(JSON, json=QUESTION, headers=viewer).status_code == 200
+
+
+def test_a_rotated_viewer_header_cannot_dodge_the_limit_behind_another_proxy(
+    engine: ScriptedEngine, storage: dict[str, Any]
+) -> None:
+    # A proxy that is not CloudFront passes the client's CloudFront-Viewer-Address through.
+    app = build_app(engine, trusted_proxies="10.0.0.0/8", **storage)
+    with TestClient(app, client=PROXY) as client:
+        statuses = [
+            client.post(
+                JSON,
+                json=QUESTION,
+                headers={
+                    "X-Forwarded-For": "198.51.100.1, 10.0.0.2",
+                    "CloudFront-Viewer-Address": f"203.0.113.{n}:443",
+                },
+            ).status_code
+            for n in range(LIMIT + 1)
+        ]
+    assert statuses == [200] * LIMIT + [429]
 
 
 def test_an_untrusted_client_cannot_dodge_the_limit_with_headers(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, s
 from tests.sse_client import Answer, parse_sse
 
 SSE = "/openai-response/sse"
+JSON_HEADERS = {"content-type": "application/json"}
 JSON = "/openai-response"
 
 
@@ -179,6 +181,17 @@ BAD_REQUESTS: list[tuple[dict[str, Any], int, str]] = [
         "must have role 'user'",
     ),
     ({"input": "x" * 101}, 413, "101 characters long; the limit is 100"),
+    ({"input": [{"role": {}, "content": "x"}]}, 422, "'input.0.role'"),
+    ({"input": [{"role": ["user"], "content": "x"}]}, 422, "'input.0.role'"),
+    ({"input": "hi \ud800"}, 422, "'input': contains an unpaired surrogate"),
+    ({"input": "hi\u0000"}, 422, "'input': contains a NUL character"),
+    ({"input": [{"role": "user", "content": "\udfff"}]}, 422, "unpaired surrogate"),
+    ({"input": "hi", "model": "cheap\u0000"}, 422, "'model': contains a NUL"),
+    ({"input": "hi", "conversation_id": "a\u0000b"}, 422, "'conversation_id': is not an id"),
+    ({"input": "hi", "conversation_id": "\ud800" * 22}, 422, "'conversation_id': is not an id"),
+    ({"input": "hi", "conversation_id": "x" * 21}, 422, "'conversation_id': is not an id"),
+    ({"input": "hi", "conversation_id": "x" * 23}, 422, "'conversation_id': is not an id"),
+    ({"input": "hi", "conversation_id": {}}, 422, "'conversation_id'"),
 ]
 
 
@@ -192,7 +205,8 @@ def test_bad_requests_get_a_clear_4xx_and_never_reach_the_engine(
     status: int,
     message: str,
 ) -> None:
-    response = client.post(path, json=body)
+    # json.dumps escapes what httpx cannot encode (a lone surrogate), as a hostile client would.
+    response = client.post(path, content=json.dumps(body), headers=JSON_HEADERS)
     assert response.status_code == status
     error = response.json()
     assert set(error) == {"code", "message"}
@@ -204,6 +218,31 @@ def test_body_that_is_not_json_is_rejected(client: TestClient, engine: ScriptedE
     response = client.post(SSE, content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert "not valid JSON" in response.json()["message"]
+    assert engine.requests == []
+
+
+UNPARSABLE_BODIES = [
+    pytest.param(b'{"input": "caf\xe9"}', "not UTF-8", id="latin-1"),
+    pytest.param(b'\xff\xfe{\x00"\x00i\x00"\x00}\x00', "not valid JSON", id="utf-16"),
+    pytest.param(b"[" * 20_000 + b"]" * 20_000, "nested too deeply", id="deep-array"),
+    pytest.param(b'{"input": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "nested", id="deep-input"),
+    pytest.param(
+        b'{"input": ' + b'{"a":' * 5_000 + b"1" + b"}" * 5_001, "nested", id="deep-object"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "reason"), UNPARSABLE_BODIES)
+@pytest.mark.parametrize("path", [SSE, JSON])
+def test_a_body_that_is_not_utf8_or_nests_too_deep_gets_the_documented_422(
+    client: TestClient, engine: ScriptedEngine, path: str, body: bytes, reason: str
+) -> None:
+    response = client.post(path, content=body, headers=JSON_HEADERS)
+    assert response.status_code == 422
+    error = response.json()
+    assert set(error) == {"code", "message"}
+    assert error["code"] == "invalid_request"
+    assert reason in error["message"]
     assert engine.requests == []
 
 

@@ -67,16 +67,29 @@ def test_no_peer_at_all_is_unknown() -> None:
 )
 def test_cloudfront_viewer_address_from_a_trusted_peer(header: str, expected: str) -> None:
     request = scope("10.1.2.3", ("CloudFront-Viewer-Address", header))
-    assert client_address(request, PROXIES) == expected
+    assert client_address(request, PROXIES, cloudfront=True) == expected
 
 
-def test_cloudfront_viewer_address_wins_over_x_forwarded_for() -> None:
+def test_cloudfront_viewer_address_wins_over_x_forwarded_for_behind_cloudfront() -> None:
     request = scope(
         "10.1.2.3",
         ("X-Forwarded-For", "198.51.100.9"),
         ("CloudFront-Viewer-Address", "198.51.100.1:443"),
     )
-    assert client_address(request, PROXIES) == "198.51.100.1"
+    assert client_address(request, PROXIES, cloudfront=True) == "198.51.100.1"
+
+
+def test_cloudfront_viewer_address_is_ignored_behind_a_proxy_that_is_not_cloudfront() -> None:
+    # nginx or a load balancer passes the client's own CloudFront-Viewer-Address through:
+    # only the hop the proxy appended to X-Forwarded-For is the proxy's word.
+    request = scope(
+        "10.1.2.3",
+        ("X-Forwarded-For", "198.51.100.9"),
+        ("CloudFront-Viewer-Address", "198.51.100.1:443"),
+    )
+    assert client_address(request, PROXIES) == "198.51.100.9"
+    only_viewer = scope("10.1.2.3", ("CloudFront-Viewer-Address", "198.51.100.1:443"))
+    assert client_address(only_viewer, PROXIES) == "10.1.2.3"
 
 
 @pytest.mark.parametrize(
@@ -85,13 +98,13 @@ def test_cloudfront_viewer_address_wins_over_x_forwarded_for() -> None:
 )
 def test_garbage_cloudfront_viewer_address_falls_back(garbage: str) -> None:
     only_viewer = scope("10.1.2.3", ("CloudFront-Viewer-Address", garbage))
-    assert client_address(only_viewer, PROXIES) == "10.1.2.3"
+    assert client_address(only_viewer, PROXIES, cloudfront=True) == "10.1.2.3"
     with_forwarded = scope(
         "10.1.2.3",
         ("CloudFront-Viewer-Address", garbage),
         ("X-Forwarded-For", "198.51.100.7"),
     )
-    assert client_address(with_forwarded, PROXIES) == "198.51.100.7"
+    assert client_address(with_forwarded, PROXIES, cloudfront=True) == "198.51.100.7"
 
 
 def test_forwarded_for_is_read_from_the_right() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from application.ask import AskApplicant
+from application.review import ReviewConversations
 from domain.conversation import Conversation, FinishedAnswer, Turn, fit_history, question_key
 from domain.errors import ConversationNotFound, ErrorCode, InvalidQuestion
 from domain.models import AnswerDone, Message, TextDelta, Usage
@@ -112,6 +113,51 @@ async def test_unknown_conversation_is_not_found_before_anything_is_stored() -> 
     ask, engine, conversations = make()
     with pytest.raises(ConversationNotFound):
         await ask.start([user("hi")], conversation_id="no-such-conversation")
+    assert conversations.conversations == {}
+    assert engine.requests == []
+
+
+class RefusesQueries(InMemoryConversations):
+    """Any read of a conversation fails the test: the id's shape should have refused it."""
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        raise AssertionError(f"queried {conversation_id!r}")
+
+    async def continue_conversation(self, conversation_id: str, question: str) -> None:
+        raise AssertionError(f"queried {conversation_id!r}")
+
+
+@pytest.mark.parametrize(
+    "malformed", ["x" * 21, "x" * 23, "a\x00" * 11, "\ud800" * 22, "a b" * 7 + "c"]
+)
+async def test_a_malformed_conversation_id_is_not_found_without_a_query(malformed: str) -> None:
+    conversations = RefusesQueries()
+    ask = AskApplicant(
+        small_profile(),
+        ScriptedEngine(),
+        conversations,
+        default_model="model-a",
+        allowed_models=frozenset(),
+        max_input_chars=500,
+    )
+    with pytest.raises(ConversationNotFound):
+        await ask.start([user("hi")], conversation_id=malformed)
+    with pytest.raises(ConversationNotFound):
+        await ReviewConversations(conversations, retention_days=0).conversation(malformed)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("hi\x00", "contains a NUL character"), ("hi \ud800", "contains an unpaired surrogate")],
+)
+async def test_text_no_database_can_store_is_refused_before_anything_is_stored(
+    text: str, problem: str
+) -> None:
+    ask, engine, conversations = make()
+    with pytest.raises(InvalidQuestion, match=problem):
+        await ask.start([user(text)])
+    with pytest.raises(InvalidQuestion, match=f"Message 1 of 'input' {problem}"):
+        await ask.start([Message("user", "fine"), Message("assistant", text), user("and?")])
     assert conversations.conversations == {}
     assert engine.requests == []
 

@@ -298,6 +298,38 @@ def test_a_fallback_counts_the_first_engines_tokens_and_is_observed_as_offline(
         assert value(samples, count, mode="scripted", outcome="completed") is None
 
 
+@pytest.mark.parametrize("path", [SSE, JSON])
+def test_a_fallback_answer_keeps_the_evidence_of_the_upstream_failure(path: str) -> None:
+    engine = ScriptedEngine(script=[AnswerFailed(ErrorCode.UPSTREAM_AUTH, "bad key")])
+    conversations = InMemoryConversations()
+    app = create_app(
+        settings(), knowledge=small_profile(), engine=engine, conversations=conversations
+    )
+    with TestClient(app) as client:
+        assert client.get("/ready").json()["upstream_key"] == "unchecked"
+        response = client.post(path, json={"input": "Where did Jane work?"})
+        assert response.status_code == 200
+        samples = scrape(client)
+        ready = client.get("/ready")
+
+    # The offline engine answered, and the failure it replaced is counted all the same.
+    assert value(samples, "upstream_errors_total", code="upstream_auth") == 1
+    assert value(samples, "fallback_answers_total", code="upstream_auth") == 1
+    assert value(samples, "fallback_answers_total", code="upstream_timeout") == 0
+    if path == SSE:
+        count = "answer_stream_duration_seconds_count"
+        assert value(samples, count, mode="offline", outcome="completed") == 1
+        assert value(samples, count, mode="scripted", outcome="completed") is None
+        first_delta = "answer_time_to_first_delta_seconds_count"
+        assert value(samples, first_delta, mode="offline") == 1
+    [(_, stored)] = conversations.finished
+    assert (stored.status, stored.model) == ("completed", "offline")
+    # Still ready (it answers), with the rejected key shown to the operator.
+    assert ready.status_code == 200
+    assert ready.json()["upstream_key"] == "rejected"
+    assert ready.json()["upstream_last_error"] == "upstream_auth"
+
+
 def test_an_internal_error_is_not_an_upstream_error() -> None:
     with TestClient(build_app(ScriptedEngine(raise_after=1))) as client:
         ask_sse(client)

@@ -151,7 +151,7 @@ def test_a_question_that_points_back_is_recognised(question: str) -> None:
 
 
 def make_ask(engine: ScriptedEngine, conversations: InMemoryConversations) -> AskApplicant:
-    ids = iter(f"conversation-{n}" for n in range(100))
+    ids = iter(f"conversation-id-{n:06d}" for n in range(100))  # the shape ids have
     return AskApplicant(
         small_profile(),
         engine,

@@ -51,7 +51,13 @@ async def test_failure_before_any_text_falls_back_to_offline() -> None:
     ask, offline, conversations = make(ScriptedEngine(script=UNREACHABLE))
     events = await events_of(ask)
     assert events == [
-        EngineSwitched(ANSWERED_OFFLINE, "offline", "gpt-x", reason="upstream_unavailable"),
+        EngineSwitched(
+            ANSWERED_OFFLINE,
+            "offline",
+            "gpt-x",
+            reason="upstream_unavailable",
+            cause=ErrorCode.UPSTREAM_UNAVAILABLE,
+        ),
         TextDelta("From the documents."),
         AnswerDone("stop"),
     ]
@@ -114,7 +120,45 @@ async def test_json_answer_reports_the_engine_that_answered() -> None:
     answer = await ask.answer([Message("user", "hi")])
     assert answer.meta.mode == "offline"
     assert answer.meta.notice == ANSWERED_OFFLINE
+    assert answer.fallback_cause == ErrorCode.UPSTREAM_UNAVAILABLE
     assert answer.text == "From the documents."
+
+
+REJECTED_KEY = [AnswerFailed(ErrorCode.UPSTREAM_AUTH, "Incorrect API key provided: sk-abc…")]
+
+
+@pytest.mark.parametrize("fall_back", [True, False])
+async def test_a_rejected_key_stays_in_evidence_until_an_answer_succeeds(
+    fall_back: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    primary = ScriptedEngine(script=REJECTED_KEY)
+    ask, _, _ = make(primary, fall_back=fall_back)
+    assert (ask.upstream.key, ask.upstream.last_error) == ("unchecked", None)
+
+    with caplog.at_level("WARNING", logger="application.ask"):
+        await events_of(ask)
+    assert (ask.upstream.key, ask.upstream.last_error) == ("rejected", ErrorCode.UPSTREAM_AUTH)
+    [warning] = [r for r in caplog.records if "rejected the API key" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert "OPENAI_API_KEY" in warning.getMessage()
+    assert "sk-" not in caplog.text
+
+    # Another failure keeps the key's verdict; only a success clears it.
+    primary.script = UNREACHABLE
+    await events_of(ask)
+    assert (ask.upstream.key, ask.upstream.last_error) == (
+        "rejected",
+        ErrorCode.UPSTREAM_UNAVAILABLE,
+    )
+    primary.script = [TextDelta("Fine."), AnswerDone("stop")]
+    await events_of(ask)
+    assert (ask.upstream.key, ask.upstream.last_error) == ("accepted", None)
+
+
+async def test_the_offline_engine_uses_no_key() -> None:
+    ask, _, _ = make(ScriptedEngine(mode="offline"))
+    await events_of(ask)
+    assert ask.upstream.key == "not_used"
 
 
 async def test_failure_after_text_is_an_error_not_a_fallback() -> None:

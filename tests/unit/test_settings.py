@@ -85,3 +85,14 @@ def test_an_unsupported_database_url_is_refused_naming_the_variable(url: str, me
     with pytest.raises(ValidationError, match="DATABASE_URL") as refused:
         settings(database_url=url)
     assert message in str(refused.value)
+
+
+def test_cloudfront_proxy_kind_without_its_addresses_is_refused() -> None:
+    with pytest.raises(
+        ValidationError, match="TRUSTED_PROXY_KIND=cloudfront needs TRUSTED_PROXIES"
+    ):
+        settings(trusted_proxy_kind="cloudfront")
+    assert (
+        settings(trusted_proxy_kind="CloudFront", trusted_proxies="10.0.0.0/8").trusted_proxy_kind
+        == "cloudfront"
+    )

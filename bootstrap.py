@@ -273,14 +273,25 @@ def _semantic_search(
     """Embeddings-based search beside the lexical one, when a model provider is configured."""
     if client is None or not settings.semantic_search:
         return None
-    from infrastructure.semantic import EmbeddingCache, EmbeddingSearch
+    from infrastructure.semantic import EmbeddingCache, EmbeddingSearch, QueryVectors
 
+    shared = None
+    if settings.redis_url is not None:
+        from redis.asyncio import Redis
+
+        from infrastructure.semantic import RedisVectors
+
+        redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        stack.push_async_callback(redis.aclose)
+        shared = RedisVectors(redis)
     search = EmbeddingSearch(
         client,
         knowledge,
         EmbeddingCache(settings.embeddings_cache),
         model=settings.embedding_model,
         min_similarity=settings.semantic_min_similarity,
+        query_vectors=QueryVectors(shared=shared),
+        timeout=settings.semantic_timeout_seconds,
     )
     # Embed the documents now, in the background, so the first question need not wait.
     _run_in_background(stack, _warm_up(search), "embed-documents")

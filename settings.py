@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     embedding_model: str = "text-embedding-3-small"
     semantic_min_similarity: float = Field(default=0.35, ge=0.0, le=1.0)
     embeddings_cache: Path = Path("data/embeddings.sqlite3")
+    # The longest a question waits for its embedding before lexical search answers alone.
+    semantic_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     # Agents SDK orchestration and MCP.
     guardrails: Literal["heuristic", "model", "off"] = "heuristic"
     mcp_servers: Path | None = None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import Literal, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from application.search import SearchProfile
 from application.spool import SpooledAnswers
@@ -69,6 +69,66 @@ def _protected_decline(category: ProtectedCategory, question: str) -> Decline:
     return Decline(f"protected: {category.id}", text, category.id)
 
 
+async def _first_event(events: AsyncGenerator[AnswerEvent, None]) -> AnswerEvent | None:
+    try:
+        return await anext(events)
+    except StopAsyncIteration:
+        return None
+
+
+class _StartedAnswer(AsyncGenerator[AnswerEvent, None]):
+    """An answer whose first event was asked for before :meth:`AskApplicant.start` returned.
+
+    Iterating it hands that first event over, then the answer's own events with no layer
+    between. Closing it, even before the first event, cancels the request in flight and
+    closes the answer (which stores it as ``interrupted``), so an answer no one reads does
+    not hold its upstream connection.
+    """
+
+    __slots__ = ("_events", "_first")
+
+    def __init__(self, events: AsyncGenerator[AnswerEvent, None]) -> None:
+        self._events = events
+        self._first: asyncio.Task[AnswerEvent | None] | None = asyncio.create_task(
+            _first_event(events)
+        )
+
+    def __anext__(self) -> Coroutine[Any, Any, AnswerEvent]:
+        if self._first is not None:
+            return self._take_first()
+        return self._events.__anext__()
+
+    async def _take_first(self) -> AnswerEvent:
+        first, self._first = self._first, None
+        if first is None:  # two readers at once: not how an answer is read
+            raise RuntimeError("the answer's first event was already taken")
+        # Cancelling this await (the client left) cancels ``first`` too: the answer closes.
+        event = await first
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def asend(self, value: None) -> AnswerEvent:
+        return await self.__anext__()
+
+    async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> AnswerEvent:
+        await self._cancel_first()
+        return await self._events.athrow(typ, val, tb)
+
+    async def aclose(self) -> None:
+        await self._cancel_first()
+        await self._events.aclose()
+
+    async def _cancel_first(self) -> None:
+        first, self._first = self._first, None
+        if first is None:
+            return
+        first.cancel()
+        await asyncio.wait((first,))
+        if not first.cancelled():
+            first.exception()  # retrieved: whoever closes does not want it
+
+
 async def _declined(decline: Decline) -> AsyncGenerator[AnswerEvent, None]:
     """A polite refusal in place of an answer: no engine sees the question."""
     yield TextDelta(decline.text)
@@ -107,8 +167,11 @@ class AskApplicant:
     """Validates a question, grounds it in the applicant's documents and streams the answer.
 
     Every rejection happens in :meth:`start`, before a single byte of the answer is sent, so
-    a rejected request never reaches the engine. The question is stored before the engine
-    is called; the answer is stored once, when its stream ends, however it ends. The stream
+    a rejected request never reaches the engine. A new conversation's question is stored
+    while the engine starts its request (a follow-up's history comes from the store, so it is
+    stored first); ``start`` returns only once the question is stored, and if that fails the
+    engine's request is cancelled. The answer is stored once, when its stream ends, however
+    it ends. The stream
     always ends with one ``AnswerDone`` or ``AnswerFailed``, whatever the engine does.
 
     With an ``offline`` engine beside the main one, answers come from it while the daily
@@ -233,28 +296,38 @@ class AskApplicant:
         )
         # A declined question is not a gap in the profile.
         covered = decline is not None or bool(sources)
-        if is_new:
-            turn_id = await self._conversations.begin_turn(
-                conversation_id,
-                question.content,
-                covered=covered,
-                new_conversation=True,
-                earlier=earlier_sent,
-            )
         engine, notice = await self._engine_for_this_answer()
-        meta = AnswerMeta(
-            conversation_id=conversation_id,
-            model=engine.model_for(requested_model),
-            mode=engine.mode,
-            notice=notice,
-        )
         answer = self._with_fallback(request, engine) if decline is None else _declined(decline)
+        model = engine.model_for(requested_model)
+        # The question's turn id, or None if it could not be stored.
+        turn: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        events = self._recorded(
+            answer, turn, model, None if is_new else covered, decline is not None
+        )
+        if not is_new:
+            turn.set_result(turn_id)
+        else:
+            if decline is None:
+                # The model request goes out now, while the question is stored.
+                events = _StartedAnswer(events)
+            try:
+                turn.set_result(
+                    await self._conversations.begin_turn(
+                        conversation_id,
+                        question.content,
+                        covered=covered,
+                        new_conversation=True,
+                        earlier=earlier_sent,
+                    )
+                )
+            except BaseException:
+                turn.set_result(None)
+                await events.aclose()  # cancels the request; nothing to record
+                raise
         return AnswerStream(
-            meta=meta,
+            meta=AnswerMeta(conversation_id, model, engine.mode, notice),
             sources=tuple(hit.passage for hit in (*sources, *request.nearest)),
-            events=self._recorded(
-                answer, turn_id, meta.model, None if is_new else covered, decline is not None
-            ),
+            events=events,
             declined=decline.category if decline is not None else None,
         )
 
@@ -320,7 +393,7 @@ class AskApplicant:
     async def _recorded(
         self,
         produced: AsyncGenerator[AnswerEvent, None],
-        turn_id: int,
+        turn: asyncio.Future[int | None],
         model: str,
         covered: bool | None = None,
         declined: bool = False,
@@ -342,6 +415,10 @@ class AskApplicant:
         async def store() -> None:
             nonlocal stored
             stored = True
+            # An answer that started with its question's write waits for it to end.
+            turn_id = await turn
+            if turn_id is None:
+                return  # the question could not be stored: the answer was cancelled
             answer = FinishedAnswer("".join(parts), status, model, finish_reason, error_code, usage)
             # The tokens were spent, whatever becomes of the answer's record.
             if usage is not None and self._budget is not None:

@@ -8,9 +8,10 @@ text deltas ``--delay`` seconds apart. Nothing is recorded, so memory stays flat
 Why a process: in ``bench.relay`` the upstream must not share a CPU budget (or an event loop)
 with the server being measured, nor with the load generator.
 
-``POST /bench/scenario`` with ``{"deltas": int, "delay": float}`` changes the answer for later
-requests, so one upstream can serve several workloads in a row. It is the only addition to the
-fake's wire behaviour, and it is not a path the OpenAI SDK ever calls.
+``POST /bench/scenario`` with ``{"deltas": int, "delay": float}`` (and optionally
+``"embeddings_latency": float``, seconds before each ``/v1/embeddings`` answer) changes the
+answers for later requests, so one upstream can serve several workloads in a row. It is the
+only addition to the fake's wire behaviour, and it is not a path the OpenAI SDK ever calls.
 """
 
 from __future__ import annotations
@@ -71,11 +72,13 @@ class BenchUpstream:
         try:
             wanted = json.loads(body)
             scenario = bench_scenario(int(wanted["deltas"]), float(wanted["delay"]))
+            latency = float(wanted.get("embeddings_latency", self.api.embeddings_latency))
             status = 204
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             status = 400
         else:
             self.api.default_scenario = scenario
+            self.api.embeddings_latency = latency
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -86,8 +89,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--deltas", type=int, default=200, help="text deltas per answer")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between deltas")
+    parser.add_argument(
+        "--embeddings-latency", type=float, default=0.0, help="seconds per embeddings answer"
+    )
     args = parser.parse_args(argv)
-    api = FakeResponsesAPI(bench_scenario(args.deltas, args.delay), record_requests=False)
+    api = FakeResponsesAPI(
+        bench_scenario(args.deltas, args.delay),
+        record_requests=False,
+        embeddings_latency=args.embeddings_latency,
+    )
     uvicorn.run(
         BenchUpstream(api),
         host=args.host,

@@ -1,8 +1,11 @@
 """Semantic search with OpenAI embeddings, for paraphrases and questions across languages.
 
 Documents are embedded once: vectors are cached on disk by a hash of the model and the text,
-so a restart or a reload of the folder embeds only what changed. Each question costs one
-small embeddings call; if it fails or is slow, answers go on with lexical search alone.
+so a restart or a reload of the folder embeds only what changed. A question costs one small
+embeddings call the first time it is asked: its vector is then kept in memory (and in Redis
+when ``REDIS_URL`` is set, so every replica shares it), and the same question asked at the
+same time by several recruiters waits for one call. If the call fails or outlasts its
+timeout (``SEMANTIC_TIMEOUT_SECONDS``), answers go on with lexical search alone.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import asyncio
 import hashlib
 import logging
 import sqlite3
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import openai
@@ -21,10 +27,20 @@ from openai import AsyncOpenAI
 from domain.models import Passage, RetrievedPassage
 from domain.ports import KnowledgeIndex
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
-QUERY_TIMEOUT_SECONDS = 3.0
+QUERY_TIMEOUT_SECONDS = 1.0
+"""The default of ``SEMANTIC_TIMEOUT_SECONDS``: the longest a question waits for its vector."""
+QUERY_VECTORS_IN_MEMORY = 4096
+"""Question vectors kept in memory (6 KB each for ``text-embedding-3-small``): 24 MB at most."""
+SHARED_VECTOR_TTL_SECONDS = 7 * 24 * 3600
+SHARED_VECTOR_TIMEOUT_SECONDS = 0.05
+"""Redis answers on the network next door in well under a millisecond; a slower answer is a
+miss, not a wait."""
 # Similarity above the threshold by this much counts as fully relevant (score 1.0).
 FULL_RELEVANCE_MARGIN = 0.2
 
@@ -65,6 +81,81 @@ class EmbeddingCache:
             )
 
 
+class SharedVectors(Protocol):
+    """Question vectors shared by the replicas (Redis), consulted after the memory cache."""
+
+    async def get(self, key: str) -> np.ndarray | None: ...
+
+    async def put(self, key: str, vector: np.ndarray) -> None: ...
+
+
+class RedisVectors:
+    """Question vectors in Redis under ``ask:qvec:<key>``, as float32 bytes, for a week.
+
+    Every failure (Redis down, slow, evicted) is a miss: the question is embedded again.
+    """
+
+    PREFIX = "ask:qvec:"
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int = SHARED_VECTOR_TTL_SECONDS) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+
+    async def get(self, key: str) -> np.ndarray | None:
+        try:
+            async with asyncio.timeout(SHARED_VECTOR_TIMEOUT_SECONDS):
+                blob = await self._redis.get(self.PREFIX + key)
+        except Exception as error:  # a timeout, a connection or a Redis error: all misses
+            logger.debug("shared question vectors unavailable: %s", type(error).__name__)
+            return None
+        if not isinstance(blob, bytes):
+            return None
+        return np.frombuffer(blob, dtype=np.float32)
+
+    async def put(self, key: str, vector: np.ndarray) -> None:
+        try:
+            async with asyncio.timeout(SHARED_VECTOR_TIMEOUT_SECONDS):
+                await self._redis.set(
+                    self.PREFIX + key, vector.astype(np.float32).tobytes(), ex=self._ttl
+                )
+        except Exception as error:
+            logger.debug("could not share a question vector: %s", type(error).__name__)
+
+
+class QueryVectors:
+    """Question vectors by key: the most recent ``size`` in memory, then ``shared`` if any."""
+
+    def __init__(self, size: int = QUERY_VECTORS_IN_MEMORY, shared: SharedVectors | None = None):
+        self._size = size
+        self._shared = shared
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get_local(self, key: str) -> np.ndarray | None:
+        vector = self._memory.get(key)
+        if vector is not None:
+            self._memory.move_to_end(key)
+        return vector
+
+    async def get_shared(self, key: str) -> np.ndarray | None:
+        if self._shared is None:
+            return None
+        vector = await self._shared.get(key)
+        if vector is not None:
+            self._remember(key, vector)
+        return vector
+
+    async def put(self, key: str, vector: np.ndarray) -> None:
+        self._remember(key, vector)
+        if self._shared is not None:
+            await self._shared.put(key, vector)
+
+    def _remember(self, key: str, vector: np.ndarray) -> None:
+        self._memory[key] = vector
+        self._memory.move_to_end(key)
+        while len(self._memory) > self._size:
+            self._memory.popitem(last=False)
+
+
 def _normalized(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
     return matrix / np.where(norms == 0, 1, norms)
@@ -81,6 +172,8 @@ class EmbeddingSearch:
         *,
         model: str,
         min_similarity: float,
+        query_vectors: QueryVectors | None = None,
+        timeout: float = QUERY_TIMEOUT_SECONDS,
     ) -> None:
         self._client = client
         self._knowledge = knowledge
@@ -90,6 +183,10 @@ class EmbeddingSearch:
         self._indexed: tuple[Passage, ...] = ()
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._refresh = asyncio.Lock()
+        self._query_vectors = query_vectors or QueryVectors()
+        self._timeout = timeout
+        # The same question asked again before its vector came back waits for that call.
+        self._embedding: dict[str, asyncio.Future[np.ndarray]] = {}
 
     def _key(self, text: str) -> str:
         return hashlib.sha256(f"{self._model}\n{text}".encode()).hexdigest()
@@ -130,13 +227,21 @@ class EmbeddingSearch:
             self._indexed = passages
 
     async def similar(self, query: str, limit: int) -> list[RetrievedPassage]:
-        try:
-            async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
-                await self.refresh()
-                query_vector = (await self._embed([query]))[0]
-        except (openai.OpenAIError, TimeoutError, ValueError) as error:
-            logger.warning("semantic search unavailable: %s", type(error).__name__)
-            return []
+        key = self._key(query)
+        query_vector = self._query_vectors.get_local(key)
+        if query_vector is None or self._indexed is not self._knowledge.passages:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    if query_vector is None:
+                        # After a reload the documents and the question are embedded together.
+                        _, query_vector = await asyncio.gather(
+                            self.refresh(), self._query_vector(query, key)
+                        )
+                    else:
+                        await self.refresh()
+            except (openai.OpenAIError, TimeoutError, ValueError) as error:
+                logger.warning("semantic search unavailable: %s", type(error).__name__)
+                return []
         if not self._indexed:
             return []
         similarities = self._matrix @ _normalized(query_vector)
@@ -145,6 +250,33 @@ class EmbeddingSearch:
             RetrievedPassage(self._indexed[int(i)], self._relevance(float(similarities[i])))
             for i in order
         ]
+
+    async def _query_vector(self, query: str, key: str) -> np.ndarray:
+        """From Redis, from a call already in flight for the same text, or from a new call."""
+        vector = await self._query_vectors.get_shared(key)
+        if vector is not None:
+            return vector
+        pending = self._embedding.get(key)
+        if pending is not None:
+            # Shielded: one waiter's timeout must not cancel the call the others wait for.
+            return await asyncio.shield(pending)
+        call = asyncio.ensure_future(self._embed_query(query, key))
+        self._embedding[key] = call
+
+        def finished(done: asyncio.Future[np.ndarray]) -> None:
+            self._embedding.pop(key, None)
+            if not done.cancelled():
+                done.exception()  # retrieved: every waiter may have given up already
+
+        call.add_done_callback(finished)
+        return await asyncio.shield(call)
+
+    async def _embed_query(self, query: str, key: str) -> np.ndarray:
+        started = time.perf_counter()
+        vector: np.ndarray = (await self._embed([query]))[0]
+        logger.debug("embedded a question in %.0f ms", (time.perf_counter() - started) * 1e3)
+        await self._query_vectors.put(key, vector)
+        return vector
 
     def _relevance(self, similarity: float) -> float:
         """Similarity on the lexical coverage scale: the threshold maps to 0.5."""

@@ -3,7 +3,9 @@
 Why it exists: OpenAI cannot be reached from CI or this machine, and mocking the SDK would
 hide exactly the bugs that matter for a relay (SSE framing, event order, error shapes,
 disconnects). This serves ``POST /v1/responses`` over real HTTP, so the real
-``openai.AsyncOpenAI`` client (and anything built on it) talks to it unchanged.
+``openai.AsyncOpenAI`` client (and anything built on it) talks to it unchanged. It also
+serves ``POST /v1/embeddings`` (deterministic vectors, after ``embeddings_latency`` seconds),
+for semantic search.
 
 Each request is answered by the next queued :class:`Scenario` (or a default one), which
 scripts the deltas, their pacing, HTTP errors and how the stream ends. The
@@ -26,6 +28,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +48,7 @@ __all__ = [
     "RunningFake",
     "Scenario",
     "Terminal",
+    "fake_embedding",
     "main",
     "run_fake_responses_api",
     "split_into_deltas",
@@ -65,6 +69,22 @@ _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
 
 _RESPONSES_PATHS: Final = frozenset({"/v1/responses", "/responses"})
+_EMBEDDINGS_PATHS: Final = frozenset({"/v1/embeddings", "/embeddings"})
+EMBEDDING_DIMENSIONS: Final = 64
+_WORD = re.compile(r"\w+")
+
+
+def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic vector for ``text``: its words hashed into ``dimensions`` buckets
+    (texts that share words are close), normalised. Stable across processes and runs."""
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()):
+        digest = zlib.crc32(word.encode())
+        vector[digest % dimensions] += 1.0 if digest & 0x100 else -1.0
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in vector]
+
+
 _DEFAULT_MODEL: Final = "gpt-4.1-mini"
 
 DEFAULT_DELTAS: Final[tuple[str, ...]] = ("Hello", " from", " the", " fake", " Responses", " API.")
@@ -386,8 +406,11 @@ class FakeResponsesAPI:
         *,
         required_api_key: str | None = None,
         record_requests: bool = True,
+        embeddings_latency: float = 0.0,
     ) -> None:
         self.default_scenario = default_scenario or Scenario()
+        self.embeddings_latency = embeddings_latency
+        """Seconds before each ``/v1/embeddings`` answer (OpenAI's are a few hundred ms)."""
         self.required_api_key = required_api_key
         self.record_requests = record_requests
         self.scenarios: deque[Scenario] = deque()
@@ -473,7 +496,7 @@ class FakeResponsesAPI:
         if scope["type"] != "http":
             return
         path = scope["path"].rstrip("/") or "/"
-        if path not in _RESPONSES_PATHS:
+        if path not in _RESPONSES_PATHS and path not in _EMBEDDINGS_PATHS:
             await _send_json(send, 404, _http_error_body(404, f"Invalid URL (POST {path})"))
             return
         if scope["method"] != "POST":
@@ -503,6 +526,10 @@ class FakeResponsesAPI:
             await _send_json(send, 401, _http_error_body(401, None))
             return
 
+        if path in _EMBEDDINGS_PATHS:
+            # Embeddings take no scenario: the queue scripts the answers only.
+            await self._answer_embeddings(body, send)
+            return
         scenario = self._next_scenario()
         if scenario.status_code != 200:
             await self._answer_http_error(scenario, send)
@@ -533,6 +560,30 @@ class FakeResponsesAPI:
         if scenario.status_code == 429 and scenario.retry_after is not None:
             extra.append((b"retry-after", scenario.retry_after.encode()))
         await _send_json(send, scenario.status_code, payload, extra)
+
+    async def _answer_embeddings(self, body: Mapping[str, Any], send: _Send) -> None:
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            await _send_json(send, 400, _http_error_body(400, "'input' must be text."))
+            return
+        if self.embeddings_latency:
+            await asyncio.sleep(self.embeddings_latency)
+        tokens = sum(len(text.split()) for text in inputs)
+        await _send_json(
+            send,
+            200,
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": fake_embedding(text)}
+                    for i, text in enumerate(inputs)
+                ],
+                "model": body.get("model") or "text-embedding-3-small",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     async def _answer_json(self, scenario: Scenario, body: Mapping[str, Any], send: _Send) -> None:
         if scenario.delay_before_response:

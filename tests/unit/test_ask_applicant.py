@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from application.ask import AskApplicant
@@ -9,8 +13,9 @@ from domain.errors import (
     InputTooLong,
     InvalidQuestion,
     ModelNotAllowed,
+    StorageUnavailable,
 )
-from domain.models import AnswerDone, AnswerFailed, Message, TextDelta
+from domain.models import AnswerDone, AnswerFailed, Message, TextDelta, Usage
 from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, small_profile
 
 
@@ -38,14 +43,100 @@ def user(text: str) -> Message:
     return Message("user", text)
 
 
-async def test_meta_is_known_before_the_engine_runs() -> None:
+async def test_meta_is_known_before_the_answer_is_read() -> None:
     engine = ScriptedEngine()
     stream = await make_ask(engine).start([user("Where did Jane work?")])
     assert stream.meta.conversation_id == "conversation-1"
     assert stream.meta.model == "default-model"
     assert stream.meta.mode == "scripted"
-    assert engine.requests == []
     await stream.events.aclose()
+
+
+# --- the question stored while the model request starts (issue 18) ----------------------------
+
+
+class GatedConversations(InMemoryConversations):
+    """Holds each new conversation's write until ``release``, then stores it or fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.release = asyncio.Event()
+        self.fail = False
+
+    async def begin_turn(self, *args: Any, **kwargs: Any) -> int:
+        self.writing.set()
+        await self.release.wait()
+        if self.fail:
+            raise StorageUnavailable()
+        return await super().begin_turn(*args, **kwargs)
+
+
+async def until(condition: Callable[[], bool], turns: int = 1000) -> None:
+    """Let the event loop run until ``condition`` holds (the fakes never wait on a clock)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"not reached in {turns} turns of the event loop")
+
+
+async def test_the_model_request_starts_while_the_question_is_stored() -> None:
+    engine, conversations = ScriptedEngine(), GatedConversations()
+    starting = asyncio.create_task(make_ask(engine, conversations).start([user("hi")]))
+    await until(lambda: bool(engine.requests))
+    assert conversations.writing.is_set()
+    assert not starting.done(), "meta must wait for the question's write"
+
+    conversations.release.set()
+    stream = await starting
+
+    assert [event async for event in stream.events][-1] == AnswerDone("stop", Usage(3, 2, 5))
+    [(turn_id, answer)] = conversations.finished
+    [turn] = conversations.conversations["conversation-1"].turns
+    assert (turn.id, turn.question, answer.text) == (turn_id, "hi", "Hello world")
+
+
+async def test_a_failed_store_cancels_the_model_request_before_raising() -> None:
+    engine, conversations = ScriptedEngine(hold=True), GatedConversations()
+    starting = asyncio.create_task(make_ask(engine, conversations).start([user("hi")]))
+    await until(lambda: bool(engine.requests))
+    conversations.fail = True
+    conversations.release.set()
+
+    with pytest.raises(StorageUnavailable):
+        await starting
+
+    assert engine.closed == 1, "the engine's request must be closed, not left running"
+    assert conversations.finished == []
+
+
+async def test_an_answer_that_ends_before_its_question_is_stored_is_stored_on_its_turn() -> None:
+    failed = AnswerFailed(ErrorCode.UPSTREAM_RATE_LIMITED, "busy")
+    engine, conversations = ScriptedEngine(script=[failed]), GatedConversations()
+    starting = asyncio.create_task(make_ask(engine, conversations).start([user("hi")]))
+    await until(lambda: bool(engine.requests))
+    for _ in range(10):  # turns of the loop: the failure reaches the recording before the write
+        await asyncio.sleep(0)
+    conversations.release.set()
+    stream = await starting
+
+    assert [event async for event in stream.events] == [failed]
+    [(turn_id, answer)] = conversations.finished
+    assert answer.status == "failed"
+    assert conversations.conversations["conversation-1"].turns[0].id == turn_id
+
+
+async def test_an_answer_closed_before_it_is_read_closes_the_engine_and_is_stored() -> None:
+    engine, conversations = ScriptedEngine(hold=True), InMemoryConversations()
+    stream = await make_ask(engine, conversations).start([user("hi")])
+    await until(lambda: bool(engine.requests))
+
+    await stream.events.aclose()
+
+    assert engine.closed == 1
+    [(_, answer)] = conversations.finished
+    assert answer.status == "interrupted"
 
 
 async def test_question_is_grounded_in_matching_passages() -> None:

@@ -13,10 +13,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 from api.container import Container
 from api.mcp_server import ProfileServer
 from application.ask import AskApplicant
-from application.search import SearchProfile
+from application.search import CONFIDENT_COVERAGE, SearchProfile, lexically_confident
 from bootstrap import bootstrap
 from domain.disclosure import DisclosurePolicy, UndisclosedTopic
 from domain.models import AnswerRequest, Message, RetrievedPassage
+from domain.policy import MIN_COVERAGE
 from infrastructure.agents_engine import AgentsEngine
 from infrastructure.disclosure_file import load_disclosure_policy
 from infrastructure.knowledge import Bm25KnowledgeIndex, load_passages
@@ -157,10 +158,42 @@ async def test_each_retriever_brings_the_candidates_asked_for_and_at_least_the_l
     semantic = SemanticFake("led the search team")
     search = SearchProfile(small_profile(), semantic=semantic)
 
-    await search.search("Kubernetes", limit=5, candidates=10)
-    await search.search("Kubernetes", limit=6)
+    await search.search("Who reported to her?", limit=5, candidates=10)
+    await search.search("Who reported to her?", limit=6)
 
     assert [limit for _, limit in semantic.asked] == [10, 6]
+
+
+async def test_a_question_lexical_search_answers_fully_skips_the_embeddings_call() -> None:
+    semantic = SemanticFake("led the search team")
+    search = SearchProfile(small_profile(), semantic=semantic)
+
+    found = await search.search("Kubernetes platform")
+
+    assert semantic.asked == []
+    assert "Kubernetes platform" in found.passages[0].passage.text
+
+
+async def test_a_question_lexical_search_covers_only_in_part_asks_the_embeddings() -> None:
+    semantic = SemanticFake("led the search team")
+    search = SearchProfile(small_profile(), semantic=semantic)
+    partly = small_profile().search("Go ledger hobbies", 4)
+    assert partly
+    assert MIN_COVERAGE <= partly[0].score < CONFIDENT_COVERAGE
+
+    await search.search("Go ledger hobbies")
+
+    assert semantic.asked == [("Go ledger hobbies", 4)]
+
+
+def test_lexical_confidence_is_the_best_passage_covering_the_whole_question() -> None:
+    passage = small_profile().passages[0]
+    assert lexically_confident([RetrievedPassage(passage, 1.0)])
+    assert lexically_confident([RetrievedPassage(passage, CONFIDENT_COVERAGE)])
+    assert not lexically_confident([RetrievedPassage(passage, CONFIDENT_COVERAGE - 0.01)])
+    # The first lexical passage decides, as it ranks first: a full match further down does not.
+    assert not lexically_confident([RetrievedPassage(passage, 0.4), RetrievedPassage(passage, 1.0)])
+    assert not lexically_confident([])
 
 
 # --- every caller goes through it ----------------------------------------------------------

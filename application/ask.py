@@ -454,7 +454,8 @@ class AskApplicant:
                         await store()
                     elif isinstance(event, EngineSwitched):
                         # The answer is the other engine's; the record keeps why (the code).
-                        model, error_code = event.model, event.reason
+                        model = event.model
+                        error_code = event.cause.value if event.cause else error_code
                         usage = add_usage(usage, event.usage)
                     yield event
         finally:
@@ -487,7 +488,6 @@ class AskApplicant:
             answered_offline(failed.code.value),
             offline.mode,
             offline.model_for(request.model),
-            reason=failed.code.value,
             usage=failed.usage,
             cause=failed.code,
         )

@@ -129,12 +129,11 @@ class EngineSwitched:
     notice: Notice
     mode: str
     model: str
-    reason: str | None = None
-    """The error code that made the first engine give up."""
     usage: Usage | None = None
     """The tokens the first engine spent before it gave up: counted with the answer."""
     cause: ErrorCode | None = None
-    """The failure of the engine it replaces (``upstream_auth``, ...), kept as evidence."""
+    """The failure of the engine it replaces (``upstream_auth``, ...), kept as evidence: counted
+    in /metrics and stored as the answer's ``error_code``."""
     type: Literal["engine_switched"] = "engine_switched"
 
 

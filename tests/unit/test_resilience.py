@@ -55,7 +55,6 @@ async def test_failure_before_any_text_falls_back_to_offline() -> None:
             ANSWERED_OFFLINE,
             "offline",
             "gpt-x",
-            reason="upstream_unavailable",
             cause=ErrorCode.UPSTREAM_UNAVAILABLE,
         ),
         TextDelta("From the documents."),

@@ -9,14 +9,12 @@ is not embedded at all.
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from redis.asyncio import Redis
 
 from bootstrap import create_app
 from domain.errors import StorageUnavailable
@@ -25,7 +23,6 @@ from testing.fake_responses_api import RunningFake, Scenario, run_fake_responses
 from tests.fakes import InMemoryConversations, small_profile
 from tests.sse_client import Answer, parse_sse
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 NEW_QUESTION = "Who reported to her?"  # no lexical match: semantic search is asked
 CONFIDENT_QUESTION = "Kubernetes platform"  # every term in one passage: it is not
 
@@ -123,23 +120,6 @@ def test_a_question_lexical_search_answers_confidently_is_not_embedded(
 
     assert "Kubernetes platform" in answer.data_of("sources")[0]["snippet"]
     assert question_embeddings(fake, CONFIDENT_QUESTION) == 0
-
-
-@pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await client.ping()
-    except Exception as error:
-        await client.aclose()
-        message = f"Redis at TEST_REDIS_URL is not reachable ({type(error).__name__})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}; CI must run the Redis tests")
-        pytest.skip(message)
-    await client.flushdb()
-    yield REDIS_URL
-    await client.flushdb()
-    await client.aclose()
 
 
 def test_replicas_share_question_vectors_through_redis(

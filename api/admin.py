@@ -52,6 +52,7 @@ async def recent_conversations(
                 updated_at=item.updated_at,
                 turns=item.turns,
                 first_question=item.first_question,
+                client_turns=item.client_turns,
             )
             for item in found.items
         ],

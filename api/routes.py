@@ -160,6 +160,7 @@ async def conversation(conversation_id: str, review: ReviewDep) -> ConversationO
                 content=message.content,
                 status=message.status,
                 created_at=message.created_at,
+                source=message.source,
             )
             for message in found.messages()
         ],

@@ -165,6 +165,12 @@ class MessageOut(BaseModel):
         "question no engine answers, e.g. about a protected characteristic)."
     )
     created_at: datetime
+    source: Literal["service", "client"] = Field(
+        default="service",
+        description="`service`: asked here and answered by this service. `client`: an earlier "
+        "turn the client sent along in `input` when the conversation started; its "
+        "`assistant` message is the client's text, not this service's answer.",
+    )
 
 
 class ConversationOut(BaseModel):
@@ -179,6 +185,11 @@ class ConversationSummaryOut(BaseModel):
     updated_at: datetime
     turns: int
     first_question: str
+    client_turns: int = Field(
+        default=0,
+        description="How many of `turns` the client sent along when the conversation started "
+        "(its history, not answered here).",
+    )
 
 
 class ConversationPage(BaseModel):

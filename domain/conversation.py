@@ -47,6 +47,12 @@ question was not for any engine (a protected characteristic, a topic the applica
 private), and a polite refusal was the answer."""
 
 
+TurnSource = Literal["service", "client"]
+"""Where a turn came from: ``service``, asked here and answered by this service; ``client``,
+an earlier turn a client sent along with a new conversation's first question (the client's
+history, maybe from elsewhere: its answer is not this service's words)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FinishedAnswer:
     """An answer as it ended, written once when its stream ends, however it ends."""
@@ -81,6 +87,7 @@ class Turn:
     """Whether the applicant's documents had passages that cover the question."""
     answer: FinishedAnswer | None = None
     answered_at: datetime | None = None
+    source: TurnSource = "service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,7 @@ class StoredMessage:
     content: str
     status: AnswerStatus
     created_at: datetime
+    source: TurnSource = "service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +110,14 @@ class Conversation:
         messages: list[StoredMessage] = []
         for turn in self.turns:
             if turn.question:
-                messages.append(StoredMessage("user", turn.question, "completed", turn.asked_at))
+                messages.append(
+                    StoredMessage("user", turn.question, "completed", turn.asked_at, turn.source)
+                )
             answer, answered_at = turn.answer, turn.answered_at
             if answer is not None and answered_at is not None:
-                messages.append(StoredMessage("assistant", answer.text, answer.status, answered_at))
+                messages.append(
+                    StoredMessage("assistant", answer.text, answer.status, answered_at, turn.source)
+                )
         return messages
 
     def turn_pairs(self) -> list[tuple[str, str]]:
@@ -181,6 +193,8 @@ class ConversationSummary:
     updated_at: datetime
     turns: int
     first_question: str
+    client_turns: int = 0
+    """How many of ``turns`` a client sent along (``source`` ``client``)."""
 
 
 @dataclass(frozen=True, slots=True)

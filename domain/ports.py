@@ -113,7 +113,8 @@ class ConversationRepository(Protocol):
         """Store a question before it is answered; returns the turn's id, unique in the store.
 
         With ``new_conversation`` the conversation is created first, with ``earlier``
-        (turns a client sent along) stored as its first turns. A new conversation whose id is
+        (turns a client sent along) stored as its first turns, marked ``source`` ``client``:
+        their answers are the client's, not this service's. A new conversation whose id is
         taken, or a next turn of a conversation that does not exist, is refused with
         ``StorageUnavailable`` and changes nothing.
         """
@@ -141,13 +142,15 @@ class ConversationRepository(Protocol):
 
     async def list_conversations(self, offset: int, limit: int) -> Page[ConversationSummary]:
         """Latest activity first, then by id, so pages neither overlap nor skip; a summary's
-        first question is the first one asked, not a greeting a client sent along."""
+        first question is the first one asked, not a greeting a client sent along, and it
+        counts the turns a client sent along (``client_turns``)."""
         ...
 
     async def insights(self, since: datetime, limit: int) -> Insights:
         """What was asked from ``since`` on: the ``limit`` most repeated questions (repeats
         counted by ``question_key``), the ``limit`` latest the documents did not cover, the
-        answers per UTC day and the tokens they took. Turns with no question do not count."""
+        answers per UTC day and the tokens they took. Turns with no question do not count,
+        nor, among the answers, those a client sent along."""
         ...
 
     async def purge_before(self, cutoff: datetime) -> int:

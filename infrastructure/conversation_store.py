@@ -85,6 +85,7 @@ def _turn(row: Row[Any]) -> Turn:
         covered=row.covered,
         answer=answer,
         answered_at=row.answered_at,
+        source=row.source,
     )
 
 
@@ -388,6 +389,8 @@ class SqlConversationRepository:
                         "answer": storable_text(earlier_answer),
                         "status": "completed",
                         "answered_at": now,
+                        # The client's words (its history), not this service's answers.
+                        "source": "client",
                     }
                     for earlier_question, earlier_answer in turns_from_messages(earlier)
                 ]
@@ -530,6 +533,11 @@ class SqlConversationRepository:
             .where(turns.c.conversation_id == conversations.c.id)
             .scalar_subquery()
         )
+        client_turn_count = (
+            select(func.count())
+            .where(turns.c.conversation_id == conversations.c.id, turns.c.source == "client")
+            .scalar_subquery()
+        )
         first_question = (
             select(turns.c.question)
             .where(turns.c.conversation_id == conversations.c.id, turns.c.question != "")
@@ -544,6 +552,7 @@ class SqlConversationRepository:
                 conversations.c.updated_at,
                 turn_count.label("turns"),
                 first_question.label("first_question"),
+                client_turn_count.label("client_turns"),
             )
             .order_by(conversations.c.updated_at.desc(), conversations.c.id)
             .offset(offset)
@@ -555,7 +564,9 @@ class SqlConversationRepository:
             ).scalar_one()
             rows = (await connection.execute(query)).all()
         items = tuple(
-            ConversationSummary(r.id, r.created_at, r.updated_at, r.turns, r.first_question or "")
+            ConversationSummary(
+                r.id, r.created_at, r.updated_at, r.turns, r.first_question or "", r.client_turns
+            )
             for r in rows
         )
         return Page(items, total)
@@ -586,7 +597,13 @@ class SqlConversationRepository:
             day = cast(func.timezone("UTC", turns.c.answered_at), Date)
         per_day = (
             select(day.label("day"), func.count().label("answers"))
-            .where(turns.c.answered_at >= since, turns.c.status.is_not(None), asked)
+            # A client's history holds no answer of this service's.
+            .where(
+                turns.c.answered_at >= since,
+                turns.c.status.is_not(None),
+                asked,
+                turns.c.source == "service",
+            )
             .group_by(day)
             .order_by(day)
         )

@@ -124,6 +124,9 @@ turns = Table(
     Column("output_tokens", Integer(), nullable=True),
     Column("total_tokens", Integer(), nullable=True),
     Column("answered_at", UtcDateTime(), nullable=True),
+    # ``service`` or ``client`` (domain.conversation.TurnSource): whether the service was asked
+    # the question and gave the answer, or a client sent the turn along (migration 0002).
+    Column("source", String(16), nullable=False, server_default="service"),
     **MYSQL_TABLE_OPTIONS,
 )
 Index("ix_turns_conversation_id_id", turns.c.conversation_id, turns.c.id)

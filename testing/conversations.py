@@ -72,7 +72,13 @@ class InMemoryConversations:
             for earlier_question, earlier_answer in turns_from_messages(earlier):
                 answer = FinishedAnswer(storable_text(earlier_answer), "completed", "")
                 turn = Turn(
-                    self._take_id(), storable_text(earlier_question), now, True, answer, now
+                    self._take_id(),
+                    storable_text(earlier_question),
+                    now,
+                    True,
+                    answer,
+                    now,
+                    source="client",
                 )
                 self._append(conversation_id, turn)
         turn_id = self._take_id()
@@ -126,6 +132,7 @@ class InMemoryConversations:
                 self._updated_at[c.id],
                 len(c.turns),
                 next((t.question for t in c.turns if t.question), ""),
+                sum(t.source == "client" for t in c.turns),
             )
             for c in ordered[offset : offset + limit]
         )
@@ -156,7 +163,7 @@ class InMemoryConversations:
         per_day = Counter(
             turn.answered_at.astimezone(UTC).date()
             for turn in answered
-            if turn.answered_at and turn.answer and turn.question
+            if turn.answered_at and turn.answer and turn.question and turn.source == "service"
         )
         usages = [turn.answer.usage for turn in answered if turn.answer and turn.answer.usage]
         return Insights(

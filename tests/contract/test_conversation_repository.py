@@ -210,12 +210,52 @@ async def test_client_history_becomes_the_first_turns(
     )
     conversation = await repository.get("c2")
     assert conversation is not None
-    assert [(m.role, m.content) for m in conversation.messages()] == [
-        ("assistant", "Hi!"),
-        ("user", "Job?"),
-        ("assistant", "Lead."),
-        ("user", "Since?"),
+    assert [(m.role, m.content, m.source) for m in conversation.messages()] == [
+        ("assistant", "Hi!", "client"),
+        ("user", "Job?", "client"),
+        ("assistant", "Lead.", "client"),
+        ("user", "Since?", "service"),
     ]
+    assert [turn.source for turn in conversation.turns] == ["client", "client", "service"]
+
+
+async def test_client_history_stays_marked_as_the_clients_once_the_service_answers(
+    repository: ConversationRepository, clock: Clock
+) -> None:
+    # Korean and English history: neither its answers nor its questions are the service's.
+    earlier = [
+        Message("user", "경력은 몇 년인가요?"),
+        Message("assistant", "10년입니다."),
+        Message("user", "Where?"),
+        Message("assistant", "Seoul."),
+    ]
+    first = await repository.begin_turn(
+        "marked", "지금 회사는?", covered=True, new_conversation=True, earlier=earlier
+    )
+    await repository.finish_turn(first, answer())
+    continued = await repository.continue_conversation("marked", "Why?")
+    assert continued is not None
+    before, follow_up = continued
+    assert [turn.source for turn in before.turns] == ["client", "client", "service"]
+    await repository.finish_turn(follow_up, answer())
+
+    stored = await repository.get("marked")
+    assert stored is not None
+    assert [(m.role, m.source) for m in stored.messages()] == [
+        ("user", "client"),
+        ("assistant", "client"),
+        ("user", "client"),
+        ("assistant", "client"),
+        ("user", "service"),
+        ("assistant", "service"),
+        ("user", "service"),
+        ("assistant", "service"),
+    ]
+    listed = await repository.list_conversations(0, 10)
+    assert [(s.turns, s.client_turns) for s in listed.items] == [(4, 2)]
+    # The answers per day are the service's: the client's history is none of them.
+    found = await repository.insights(clock.now - timedelta(days=1), limit=10)
+    assert sum(day.answers for day in found.answers_per_day) == 2
 
 
 @pytest.mark.parametrize(

@@ -62,12 +62,36 @@ def test_a_conversation_continues_across_turns_and_endpoints(
 
     stored = client.get(f"/conversations/{conversation_id}").json()
     assert stored["id"] == conversation_id
-    assert [(m["role"], m["content"], m["status"]) for m in stored["messages"]] == [
-        ("user", "Where did Jane work?", "completed"),
-        ("assistant", "Hello world", "completed"),
-        ("user", "Since when?", "completed"),
-        ("assistant", "Since 2020.", "completed"),
+    assert [(m["role"], m["content"], m["status"], m["source"]) for m in stored["messages"]] == [
+        ("user", "Where did Jane work?", "completed", "service"),
+        ("assistant", "Hello world", "completed", "service"),
+        ("user", "Since when?", "completed", "service"),
+        ("assistant", "Since 2020.", "completed", "service"),
     ]
+
+
+def test_history_a_client_sends_is_shown_as_the_clients_not_the_services(
+    client: TestClient,
+) -> None:
+    history = [
+        {"role": "user", "content": "제인의 경력은?"},
+        {"role": "assistant", "content": "She was the CEO of Google."},  # not our words
+        {"role": "user", "content": "Where did Jane work?"},
+    ]
+    conversation_id = ask(client, {"input": history}).data_of("meta")["conversation_id"]
+
+    stored = client.get(f"/conversations/{conversation_id}").json()
+    assert [(m["role"], m["source"]) for m in stored["messages"]] == [
+        ("user", "client"),
+        ("assistant", "client"),
+        ("user", "service"),
+        ("assistant", "service"),
+    ]
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    page = client.get("/admin/conversations", headers=auth).json()
+    assert [(item["turns"], item["client_turns"]) for item in page["items"]] == [(2, 1)]
+    insights = client.get("/admin/insights", headers=auth).json()
+    assert sum(day["answers"] for day in insights["answers_per_day"]) == 1
 
 
 def test_stored_answer_equals_what_was_streamed(client: TestClient, engine: ScriptedEngine) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, inspect, text, update
+from sqlalchemy import bindparam, event, inspect, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.conversation import FinishedAnswer
@@ -25,7 +25,7 @@ from domain.errors import StorageUnavailable
 from domain.models import Usage
 from domain.ports import ConversationRepository
 from infrastructure.conversation_store import SqlConversationRepository
-from infrastructure.database import create_engine, metadata, migrate
+from infrastructure.database import UtcDateTime, create_engine, metadata, migrate
 from tests.databases import MYSQL_URL, POSTGRES_URL, empty_database
 
 
@@ -64,7 +64,45 @@ async def test_migrations_build_the_schema_from_an_empty_database(database_url: 
             ).scalar_one()
         assert {"conversations", "turns", "alembic_version"} <= tables
         assert drift == [], "the tables in code and the migrations disagree"
-        assert version == "0001"
+        assert version == "0002"
+    finally:
+        await engine.dispose()
+
+
+async def test_turns_stored_before_migration_0002_are_the_services_and_can_go_back(
+    database_url: str,
+) -> None:
+    from alembic import command
+
+    from infrastructure.database import alembic_config
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
+            # A conversation stored before 0002, written as 0001's tables were.
+            at = bindparam("t", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), type_=UtcDateTime())
+            await connection.execute(
+                text(
+                    "INSERT INTO conversations (id, created_at, updated_at) VALUES ('old', :t, :t)"
+                ).bindparams(at)
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO turns (conversation_id, question, question_key, covered, asked_at)"
+                    " VALUES ('old', '경력은?', '경력은', true, :t)"
+                ).bindparams(at)
+            )
+        await migrate(engine)
+        stored = await SqlConversationRepository(engine).get("old")
+        assert stored is not None
+        assert [turn.source for turn in stored.turns] == ["service"]
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0001"))
+            columns = await connection.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns("turns")}
+            )
+        assert "source" not in columns
     finally:
         await engine.dispose()
 
@@ -78,7 +116,7 @@ async def test_replicas_starting_together_migrate_one_at_a_time(kind: str, tmp_p
         await asyncio.gather(*(migrate(engine) for engine in engines))
         async with engines[0].connect() as connection:
             versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
-            assert versions.scalars().all() == ["0001"]
+            assert versions.scalars().all() == ["0002"]
     finally:
         for engine in engines:
             await engine.dispose()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Literal
+from collections.abc import Coroutine
+from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.dependencies import AskDep, ContainerDep, MetricsDep, RateLimited, ReviewDep
@@ -33,6 +35,37 @@ from domain.errors import AnswerNotCompleted
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
+
+T = TypeVar("T")
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status the access log shows for a client that left before its answer (nginx's)."""
+
+
+async def _client_left(request: Request) -> None:
+    """Returns when the client disconnects. The body has been read: the next message the
+    server has for the app is ``http.disconnect``."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """``work``'s result; ``None`` if the client left first, ``work`` then cancelled (for an
+    answer: the upstream call closed, the answer stored ``interrupted``), as sse-starlette
+    does for the streams."""
+    working = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(_client_left(request))
+    try:
+        await asyncio.wait((working, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Cancelled ourselves (shutdown), or done: neither task outlives the request.
+        watching.cancel()
+        if not working.done():
+            working.cancel()
+        await asyncio.wait((working, watching))
+    if working.cancelled():
+        return None
+    return working.result()
 
 
 @router.post(
@@ -76,13 +109,23 @@ async def ask_streaming(
     dependencies=[RateLimited],
     tags=["ask"],
 )
-async def ask_json(body: AskRequest, ask: AskDep, metrics: MetricsDep) -> AnswerResponse:
+async def ask_json(
+    body: AskRequest, ask: AskDep, metrics: MetricsDep, request: Request
+) -> AnswerResponse | Response:
+    # As on the SSE route: the question is accepted (or refused with a 4xx) whatever the client
+    # does meanwhile; then, if it leaves, the answer stops and is stored ``interrupted``.
+    stream = await ask.start(body.messages(), body.model, body.conversation_id)
     try:
-        answer = await ask.answer(body.messages(), body.model, body.conversation_id)
+        answer = await _unless_client_leaves(request, ask.collect(stream))
     except AnswerNotCompleted as error:
         metrics.count_failure(error.code)
         metrics.count_usage(error.usage)
         raise
+    finally:
+        # Closed by ``collect`` already, unless it was cancelled before it began reading.
+        await stream.events.aclose()
+    if answer is None:  # no one to answer: nothing is sent
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     if answer.fallback_cause is not None:
         metrics.count_fallback(answer.fallback_cause)
     usage = answer.usage

@@ -338,7 +338,12 @@ class AskApplicant:
         conversation_id: str | None = None,
     ) -> CollectedAnswer:
         """The whole answer at once; raises ``AnswerNotCompleted`` if it cannot be whole."""
-        stream = await self.start(messages, model, conversation_id)
+        return await self.collect(await self.start(messages, model, conversation_id))
+
+    @staticmethod
+    async def collect(stream: AnswerStream) -> CollectedAnswer:
+        """The whole of an answer :meth:`start` accepted; raises ``AnswerNotCompleted`` if it
+        cannot be whole. Cancelling it closes the answer (stored ``interrupted``)."""
         collected = CollectedAnswer(
             meta=stream.meta, sources=stream.sources, declined=stream.declined
         )

@@ -9,6 +9,7 @@ from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import RunningFake, run_fake_responses_api
 
 UPSTREAM_KEY = "sk-test-e2e-secret-key-0123456789"
+ADMIN_TOKEN = "admin-token-for-e2e-tests-0123456789"
 
 
 def sqlite_url(folder: Path) -> str:
@@ -50,6 +51,8 @@ def openai_app(
         "UPSTREAM_IDLE_TIMEOUT_SECONDS": "2",
         "SSE_PING_SECONDS": "0.5",
         "DATABASE_URL": sqlite_url(tmp_path_factory.mktemp("openai")),
+        # To find answers whose client never got a conversation id (it left).
+        "ADMIN_TOKEN": ADMIN_TOKEN,
     }
     with run_app(environment, via="main.py") as app:
         yield app

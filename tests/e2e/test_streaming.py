@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from domain.policy import INSTRUCTIONS
 from testing.app_server import RunningApp
 from testing.fake_responses_api import RunningFake, Scenario
-from tests.e2e.conftest import UPSTREAM_KEY
+from tests.e2e.conftest import ADMIN_TOKEN, UPSTREAM_KEY
 from tests.sse_client import Answer, parse_sse
 
 pytestmark = pytest.mark.e2e
@@ -225,6 +228,36 @@ def test_json_endpoint_relays_the_whole_answer(
     assert body["output_text"] == "Hello **world**\n- item"
     assert body["mode"] == "openai"
     assert body["usage"]["total_tokens"] > 0
+
+
+def test_json_client_that_leaves_closes_the_upstream_and_its_answer_is_stored_interrupted(
+    openai_app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(Scenario(deltas=["하나 ", "two "], terminal="stall", stall_seconds=30))
+    question = f"제인의 경력은? (left at {time.monotonic_ns()})"
+    body = json.dumps({"input": question}).encode()
+    address = urlsplit(openai_app.base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as client:
+        client.sendall(
+            b"POST /openai-response HTTP/1.1\r\nHost: app\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert upstream.api.wait_for(lambda: len(upstream.api.requests) == 1)
+    # The client left while the JSON answer was being gathered: the upstream call must follow.
+    left_at = time.monotonic()
+    assert upstream.api.wait_for(lambda: upstream.api.closed_by_client == 1, timeout_seconds=5)
+    assert time.monotonic() - left_at < 1.0, "the upstream request is closed within a second"
+
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    listed = httpx2.get(f"{openai_app.base_url}/admin/conversations", headers=auth).json()
+    latest = listed["items"][0]
+    assert latest["first_question"] == question
+    stored = openai_app.wait_for_messages(latest["id"], 2)
+    assert stored[-1]["role"] == "assistant"
+    assert stored[-1]["status"] == "interrupted"
+    assert "하나 two ".startswith(stored[-1]["content"])
 
 
 def test_json_endpoint_maps_upstream_auth_failure(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,9 +108,12 @@ class ChunkedRequest:
         self.chunks = list(chunks)
         self.delivered = 0
         self.sent: list[Message] = []
+        self.answered = asyncio.Event()
 
     async def receive(self) -> Message:
         if self.delivered == len(self.chunks):
+            # As a server: the client is there until its response is complete.
+            await self.answered.wait()
             return {"type": "http.disconnect"}
         self.delivered += 1
         more = self.delivered < len(self.chunks)
@@ -117,6 +121,8 @@ class ChunkedRequest:
 
     async def send(self, message: Message) -> None:
         self.sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.answered.set()
 
     async def run(self, app: FastAPI) -> None:
         async with app.router.lifespan_context(app) as state:

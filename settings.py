@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     fallback_to_offline: bool = True
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10_000_000)
+    # From the first read of a request's body to its last byte; a body that stalls or trickles
+    # longer gets 408 and the connection is closed.
+    request_body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     log_format: Literal["json", "text"] = "json"
     # Answers the applicant can trust: retrieval.
     semantic_search: bool = True

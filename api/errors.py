@@ -26,6 +26,7 @@ class HttpErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     RATE_LIMITED = "rate_limited"
 
 
@@ -48,6 +49,7 @@ STATUS_BY_CODE: dict[ErrorCode | HttpErrorCode, int] = {
     HttpErrorCode.NOT_FOUND: 404,
     HttpErrorCode.METHOD_NOT_ALLOWED: 405,
     HttpErrorCode.BODY_TOO_LARGE: 413,
+    HttpErrorCode.REQUEST_TIMEOUT: 408,
     HttpErrorCode.RATE_LIMITED: 429,
 }
 """Every error code a client can get, with its HTTP status: the one table. The messages are
@@ -61,6 +63,10 @@ _CODE_BY_STATUS = {
 
 # For routes' ``responses=``, so the OpenAPI docs show the error shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    408: {
+        "model": ErrorBody,
+        "description": "The body did not arrive within REQUEST_BODY_TIMEOUT_SECONDS.",
+    },
     413: {
         "model": ErrorBody,
         "description": "The input is longer than MAX_INPUT_CHARS, or the body than MAX_BODY_BYTES.",
@@ -143,6 +149,20 @@ class BodyTooLarge(StarletteHTTPException):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(
             413, f"The request body is larger than {max_bytes} bytes: send a shorter question."
+        )
+
+
+class BodyReadTimeout(StarletteHTTPException):
+    """The request body did not arrive in time (a client that stalls or trickles it)."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        unit = "second" if timeout_seconds == 1 else "seconds"
+        super().__init__(
+            408,
+            f"The request body did not arrive within {timeout_seconds:g} {unit}: "
+            "send the whole body at once.",
+            # The rest of the body may still come: the connection cannot take another request.
+            headers={"Connection": "close"},
         )
 
 

@@ -5,6 +5,9 @@ From the outside in:
 
 - ``SecurityHeaders`` adds the security headers to every response, SSE streams and errors
   included.
+- ``BodyReadDeadline`` answers 408 to a body that has not all arrived
+  REQUEST_BODY_TIMEOUT_SECONDS after the app began to read it (a client that sends the
+  headers, then stalls or trickles the body, must not hold a connection and a task forever).
 - ``RateLimitFirst`` counts a request to a route that declares ``RateLimited`` before its
   body is read, so a flood of invalid bodies is limited like valid questions.
 - ``BodySizeLimit`` answers 413 to a body over MAX_BODY_BYTES: at once when its
@@ -13,8 +16,11 @@ From the outside in:
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 
+import anyio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, MutableHeaders
@@ -22,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.client_address import IPNetwork, peer_is_trusted, trusted_networks
 from api.dependencies import RateLimited, rate_limit_decision
-from api.errors import BodyTooLarge, TooManyRequests, http_error_response
+from api.errors import BodyReadTimeout, BodyTooLarge, TooManyRequests, http_error_response
 from settings import Settings
 
 SECURITY_HEADERS = {
@@ -171,12 +177,58 @@ class BodySizeLimit:
             await http_error_response(error)(scope, receive, send)
 
 
+class BodyReadDeadline:
+    """408 for a body that has not all arrived ``timeout`` seconds after the app first asked
+    for it, whether the client stalls or trickles it; once it has, reads are not bounded (a
+    route may wait for ``http.disconnect``)."""
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = math.inf
+        complete = False
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal deadline, complete
+            if complete:
+                return await receive()
+            if deadline == math.inf:
+                deadline = time.monotonic() + self.timeout
+            with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waiting:
+                message = await receive()
+            if waiting.cancelled_caught:
+                # Raised inside the app: its handler answers with the usual error body.
+                raise BodyReadTimeout(self.timeout)
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except BodyReadTimeout as error:
+            if started:
+                raise
+            await http_error_response(error)(scope, receive, send)
+
+
 def install_protection(app: FastAPI, settings: Settings) -> None:
-    """Body limit, rate limit before the body, and security headers (outermost of the three).
+    """Body limit, body deadline, rate limit before the body, and security headers (outermost).
 
     Call it before adding CORS, so that CORS (outside) adds its headers to 413 and 429 too
     and a browser can read them.
     """
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitFirst)
+    # Outside the rate limit: its Redis call, made on the first read, is not the client's time.
+    app.add_middleware(BodyReadDeadline, timeout=settings.request_body_timeout_seconds)
     app.add_middleware(SecurityHeaders, trusted=trusted_networks(settings.trusted_proxies))

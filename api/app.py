@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import admin, page, ui_message_stream
 from api.container import Container
+from api.docs_pages import install_docs_pages
 from api.errors import install_error_handlers
 from api.mcp_server import McpEndpoint
 from api.observability import REQUEST_ID_HEADER, install_observability
@@ -66,7 +67,11 @@ def build_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by api/docs_pages.py from the app's own origin: FastAPI's load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs_pages(app)
     app.include_router(router)
     # POST /api/chat: the AI SDK's useChat protocol on the same use case.
     app.include_router(ui_message_stream.router)

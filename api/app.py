@@ -54,6 +54,8 @@ def build_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         async with open_container(lifecycle) as container:
             app.state.metrics.watch_tool_servers(container.mcp_toolbox)
+            if container.ask.mode != "offline":
+                app.state.metrics.expect_fallbacks_from(container.ask.mode)
             try:
                 # The MCP server's session manager runs as long as the app (docs/mcp.md).
                 serving_mcp = mcp.serving(container) if mcp is not None else nullcontext()

@@ -243,6 +243,8 @@ class ProfileServer(MCPServer[Any]):
             logger.error("ask_applicant failed: %s", type(error).__name__)
             raise ToolError(UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR]) from None
         if metrics is not None:
+            if answer.fallback_cause is not None:
+                metrics.count_fallback(self._container.ask.mode, answer.fallback_cause)
             metrics.count_usage(answer.usage)
             metrics.count_usage(answer.fallback_usage)
             metrics.count_decline(answer.declined)

@@ -251,13 +251,6 @@ class Metrics:
             ("code",),
             registry=registry,
         )
-        self.fallback_answers = Counter(
-            "fallback_answers",
-            "Answers the offline engine gave in the configured engine's place, by the upstream "
-            "error code that made it step in.",
-            ("code",),
-            registry=registry,
-        )
         self.tokens = Counter(
             "answer_tokens",
             "Tokens the model provider reported for answers, by kind.",
@@ -267,8 +260,10 @@ class Metrics:
         self.open_streams = Gauge("open_streams", "Answer streams open now.", registry=registry)
         self.fallbacks = Counter(
             "answer_fallbacks",
-            "Answers another engine gave after the first failed, by first engine and error code.",
-            ("mode", "reason"),
+            "Answers the offline engine gave in place of the engine that failed (failed_mode), "
+            "by the error code that made it step in; each failure also counts in "
+            "upstream_errors_total.",
+            ("failed_mode", "code"),
             registry=registry,
         )
         self._tool_servers = _ToolServerCollector()
@@ -286,9 +281,15 @@ class Metrics:
         for code in ErrorCode:  # every known code shows as 0 before its first error
             if _is_upstream(code):
                 self.upstream_errors.labels(code.value)
-                self.fallback_answers.labels(code.value)
         for category in (*(c.id for c in TAXONOMY), "undisclosed"):
             self.declined.labels(category)
+
+    def expect_fallbacks_from(self, mode: str) -> None:
+        """Show every upstream code's fallback count for ``mode`` (the configured engine) as 0
+        before its first fallback, so that a rate over it is defined from the start."""
+        for code in ErrorCode:
+            if _is_upstream(code):
+                self.fallbacks.labels(mode, code.value)
 
     def watch_tool_servers(self, servers: ToolServers | None) -> None:
         """Report the health of the agents' MCP servers (MCP_SERVERS) at each scrape."""
@@ -312,11 +313,12 @@ class Metrics:
         if _is_upstream(code):
             self.upstream_errors.labels(code.value).inc()
 
-    def count_fallback(self, cause: ErrorCode | None) -> None:
-        """Another engine answered after ``cause``: the failure counts as one all the same."""
+    def count_fallback(self, failed_mode: str, cause: ErrorCode | None) -> None:
+        """The offline engine answered after ``failed_mode`` failed with ``cause``: the failure
+        counts as one all the same."""
         if cause is not None:
             self.count_failure(cause)
-        self.fallback_answers.labels(cause.value if cause is not None else "unknown").inc()
+        self.fallbacks.labels(failed_mode, cause.value if cause is not None else "unknown").inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -409,9 +411,7 @@ class AnswerObserver:
         """Another engine answers from now on: the first one's failure and tokens count, and
         ``mode`` labels the stream's metrics (its first delta, its duration)."""
         self._metrics.count_usage(usage)
-        self._metrics.count_fallback(cause)
-        if cause is not None:
-            self._metrics.fallbacks.labels(self._mode, cause.value).inc()
+        self._metrics.count_fallback(self._mode, cause)
         self._mode = mode
         if self._first_delta is not None:
             self._first_delta = self._metrics.time_to_first_delta.labels(mode)

@@ -127,7 +127,7 @@ async def ask_json(
     if answer is None:  # no one to answer: nothing is sent
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     if answer.fallback_cause is not None:
-        metrics.count_fallback(answer.fallback_cause)
+        metrics.count_fallback(ask.mode, answer.fallback_cause)
     usage = answer.usage
     metrics.count_usage(usage)
     metrics.count_usage(answer.fallback_usage)

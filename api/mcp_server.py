@@ -39,6 +39,7 @@ from api.dependencies import rate_limit_decision
 from api.errors import HttpErrorCode, TooManyRequests
 from api.observability import Metrics
 from api.sse import source_items
+from domain.conversation import utf8_text
 from domain.errors import UPSTREAM_MESSAGES, AnswerNotCompleted, AskError, ErrorCode, InputTooLong
 from domain.models import Message as ChatMessage
 from domain.models import Passage
@@ -249,7 +250,7 @@ class ProfileServer(MCPServer[Any]):
             metrics.count_usage(answer.fallback_usage)
             metrics.count_decline(answer.declined)
         return AnswerOut(
-            answer=answer.text,
+            answer=utf8_text(answer.text),
             sources=[SourceOut(**item) for item in source_items(answer.sources)],
             conversation_id=answer.meta.conversation_id,
             mode=answer.meta.mode,

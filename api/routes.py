@@ -31,6 +31,7 @@ from api.sse import (
     answer_events,
     source_items,
 )
+from domain.conversation import utf8_text
 from domain.errors import AnswerNotCompleted
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ async def ask_json(
     metrics.count_decline(answer.declined)
     notice = answer.meta.notice
     return AnswerResponse(
-        output_text=answer.text,
+        # A lone surrogate from the model would make the JSON body unencodable: a 500.
+        output_text=utf8_text(answer.text),
         model=answer.meta.model,
         mode=answer.meta.mode,
         usage=Usage(

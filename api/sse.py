@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from api.observability import Metrics
 from application.ask import AnswerStream
 from common.deadline import DeadlinePassed, RollingDeadline
+from domain.conversation import utf8_text
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.models import (
     AgentStep,
@@ -93,22 +94,9 @@ SSE_EXAMPLE = (
 SEPARATOR = "\n"
 
 
-def _encodable(data: str) -> str:
-    """``data`` as UTF-8 can carry it. A model's JSON may escape half a surrogate pair, which
-    no UTF-8 stream can carry: encoding it would abort the response with no ``error`` event.
-    Each lone surrogate goes out as U+FFFD (a pair split in two is joined); the stored answer
-    keeps the text as the model sent it."""
-    if data.isascii():
-        return data
-    try:
-        data.encode()
-    except UnicodeEncodeError:
-        return data.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return data
-
-
 def _event(data: str, event: str | None = None) -> ServerSentEvent:
-    return ServerSentEvent(_encodable(data), event=event, sep=SEPARATOR)
+    # A lone surrogate from the model would abort the UTF-8 response with no ``error`` event.
+    return ServerSentEvent(utf8_text(data), event=event, sep=SEPARATOR)
 
 
 def _json(payload: dict[str, Any] | list[dict[str, Any]]) -> str:

@@ -34,6 +34,7 @@ from api.errors import ERROR_RESPONSES, RATE_LIMIT_RESPONSES
 from api.observability import Metrics
 from api.sse import SEPARATOR, AnswerEventSource, observed_events, source_items
 from application.ask import AnswerStream
+from domain.conversation import utf8_text
 from domain.models import (
     AgentStep,
     AnswerDone,
@@ -153,9 +154,9 @@ class ChatRequest(BaseModel):
 
 
 def _chunk(payload: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(
-        json.dumps(payload, ensure_ascii=False, separators=(",", ":")), sep=SEPARATOR
-    )
+    # A lone surrogate from the model would abort the UTF-8 response with no error chunk.
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return ServerSentEvent(utf8_text(text), sep=SEPARATOR)
 
 
 def message_metadata(meta: AnswerMeta) -> dict[str, Any]:

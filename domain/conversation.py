@@ -168,13 +168,27 @@ _NOT_WORD = re.compile(r"[^\w]+")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as UTF-8 can carry it. A model's JSON may escape half a surrogate pair (a
+    Python ``str`` then holds a lone surrogate, which no UTF-8 response or column can take):
+    the halves of a pair split across deltas are joined into their character, and each
+    surrogate left alone becomes U+FFFD. Everything else is kept exactly."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def storable_text(text: str) -> str:
-    """``text`` as every store keeps it: NUL, which PostgreSQL refuses in text, dropped; a lone
-    surrogate (a Python ``str`` holds no valid pair), which is not UTF-8, as U+FFFD.
-    Everything else, Korean, emoji and layout included, is kept exactly."""
+    """``text`` as every store keeps it: NUL, which PostgreSQL refuses in text, dropped; lone
+    surrogates as ``utf8_text`` makes them. Everything else, Korean, emoji and layout
+    included, is kept exactly."""
     if _UNSTORABLE.search(text) is None:
         return text
-    return _UNSTORABLE.sub(lambda found: "" if found[0] == "\x00" else "\ufffd", text)
+    return utf8_text(text).replace("\x00", "")
 
 
 def question_key(question: str) -> str:

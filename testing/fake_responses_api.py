@@ -123,8 +123,14 @@ SAMPLE_ANSWER_DELTAS: Final = split_into_deltas(SAMPLE_ANSWER_MARKDOWN)
 
 
 def _json(value: object) -> str:
-    """Compact UTF-8 JSON, as OpenAI sends it (Korean is not \\u-escaped)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact UTF-8 JSON, as OpenAI sends it (Korean is not \\u-escaped); text with half a
+    surrogate pair (a model's token can end mid-pair) is sent escaped, as only JSON can."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 @dataclass(frozen=True)

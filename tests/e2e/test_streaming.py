@@ -260,6 +260,41 @@ def test_json_client_that_leaves_closes_the_upstream_and_its_answer_is_stored_in
     assert "하나 two ".startswith(stored[-1]["content"])
 
 
+@pytest.mark.parametrize("path", ["/openai-response", "/openai-response/sse", "/api/chat"])
+def test_half_surrogate_pairs_from_the_model_reach_every_client_and_the_store(
+    openai_app: RunningApp, upstream: RunningFake, path: str
+) -> None:
+    # A model's JSON may split an emoji's surrogate pair across two deltas, or send half of
+    # one alone: UTF-8 cannot carry a lone half, so it must not cost the client the answer.
+    upstream.api.enqueue(Scenario(deltas=["웃음 \ud83d", "\ude00 그리고 \udc80 끝"]))
+    body: dict[str, Any] = {"input": "hi"}
+    if path == "/api/chat":
+        parts = [{"type": "text", "text": "hi"}]
+        body = {"id": "chat-surrogate-0001", "messages": [{"id": "m1", "role": "user", "parts": parts}]}
+    response = httpx2.post(f"{openai_app.base_url}{path}", json=body, timeout=15)
+    assert response.status_code == 200, response.text
+    if path == "/openai-response":
+        text, conversation_id = response.json()["output_text"], response.json()["conversation_id"]
+    elif path == "/api/chat":
+        chunks = [
+            json.loads(line.removeprefix("data: "))
+            for line in response.text.splitlines()
+            if line.startswith("data: {")
+        ]
+        text = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+        assert chunks[-1]["type"] == "finish"
+        conversation_id = chunks[0]["messageMetadata"]["conversation_id"]
+    else:
+        answer = Answer(parse_sse([response.text]))
+        assert answer.terminal == "done"
+        text, conversation_id = answer.text, answer.data_of("meta")["conversation_id"]
+    assert "웃음 " in text
+    assert text.endswith(" 그리고 \ufffd 끝")
+    stored = openai_app.wait_for_messages(conversation_id, 2)
+    assert stored[-1]["status"] == "completed"
+    assert stored[-1]["content"] == "웃음 😀 그리고 \ufffd 끝"
+
+
 def test_json_endpoint_maps_upstream_auth_failure(
     openai_app: RunningApp, upstream: RunningFake
 ) -> None:

@@ -214,6 +214,7 @@ async def bootstrap(
             lifecycle=lifecycle,
             rate_limiter=rate_limiter,
             mcp_toolbox=toolbox,
+            spooled=spooled,
         )
 
 

@@ -54,6 +54,7 @@ def build_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         async with open_container(lifecycle) as container:
             app.state.metrics.watch_tool_servers(container.mcp_toolbox)
+            app.state.metrics.watch_spool(container.spooled)
             if container.ask.mode != "offline":
                 app.state.metrics.expect_fallbacks_from(container.ask.mode)
             try:

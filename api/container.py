@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from application.ask import AskApplicant
 from application.review import ReviewConversations
 from application.search import SearchProfile
+from application.spool import SpooledAnswers
 from common.lifecycle import Lifecycle
 from domain.ports import (
     ConversationRepository,
@@ -37,3 +38,5 @@ class Container:
     rate_limiter: RateLimiter | None
     mcp_toolbox: ToolServers | None = None
     """The MCP_SERVERS the agents may use (with ENGINE=agents), kept connected."""
+    spooled: SpooledAnswers | None = None
+    """Answers the store could not take, kept in the spool until it can (with the SQL store)."""

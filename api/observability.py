@@ -47,6 +47,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from application.spool import SpooledAnswers
 from domain.errors import ErrorCode
 from domain.models import Usage
 from domain.ports import ToolServers
@@ -268,6 +269,8 @@ class Metrics:
         )
         self._tool_servers = _ToolServerCollector()
         registry.register(self._tool_servers)
+        self._spool = _SpoolCollector()
+        registry.register(self._spool)
         self.declined = Counter(
             "declined_questions",
             "Questions declined before any engine: by protected category (docs/hiring-safety.md)"
@@ -290,6 +293,10 @@ class Metrics:
         for code in ErrorCode:
             if _is_upstream(code):
                 self.fallbacks.labels(mode, code.value)
+
+    def watch_spool(self, spooled: SpooledAnswers | None) -> None:
+        """Report the answer spool (ANSWER_SPOOL) at each scrape."""
+        self._spool.spooled = spooled
 
     def watch_tool_servers(self, servers: ToolServers | None) -> None:
         """Report the health of the agents' MCP servers (MCP_SERVERS) at each scrape."""
@@ -355,6 +362,36 @@ class _ToolServerCollector(Collector):
             tools.add_metric([health.name], float(len(health.tools)))
             failures.add_metric([health.name], float(health.failures))
         yield from (up, tools, failures)
+
+
+class _SpoolCollector(Collector):
+    """``spooled_answers{state}`` and ``spooled_answers_replayed_total``, read from the answer
+    spool's write-back when scraped (no series without a spool: a test's store in memory)."""
+
+    def __init__(self) -> None:
+        self.spooled: SpooledAnswers | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # collected on each scrape, when there is a spool
+
+    def collect(self) -> Iterable[Metric]:
+        spooled = self.spooled
+        if spooled is None:
+            return
+        held = GaugeMetricFamily(
+            "spooled_answers",
+            "Answers the database could not take, in the answer spool: pending (to be written "
+            "back) or set_aside (after too many failed writes; never retried).",
+            labels=["state"],
+        )
+        held.add_metric(["pending"], float(spooled.pending))
+        held.add_metric(["set_aside"], float(spooled.set_aside))
+        replayed = CounterMetricFamily(
+            "spooled_answers_replayed",
+            "Answers written back from the spool to the database since start-up.",
+            value=float(spooled.replayed),
+        )
+        yield from (held, replayed)
 
 
 def _is_upstream(code: ErrorCode) -> bool:

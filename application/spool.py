@@ -4,7 +4,10 @@ written back when the store is back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_base, wait_exponential_jitter
@@ -27,6 +30,12 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
+MAX_FAILED_WRITES = 8
+"""Writes of one answer that may fail while the store takes others, before it is set aside."""
+RETRY_BACKOFF_SECONDS = (5.0, 600.0)
+"""The wait after an answer's first failed write, doubling with each failure up to the second."""
+
+
 class SpooledAnswers:
     """The way an answer reaches the conversation store when the store fails as its stream
     ends: ``keep`` puts it in the spool (durable, local), ``write_back_continually`` writes
@@ -36,6 +45,13 @@ class SpooledAnswers:
     Writing back is idempotent: ``finish_turn`` of the same answer twice stores it once, so an
     answer whose first write landed late, or a crash between the write and ``forget``, costs
     nothing. An answer whose turn was purged meanwhile is dropped by the store, as always.
+
+    A store that is down fails every answer: the whole write-back waits and tries again, and
+    no answer is blamed. An answer that fails while the store is up (``check`` passes) is
+    skipped, tried again after a back-off that doubles (``RETRY_BACKOFF_SECONDS``), and after
+    ``MAX_FAILED_WRITES`` failures set aside in the spool with a WARNING: one bad answer
+    neither holds up the others nor is retried forever. ``pending``, ``set_aside`` and
+    ``replayed`` are there for the metrics.
     """
 
     def __init__(
@@ -44,12 +60,30 @@ class SpooledAnswers:
         spool: AnswerSpool,
         *,
         wait: wait_base | None = None,
+        now: Callable[[], float] = time.time,
+        max_failed_writes: int = MAX_FAILED_WRITES,
+        backoff: tuple[float, float] = RETRY_BACKOFF_SECONDS,
     ) -> None:
         self._conversations = conversations
         self._spool = spool
         self._wait = wait or wait_exponential_jitter(initial=1, max=60, jitter=1)
+        self._now = now
+        self._max_failed_writes = max_failed_writes
+        self._backoff = backoff
         self._kept = asyncio.Event()
         self._kept.set()  # anything left from before a restart is written back at start-up
+        self._next_retry_at: float | None = None
+        self.pending = 0
+        """Answers in the spool waiting to be written back, as last seen."""
+        self.set_aside = 0
+        """Answers the spool keeps aside after too many failed writes, as last seen."""
+        self.replayed = 0
+        """Answers written back from the spool since start-up."""
+
+    async def _refresh(self) -> None:
+        state = await self._spool.state()
+        self.pending, self.set_aside = state.pending, state.set_aside
+        self._next_retry_at = state.next_retry_at
 
     async def keep(self, pending: PendingAnswer) -> bool:
         """Keep ``pending`` until the store can take it; ``False`` if even the spool failed
@@ -65,33 +99,75 @@ class SpooledAnswers:
             return False
         logger.warning("spooled the answer of turn %s until storage is back", pending.turn_id)
         self._kept.set()
+        self.pending += 1  # refreshed from the spool at the next write-back
         return True
 
     async def write_back(self) -> int:
         """Write every answer the spool holds to the store; how many were written. Raises what
         the store raises (``StorageUnavailable``) after forgetting the answers already written."""
         written = 0
-        while batch := await self._spool.oldest(BATCH_SIZE):
-            done: list[int] = []
+        try:
+            while batch := await self._spool.oldest(BATCH_SIZE, due_by=self._now()):
+                done: list[int] = []
+                try:
+                    for pending in batch:
+                        try:
+                            await self._conversations.finish_turn(
+                                pending.turn_id, pending.answer, pending.covered
+                            )
+                        except Exception as error:
+                            # Down (this raises, and the whole write-back waits), or only
+                            # this answer the store will not take.
+                            await self._conversations.check()
+                            await self._failed(pending, error)
+                            continue
+                        done.append(pending.turn_id)
+                finally:
+                    if done:
+                        await self._spool.forget(done)
+                        written += len(done)
+                        self.replayed += len(done)
+        finally:
+            if written:
+                logger.info("wrote back %d spooled answers", written)
             try:
-                for pending in batch:
-                    await self._conversations.finish_turn(
-                        pending.turn_id, pending.answer, pending.covered
-                    )
-                    done.append(pending.turn_id)
-            finally:
-                if done:
-                    await self._spool.forget(done)
-                    written += len(done)
-        if written:
-            logger.info("wrote back %d spooled answers", written)
+                await self._refresh()
+            except Exception:  # the counts wait for the next pass, which is not long
+                self._next_retry_at = self._now() + self._backoff[0]
         return written
 
+    async def _failed(self, pending: PendingAnswer, error: Exception) -> None:
+        """One more failed write of an answer the store would not take while it took others."""
+        # Never the answer, nor the error's message (it may quote the data): the type.
+        turn_id, failures = pending.turn_id, pending.failures + 1
+        first, longest = self._backoff
+        if failures >= self._max_failed_writes:
+            await self._spool.set_aside(turn_id)
+            logger.warning(
+                "set aside the spooled answer of turn %s after %d failed writes (%s): it stays "
+                "in the spool (ANSWER_SPOOL) and is not retried",
+                turn_id,
+                failures,
+                type(error).__name__,
+            )
+            return
+        wait = min(longest, first * 2 ** (failures - 1))
+        await self._spool.failed(turn_id, self._now() + wait)
+        logger.warning(
+            "writing back the spooled answer of turn %s failed (%s, %d of %d): next try in %.0f s",
+            turn_id,
+            type(error).__name__,
+            failures,
+            self._max_failed_writes,
+            wait,
+        )
+
     async def write_back_continually(self) -> None:
-        """Until cancelled: write back at start-up and after each ``keep``, retrying with
-        exponential backoff (and jitter) while the store or the spool fails."""
+        """Until cancelled: write back at start-up, after each ``keep`` and when an answer
+        that failed is due again, retrying with exponential backoff (and jitter) while the
+        store or the spool fails."""
         while True:
-            await self._kept.wait()
+            await self._work_to_do()
             self._kept.clear()
             retrying = AsyncRetrying(
                 wait=self._wait,
@@ -102,3 +178,13 @@ class SpooledAnswers:
             async for attempt in retrying:
                 with attempt:
                     await self.write_back()
+
+    async def _work_to_do(self) -> None:
+        """Returns once an answer was kept, or the earliest answer that failed is due."""
+        if self._next_retry_at is None:
+            await self._kept.wait()
+            return
+        delay = self._next_retry_at - self._now()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kept.wait(), delay)

@@ -74,6 +74,20 @@ class PendingAnswer:
     answer: FinishedAnswer
     covered: bool | None = None
     """A follow-up's coverage, known only with its answer; ``None`` leaves the turn's as is."""
+    failures: int = 0
+    """How often writing it back has failed while the store took other answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolState:
+    """What an ``AnswerSpool`` holds: answers still to be written back, and answers set aside
+    after too many failed writes (kept on disk for an operator, never retried by themselves)."""
+
+    pending: int = 0
+    set_aside: int = 0
+    next_retry_at: float | None = None
+    """When the earliest pending answer that failed may be tried again (``time.time()``
+    seconds); ``None`` if none waits."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from domain.conversation import (
     Insights,
     Page,
     PendingAnswer,
+    SpoolState,
 )
 from domain.disclosure import Decline
 from domain.models import (
@@ -176,12 +178,28 @@ class AnswerSpool(Protocol):
         calling task is being cancelled, as ``finish_turn`` must."""
         ...
 
-    async def oldest(self, limit: int) -> Sequence[PendingAnswer]:
-        """At most ``limit`` of the answers held, the first kept first."""
+    async def oldest(self, limit: int, due_by: float = math.inf) -> Sequence[PendingAnswer]:
+        """At most ``limit`` of the answers held, the first kept first: those not set aside
+        whose next try is due by ``due_by`` (``time.time()`` seconds; any by default)."""
         ...
 
     async def forget(self, turn_ids: Sequence[int]) -> None:
         """Drop the answers of ``turn_ids``: they are in the conversation store now."""
+        ...
+
+    async def failed(self, turn_id: int, retry_at: float) -> None:
+        """Note that writing ``turn_id``'s answer back failed (the store took others): its
+        ``failures`` grow by one, and it is not due again before ``retry_at``. Keeping the
+        turn's answer again starts afresh."""
+        ...
+
+    async def set_aside(self, turn_id: int) -> None:
+        """Keep ``turn_id``'s answer on disk but never offer it again (``oldest``): it failed
+        too often to be worth retrying, and an operator can look at it."""
+        ...
+
+    async def state(self) -> SpoolState:
+        """How many answers are pending and set aside, and when the next retry is due."""
         ...
 
 

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 
-from domain.conversation import FinishedAnswer, PendingAnswer
+from domain.conversation import FinishedAnswer, PendingAnswer, SpoolState
 from domain.models import Usage
 
 T = TypeVar("T")
@@ -41,6 +44,12 @@ CREATE TABLE IF NOT EXISTS pending_answers (
     entry TEXT NOT NULL
 )
 """
+# Added later: a spool file from before gets them when opened (each row as never failed).
+_ADDED_COLUMNS = {
+    "failures": "INTEGER NOT NULL DEFAULT 0",
+    "retry_at": "REAL",  # time.time() seconds; NULL: due now
+    "set_aside": "INTEGER NOT NULL DEFAULT 0",
+}
 
 
 def _encoded(pending: PendingAnswer) -> str:
@@ -91,6 +100,14 @@ class SqliteAnswerSpool:
             connection.execute("PRAGMA synchronous=FULL")
             with connection:
                 connection.execute(_SCHEMA)
+                present = {
+                    row[1] for row in connection.execute("PRAGMA table_info(pending_answers)")
+                }
+                for name, definition in _ADDED_COLUMNS.items():
+                    if name not in present:
+                        connection.execute(
+                            f"ALTER TABLE pending_answers ADD COLUMN {name} {definition}"
+                        )
         except sqlite3.Error:
             connection.close()
             raise
@@ -112,6 +129,7 @@ class SqliteAnswerSpool:
 
         def write() -> None:
             with self._connection:
+                # A new copy of the turn's answer: its failures so far are forgotten.
                 self._connection.execute(
                     "INSERT OR REPLACE INTO pending_answers (turn_id, kept_at, entry)"
                     " VALUES (?, ?, ?)",
@@ -121,15 +139,20 @@ class SqliteAnswerSpool:
         with anyio.CancelScope(shield=True), anyio.fail_after(KEEP_TIMEOUT_SECONDS):
             await self._run(write)
 
-    async def oldest(self, limit: int) -> Sequence[PendingAnswer]:
-        def read() -> list[tuple[int, str]]:
+    async def oldest(self, limit: int, due_by: float = math.inf) -> Sequence[PendingAnswer]:
+        def read() -> list[tuple[int, str, int]]:
             cursor = self._connection.execute(
-                "SELECT turn_id, entry FROM pending_answers ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT turn_id, entry, failures FROM pending_answers"
+                " WHERE set_aside = 0 AND (retry_at IS NULL OR retry_at <= ?)"
+                " ORDER BY seq LIMIT ?",
+                (min(due_by, sys.float_info.max), limit),
             )
             return cursor.fetchall()
 
-        return [_decoded(turn_id, entry) for turn_id, entry in await self._run(read)]
+        return [
+            replace(_decoded(turn_id, entry), failures=failures)
+            for turn_id, entry, failures in await self._run(read)
+        ]
 
     async def forget(self, turn_ids: Sequence[int]) -> None:
         def delete() -> None:
@@ -139,3 +162,34 @@ class SqliteAnswerSpool:
                 )
 
         await self._run(delete)
+
+    async def failed(self, turn_id: int, retry_at: float) -> None:
+        def note() -> None:
+            with self._connection:
+                self._connection.execute(
+                    "UPDATE pending_answers SET failures = failures + 1, retry_at = ?"
+                    " WHERE turn_id = ?",
+                    (retry_at, turn_id),
+                )
+
+        await self._run(note)
+
+    async def set_aside(self, turn_id: int) -> None:
+        def mark() -> None:
+            with self._connection:
+                self._connection.execute(
+                    "UPDATE pending_answers SET set_aside = 1 WHERE turn_id = ?", (turn_id,)
+                )
+
+        await self._run(mark)
+
+    async def state(self) -> SpoolState:
+        def count() -> tuple[int | None, int | None, float | None]:
+            row: tuple[int | None, int | None, float | None] = self._connection.execute(
+                "SELECT SUM(set_aside = 0), SUM(set_aside = 1),"
+                " MIN(CASE WHEN set_aside = 0 THEN retry_at END) FROM pending_answers"
+            ).fetchone()
+            return row
+
+        pending, aside, next_retry_at = await self._run(count)
+        return SpoolState(pending or 0, aside or 0, next_retry_at)

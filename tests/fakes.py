@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from domain.conversation import FinishedAnswer, PendingAnswer
+from domain.conversation import FinishedAnswer, PendingAnswer, SpoolState
 from domain.errors import ErrorCode, StorageUnavailable
 from domain.models import (
     AnswerDone,
@@ -101,8 +102,8 @@ def contact_passage() -> Passage:
 
 
 class StoreThatGoesDown(InMemoryConversations):
-    """The in-memory store, whose writes of answers fail (``StorageUnavailable``, as the SQL
-    store's do) while ``down`` is true."""
+    """The in-memory store, whose writes of answers and checks fail (``StorageUnavailable``,
+    as the SQL store's do) while ``down`` is true."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,19 +116,49 @@ class StoreThatGoesDown(InMemoryConversations):
             raise StorageUnavailable()
         await super().finish_turn(turn_id, answer, covered)
 
+    async def check(self) -> None:
+        if self.down:
+            raise StorageUnavailable()
+
 
 class InMemoryAnswerSpool:
-    """``AnswerSpool`` in a dict, by turn, in the order answers were first kept."""
+    """``AnswerSpool`` in a dict, by turn, in the order answers were first kept; ``kept`` holds
+    the pending answers, ``aside`` those set aside."""
 
     def __init__(self) -> None:
         self.kept: dict[int, PendingAnswer] = {}
+        self.aside: dict[int, PendingAnswer] = {}
+        self._failures: dict[int, tuple[int, float]] = {}  # turn: (failed writes, retry at)
 
     async def keep(self, pending: PendingAnswer) -> None:
+        self.aside.pop(pending.turn_id, None)
+        self._failures.pop(pending.turn_id, None)
         self.kept[pending.turn_id] = pending
 
-    async def oldest(self, limit: int) -> Sequence[PendingAnswer]:
-        return list(self.kept.values())[:limit]
+    async def oldest(self, limit: int, due_by: float = math.inf) -> Sequence[PendingAnswer]:
+        due = [
+            replace(pending, failures=failures)
+            for turn_id, pending in self.kept.items()
+            for failures, retry_at in [self._failures.get(turn_id, (0, -math.inf))]
+            if retry_at <= due_by
+        ]
+        return due[:limit]
 
     async def forget(self, turn_ids: Sequence[int]) -> None:
         for turn_id in turn_ids:
             self.kept.pop(turn_id, None)
+            self.aside.pop(turn_id, None)
+            self._failures.pop(turn_id, None)
+
+    async def failed(self, turn_id: int, retry_at: float) -> None:
+        if turn_id in self.kept:
+            self._failures[turn_id] = (self._failures.get(turn_id, (0, 0.0))[0] + 1, retry_at)
+
+    async def set_aside(self, turn_id: int) -> None:
+        if (pending := self.kept.pop(turn_id, None)) is not None:
+            self.aside[turn_id] = pending
+            self._failures.pop(turn_id, None)
+
+    async def state(self) -> SpoolState:
+        retries = [at for turn, (_, at) in self._failures.items() if turn in self.kept]
+        return SpoolState(len(self.kept), len(self.aside), min(retries, default=None))

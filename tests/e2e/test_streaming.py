@@ -270,7 +270,10 @@ def test_half_surrogate_pairs_from_the_model_reach_every_client_and_the_store(
     body: dict[str, Any] = {"input": "hi"}
     if path == "/api/chat":
         parts = [{"type": "text", "text": "hi"}]
-        body = {"id": "chat-surrogate-0001", "messages": [{"id": "m1", "role": "user", "parts": parts}]}
+        body = {
+            "id": "chat-surrogate-0001",
+            "messages": [{"id": "m1", "role": "user", "parts": parts}],
+        }
     response = httpx2.post(f"{openai_app.base_url}{path}", json=body, timeout=15)
     assert response.status_code == 200, response.text
     if path == "/openai-response":

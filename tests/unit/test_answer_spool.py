@@ -150,3 +150,100 @@ async def test_a_spool_that_fails_too_does_not_break_the_stream() -> None:
     store.down = True
     events = [event async for event in stream.events]
     assert isinstance(events[-1], AnswerDone)
+
+
+class StoreThatRefusesOneTurn(StoreThatGoesDown):
+    """Up, but one turn's answer is never taken (a row the database keeps refusing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: int | None = None
+        self.refusals = 0
+
+    async def finish_turn(
+        self, turn_id: int, answer: FinishedAnswer, covered: bool | None = None
+    ) -> None:
+        if turn_id == self.refused:
+            self.refusals += 1
+            raise StorageUnavailable()
+        await super().finish_turn(turn_id, answer, covered)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_answer_the_store_keeps_refusing_is_retried_with_backoff_then_set_aside(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, spool, clock = StoreThatRefusesOneTurn(), InMemoryAnswerSpool(), Clock()
+    spooled = SpooledAnswers(store, spool, now=clock, max_failed_writes=3, backoff=(5.0, 8.0))
+    bad = await store.begin_turn("c1", "Q1", covered=True, new_conversation=True)
+    good = await store.begin_turn("c2", "경력은?", covered=True, new_conversation=True)
+    store.refused = bad
+    await spooled.keep(PendingAnswer(bad, FinishedAnswer("bad", "completed", "m")))
+    await spooled.keep(PendingAnswer(good, FinishedAnswer("좋은 답", "completed", "m")))
+
+    # The store is up: the good answer is written, the bad one does not hold it up.
+    assert await spooled.write_back() == 1
+    assert (store.refusals, spooled.pending, spooled.replayed) == (1, 1, 1)
+    # Not due before its back-off (5 s, then 8 s: doubled, at most the longest).
+    assert await spooled.write_back() == 0
+    assert store.refusals == 1
+    clock.now += 5
+    await spooled.write_back()
+    assert store.refusals == 2
+    clock.now += 5
+    await spooled.write_back()
+    assert store.refusals == 2, "the second back-off is 8 s"
+    clock.now += 3
+    with caplog.at_level("WARNING"):
+        await spooled.write_back()
+    assert store.refusals == 3
+    # Set aside after 3 failed writes: kept on disk, counted, never tried again.
+    assert list(spool.aside) == [bad]
+    assert (spooled.pending, spooled.set_aside) == (0, 1)
+    assert any("set aside the spooled answer of turn" in r.getMessage() for r in caplog.records)
+    assert not any("bad" in r.getMessage() for r in caplog.records), "never the answer's text"
+    clock.now += 10_000
+    assert await spooled.write_back() == 0
+    assert store.refusals == 3
+
+
+async def test_a_store_that_is_down_blames_no_answer() -> None:
+    store, spool, clock = StoreThatGoesDown(), InMemoryAnswerSpool(), Clock()
+    spooled = SpooledAnswers(store, spool, now=clock, max_failed_writes=2)
+    turn = await store.begin_turn("c", "Q?", covered=True, new_conversation=True)
+    await spooled.keep(PendingAnswer(turn, FinishedAnswer("A.", "completed", "m")))
+    store.down = True
+    for _ in range(5):
+        with pytest.raises(StorageUnavailable):
+            await spooled.write_back()
+    [pending] = await spool.oldest(10)
+    assert pending.failures == 0
+    assert spool.aside == {}
+    store.down = False
+    assert await spooled.write_back() == 1
+    assert (spooled.pending, spooled.set_aside, spooled.replayed) == (0, 0, 1)
+
+
+async def test_the_background_task_tries_a_refused_answer_again_when_it_is_due() -> None:
+    store, spool = StoreThatRefusesOneTurn(), InMemoryAnswerSpool()
+    spooled = SpooledAnswers(store, spool, backoff=(0.05, 0.05), wait=wait_fixed(0.01))
+    turn = await store.begin_turn("c", "Q?", covered=True, new_conversation=True)
+    store.refused = turn
+    await spooled.keep(PendingAnswer(turn, FinishedAnswer("A.", "completed", "m")))
+    task = asyncio.create_task(spooled.write_back_continually())
+    try:
+        await until(lambda: store.refusals >= 2)  # tried again with nothing new kept
+        store.refused = None
+        await until(lambda: not spool.kept)
+        assert spooled.replayed == 1
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

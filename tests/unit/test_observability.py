@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
@@ -20,7 +21,14 @@ from bootstrap import create_app
 from domain.errors import ErrorCode
 from domain.models import AnswerDone, AnswerEvent, AnswerFailed, AnswerMeta, TextDelta, Usage
 from settings import Settings
-from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, small_profile
+from tests.fakes import (
+    InMemoryAnswerSpool,
+    InMemoryConversations,
+    ScriptedEngine,
+    StoreThatGoesDown,
+    failing_script,
+    small_profile,
+)
 
 SSE = "/openai-response/sse"
 JSON = "/openai-response"
@@ -416,3 +424,35 @@ async def test_a_stream_stopped_at_the_token_limit_is_incomplete() -> None:
     assert _sample(metrics, count, mode="scripted", outcome="incomplete") == 1
     assert _sample(metrics, "answer_tokens_total", kind="output") == 4
     assert _sample(metrics, "open_streams") == 0
+
+
+def test_the_answer_spool_shows_what_is_pending_and_what_was_replayed() -> None:
+    store, spool = StoreThatGoesDown(), InMemoryAnswerSpool()
+    app = create_app(
+        settings(),
+        knowledge=small_profile(),
+        engine=ScriptedEngine(),
+        conversations=store,
+        spool=spool,
+    )
+    with TestClient(app) as client:
+        store.down = True
+        assert client.post(JSON, json={"input": "경력은 어떻게 되나요?"}).status_code == 200
+        spooled = scrape(client)
+        store.down = False
+        deadline = time.monotonic() + 10  # the write-back retries after a second or two
+        while spool.kept and time.monotonic() < deadline:
+            time.sleep(0.05)
+        replayed = scrape(client)
+
+    assert value(spooled, "spooled_answers", state="pending") == 1
+    assert value(spooled, "spooled_answers", state="set_aside") == 0
+    assert value(spooled, "spooled_answers_replayed_total") == 0
+    assert value(replayed, "spooled_answers", state="pending") == 0
+    assert value(replayed, "spooled_answers_replayed_total") == 1
+
+
+def test_no_spool_no_spool_series() -> None:
+    with TestClient(build_app()) as client:
+        samples = scrape(client)
+    assert not any(name.startswith("spooled_answers") for name, _ in samples)

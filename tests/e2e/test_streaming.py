@@ -260,7 +260,7 @@ def test_json_client_that_leaves_closes_the_upstream_and_its_answer_is_stored_in
     assert "하나 two ".startswith(stored[-1]["content"])
 
 
-@pytest.mark.parametrize("path", ["/openai-response", "/openai-response/sse", "/api/chat"])
+@pytest.mark.parametrize("path", ["/openai-response", "/openai-response/sse", "/api/chat", "/mcp/"])
 def test_half_surrogate_pairs_from_the_model_reach_every_client_and_the_store(
     openai_app: RunningApp, upstream: RunningFake, path: str
 ) -> None:
@@ -274,9 +274,21 @@ def test_half_surrogate_pairs_from_the_model_reach_every_client_and_the_store(
             "id": "chat-surrogate-0001",
             "messages": [{"id": "m1", "role": "user", "parts": parts}],
         }
-    response = httpx2.post(f"{openai_app.base_url}{path}", json=body, timeout=15)
+    headers = {}
+    if path == "/mcp/":
+        arguments = {"question": "hi"}
+        call = {"name": "ask_applicant", "arguments": arguments}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
+        headers = {"Accept": "application/json, text/event-stream"}
+        headers["MCP-Protocol-Version"] = "2025-06-18"
+    response = httpx2.post(f"{openai_app.base_url}{path}", json=body, headers=headers, timeout=15)
     assert response.status_code == 200, response.text
-    if path == "/openai-response":
+    if path == "/mcp/":
+        result = json.loads(response.text.split("data: ", 1)[-1])["result"]
+        assert not result.get("isError"), result
+        structured = result["structuredContent"]
+        text, conversation_id = structured["answer"], structured["conversation_id"]
+    elif path == "/openai-response":
         text, conversation_id = response.json()["output_text"], response.json()["conversation_id"]
     elif path == "/api/chat":
         chunks = [

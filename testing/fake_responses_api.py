@@ -179,6 +179,10 @@ class Scenario:
     error_body: Mapping[str, Any] | None = None
     retry_after: str | None = "1"
     stall_seconds: float = 300.0
+    function_call: tuple[str, Mapping[str, Any]] | None = None
+    """``(name, arguments)``: the model calls that function (a tool, or an agents handoff such
+    as ``transfer_to_logistics``) instead of writing text; the deltas are not sent. The call
+    comes after ``delay_before_first_delta``, as a model's first output would."""
 
     def __post_init__(self) -> None:
         if isinstance(self.deltas, str):
@@ -657,6 +661,12 @@ class FakeResponsesAPI:
                 "headers": _sse_headers(f"req_{uuid.uuid4().hex}"),
             }
         )
+        if scenario.function_call is not None:
+            if scenario.delay_before_first_delta:
+                await asyncio.sleep(scenario.delay_before_first_delta)
+            called = self._function_call_frames(scenario, shape, frames, in_progress)
+            await send({"type": "http.response.body", "body": called, "more_body": False})
+            return
         opening = b"".join(
             (
                 frames.frame("response.created", {"response": in_progress}),
@@ -698,6 +708,50 @@ class FakeResponsesAPI:
                 await asyncio.wait_for(self._stall_release_event().wait(), scenario.stall_seconds)
         ending = self._terminal_frames(scenario, shape, frames, position)
         await send({"type": "http.response.body", "body": ending, "more_body": False})
+
+    @staticmethod
+    def _function_call_frames(
+        scenario: Scenario,
+        shape: _ResponseShape,
+        frames: _FrameSequencer,
+        in_progress: dict[str, Any],
+    ) -> bytes:
+        """A whole response whose only output is a function call, as the API streams it."""
+        assert scenario.function_call is not None
+        name, arguments = scenario.function_call
+        encoded = _json(dict(arguments))
+        item_id = f"fc_{uuid.uuid4().hex}"
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "arguments": "",
+            "call_id": call_id,
+            "name": name,
+        }
+        done_item = {**item, "status": "completed", "arguments": encoded}
+        usage = scenario.usage.to_json(1)
+        return b"".join(
+            (
+                frames.frame("response.created", {"response": in_progress}),
+                frames.frame("response.in_progress", {"response": in_progress}),
+                frames.frame("response.output_item.added", {"output_index": 0, "item": item}),
+                frames.frame(
+                    "response.function_call_arguments.delta",
+                    {"item_id": item_id, "output_index": 0, "delta": encoded},
+                ),
+                frames.frame(
+                    "response.function_call_arguments.done",
+                    {"item_id": item_id, "output_index": 0, "arguments": encoded, "name": name},
+                ),
+                frames.frame("response.output_item.done", {"output_index": 0, "item": done_item}),
+                frames.frame(
+                    "response.completed",
+                    {"response": shape.build("completed", output=[done_item], usage=usage)},
+                ),
+            )
+        )
 
     def _terminal_frames(
         self,

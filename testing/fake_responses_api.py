@@ -277,6 +277,25 @@ def _text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
 
 
+def _agent_move(body: Mapping[str, Any], answer: Scenario) -> Scenario:
+    """What an agents model does next for ``body``: hand off, search, or ``answer``."""
+    tools = [tool.get("name") for tool in body.get("tools") or () if isinstance(tool, dict)]
+    handoffs = [name for name in tools if isinstance(name, str) and name.startswith("transfer_to_")]
+    pacing = {"delay_before_first_delta": answer.delay_before_first_delta, "usage": answer.usage}
+    if handoffs:
+        return Scenario(function_call=(handoffs[0], {}), **pacing)
+    items = body.get("input") or ()
+    searched = any(
+        isinstance(i, dict)
+        and i.get("type") == "function_call"
+        and i.get("name") == "search_profile"
+        for i in items
+    )
+    if "search_profile" in tools and not searched:
+        return Scenario(function_call=("search_profile", {"query": "profile"}), **pacing)
+    return answer
+
+
 def _requested_model(body: Mapping[str, Any]) -> str:
     model = body.get("model")
     return model if isinstance(model, str) and model else _DEFAULT_MODEL
@@ -411,8 +430,14 @@ class FakeResponsesAPI:
         required_api_key: str | None = None,
         record_requests: bool = True,
         embeddings_latency: float = 0.0,
+        agent_moves: bool = False,
     ) -> None:
         self.default_scenario = default_scenario or Scenario()
+        self.agent_moves = agent_moves
+        """With nothing queued, answer as an agents model would: a request that offers
+        handoffs (``transfer_to_*`` tools) hands off to the first; one that offers
+        ``search_profile`` and has no tool output yet searches; else the default scenario. The
+        calls come after the default scenario's ``delay_before_first_delta``."""
         self.embeddings_latency = embeddings_latency
         """Seconds before each ``/v1/embeddings`` answer (OpenAI's are a few hundred ms)."""
         self.required_api_key = required_api_key
@@ -535,6 +560,8 @@ class FakeResponsesAPI:
             await self._answer_embeddings(body, send)
             return
         scenario = self._next_scenario()
+        if self.agent_moves and scenario is self.default_scenario:
+            scenario = _agent_move(body, scenario)
         if scenario.status_code != 200:
             await self._answer_http_error(scenario, send)
         elif body.get("stream") is True:

@@ -124,6 +124,9 @@ turns = Table(
     Column("output_tokens", Integer(), nullable=True),
     Column("total_tokens", Integer(), nullable=True),
     Column("answered_at", UtcDateTime(), nullable=True),
+    # With ENGINE=agents: the agent that answered, and "direct" or "triage" (domain/routing.py).
+    Column("agent", String(64), nullable=True),
+    Column("route", String(16), nullable=True),
     **MYSQL_TABLE_OPTIONS,
 )
 Index("ix_turns_conversation_id_id", turns.c.conversation_id, turns.c.id)

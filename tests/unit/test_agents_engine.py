@@ -857,6 +857,11 @@ def test_sse_says_a_route_was_direct_and_metrics_count_the_routes(
         {"kind": "handoff", "name": "logistics", "route": "triage"}
     ]
     assert 'agents_routes_total{route="direct"} 1.0' in metrics
+    stored = [answer for _, answer in conversations.finished]
+    assert [(a.agent, a.route) for a in stored] == [
+        ("logistics", "direct"),
+        ("logistics", "triage"),
+    ]
     assert 'agents_routes_total{route="triage"} 1.0' in metrics
     assert len(scripted.calls) == 3  # one call for the direct answer, two for the other
 

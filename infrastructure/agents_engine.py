@@ -267,6 +267,7 @@ class AgentsEngine:
         self._max_turns = max_turns
         self._mcp_servers = mcp_servers
         self._direct_routing = direct_routing
+        self._run_configs: dict[str, RunConfig] = {}  # one per allowed model
         # Traces go to OpenAI only when asked for (OPENAI_AGENTS_TRACING); the SDK's switch
         # is process-wide, RunConfig.tracing_disabled below is per run.
         set_tracing_disabled(not tracing)
@@ -354,14 +355,7 @@ class AgentsEngine:
             input=build_input(request),
             context=AgentRun(request, self._search),
             max_turns=self._max_turns,
-            run_config=RunConfig(
-                model=request.model,
-                model_provider=self._provider,
-                model_settings=self._model_settings,
-                tracing_disabled=not self._tracing,
-                trace_include_sensitive_data=False,
-                workflow_name="Ask the Applicant",
-            ),
+            run_config=self._run_config(request.model),
         )
         events = cast(AsyncGenerator[StreamEvent, None], result.stream_events())
         text_sent = False
@@ -449,6 +443,21 @@ class AgentsEngine:
             yield ending
         finally:
             await _stop_run(result, events)
+
+    def _run_config(self, model: str) -> RunConfig:
+        """The run's configuration, built once per model: building one resolves type hints
+        (about 1 ms of CPU, profiled), and nothing in it changes between runs."""
+        config = self._run_configs.get(model)
+        if config is None:
+            config = self._run_configs[model] = RunConfig(
+                model=model,
+                model_provider=self._provider,
+                model_settings=self._model_settings,
+                tracing_disabled=not self._tracing,
+                trace_include_sensitive_data=False,
+                workflow_name="Ask the Applicant",
+            )
+        return config
 
     def _starting_agent(self, specialist: str | None) -> Agent[AgentRun]:
         """The triage agent, or ``specialist`` when the routing rule chose it; with the tools

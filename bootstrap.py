@@ -262,6 +262,7 @@ def _model_engine(
             lifecycle=lifecycle,
             tracing=settings.openai_agents_tracing,
             mcp_servers=mcp_servers,
+            direct_routing=settings.agents_direct_routing,
         )
     return ResponsesEngine(
         client, max_output_tokens=settings.max_output_tokens, policy=policy, lifecycle=lifecycle

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     semantic_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     # Agents SDK orchestration and MCP.
     guardrails: Literal["heuristic", "model", "off"] = "heuristic"
+    # Clear questions start at their specialist, without the triage model (domain/routing.py).
+    agents_direct_routing: bool = True
     mcp_servers: Path | None = None
     openai_agents_tracing: bool = False
     mcp_server_enabled: bool = True

@@ -278,6 +278,13 @@ class Metrics:
             ("category",),
             registry=registry,
         )
+        self.agent_routes = Counter(
+            "agents_routes",
+            "Agents answers by how the question reached its agent: 'direct' (the routing rule "
+            "chose the specialist, no triage model call) or 'triage'.",
+            ("route",),
+            registry=registry,
+        )
         # Resolved once: the counters are touched on every answer.
         self._input_tokens = self.tokens.labels("input")
         self._output_tokens = self.tokens.labels("output")

@@ -159,7 +159,10 @@ def notice_event(switched: EngineSwitched) -> ServerSentEvent:
 
 
 def agent_event(step: AgentStep) -> ServerSentEvent:
-    return _event(_json({"kind": step.kind, "name": step.name}), event="agent")
+    data = {"kind": step.kind, "name": step.name}
+    if step.route is not None:
+        data["route"] = step.route
+    return _event(_json(data), event="agent")
 
 
 def error_event(code: ErrorCode, message: str) -> ServerSentEvent:
@@ -190,6 +193,8 @@ async def observed_events(
                     observed.done(event.finish_reason, event.usage)
                 elif isinstance(event, AnswerFailed):
                     observed.failed(event.code, event.usage)
+                if isinstance(event, AnswerDone | AnswerFailed) and event.route is not None:
+                    metrics.agent_routes.labels(event.route.route).inc()
                 elif isinstance(event, EngineSwitched):
                     observed.switched(event.mode, event.cause, event.usage)
                 elif not isinstance(event, _ANSWER_EVENT_TYPES):

@@ -220,6 +220,8 @@ async def ui_message_chunks(
             if isinstance(event, AgentStep):
                 # Progress only: transient, so not kept in the message's parts.
                 data = {"kind": event.kind, "name": event.name}
+                if event.route is not None:
+                    data["route"] = event.route
                 yield _chunk({"type": "data-agent", "data": data, "transient": True})
                 continue
             if isinstance(event, EngineSwitched):

@@ -33,6 +33,7 @@ from domain.errors import (
     ShuttingDown,
 )
 from domain.models import (
+    AgentRoute,
     AnswerDone,
     AnswerEvent,
     AnswerFailed,
@@ -415,6 +416,7 @@ class AskApplicant:
         finish_reason: str | None = None
         error_code: str | None = None
         usage: Usage | None = None  # every model call's, however it ended: a fallback's too
+        route: AgentRoute | None = None
         stored = False
 
         async def store() -> None:
@@ -424,7 +426,16 @@ class AskApplicant:
             turn_id = await turn
             if turn_id is None:
                 return  # the question could not be stored: the answer was cancelled
-            answer = FinishedAnswer("".join(parts), status, model, finish_reason, error_code, usage)
+            answer = FinishedAnswer(
+                "".join(parts),
+                status,
+                model,
+                finish_reason,
+                error_code,
+                usage,
+                agent=route.agent if route else None,
+                route=route.route if route else None,
+            )
             # The tokens were spent, whatever becomes of the answer's record.
             if usage is not None and self._budget is not None:
                 try:
@@ -452,10 +463,12 @@ class AskApplicant:
                         if declined:
                             status = "declined"
                         finish_reason, usage = event.finish_reason, add_usage(usage, event.usage)
+                        route = event.route
                         await store()
                     elif isinstance(event, AnswerFailed):
                         status, error_code = "failed", event.code.value
                         usage = add_usage(usage, event.usage)
+                        route = event.route
                         await store()
                     elif isinstance(event, EngineSwitched):
                         # The answer is the other engine's; the record keeps why (the code).

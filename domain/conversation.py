@@ -63,6 +63,11 @@ class FinishedAnswer:
     finish_reason: str | None = None
     error_code: str | None = None
     usage: Usage | None = None
+    agent: str | None = None
+    """With the agents engine: the agent that answered (a specialist, or ``triage``)."""
+    route: str | None = None
+    """With the agents engine: ``direct`` (the routing rule chose the specialist, no triage
+    model call) or ``triage``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,17 @@ class AnswerRequest:
 
 # The answer stream: a closed union of small frozen events, as the Agents SDK's stream events.
 
+RouteKind = Literal["direct", "triage"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRoute:
+    """Which of the agents answered, and how the question reached it: ``direct`` (the rule
+    in ``domain/routing.py`` chose the specialist, no triage model call) or ``triage``."""
+
+    agent: str
+    route: RouteKind
+
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
@@ -101,6 +112,8 @@ class AnswerDone:
     finish_reason: str
     """``stop`` for a whole answer; the upstream's reason (e.g. ``max_output_tokens``) otherwise."""
     usage: Usage | None = None
+    route: AgentRoute | None = None
+    """With the agents engine: the agent that answered and how the question reached it."""
     type: Literal["done"] = "done"
 
 
@@ -111,6 +124,8 @@ class AnswerFailed:
     """Safe to show a recruiter: never an upstream body, a key or a stack trace."""
     usage: Usage | None = None
     """The tokens the failed attempt still cost (model calls before the failure)."""
+    route: AgentRoute | None = None
+    """With the agents engine: the agent that was answering and how the question reached it."""
     type: Literal["failed"] = "failed"
 
 
@@ -144,6 +159,9 @@ class AgentStep:
     kind: Literal["tool_call", "handoff"]
     name: str
     """The tool called (``search_profile``) or the specialist handed the question to."""
+    route: RouteKind | None = None
+    """For a handoff: ``direct`` when the routing rule chose the specialist without a model
+    call, ``triage`` when the triage model did."""
     type: Literal["agent_step"] = "agent_step"
 
 

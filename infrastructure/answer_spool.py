@@ -62,6 +62,8 @@ def _encoded(pending: PendingAnswer) -> str:
         "error_code": answer.error_code,
         "usage": [usage.input_tokens, usage.output_tokens, usage.total_tokens] if usage else None,
         "covered": pending.covered,
+        "agent": answer.agent,
+        "route": answer.route,
     }
     return json.dumps(entry, ensure_ascii=True, separators=(",", ":"))
 
@@ -76,6 +78,8 @@ def _decoded(turn_id: int, entry: str) -> PendingAnswer:
         finish_reason=fields["finish_reason"],
         error_code=fields["error_code"],
         usage=usage,
+        agent=fields.get("agent"),  # absent from entries kept before the column existed
+        route=fields.get("route"),
     )
     return PendingAnswer(turn_id, answer, fields["covered"])
 

@@ -77,6 +77,8 @@ def _turn(row: Row[Any]) -> Turn:
             finish_reason=row.finish_reason,
             error_code=row.error_code,
             usage=usage,
+            agent=row.agent,
+            route=row.route,
         )
     return Turn(
         id=row.id,
@@ -212,6 +214,8 @@ _FINISH_TURN = (
         input_tokens=bindparam("answer_input_tokens"),
         output_tokens=bindparam("answer_output_tokens"),
         total_tokens=bindparam("answer_total_tokens"),
+        agent=bindparam("answer_agent"),
+        route=bindparam("answer_route"),
         answered_at=bindparam("now"),
         # A follow-up's coverage is known with its answer; NULL leaves a question's as it was.
         covered=func.coalesce(bindparam("answer_covered", type_=Boolean()), turns.c.covered),
@@ -509,6 +513,8 @@ class SqlConversationRepository:
             "answer_input_tokens": usage.input_tokens if usage else None,
             "answer_output_tokens": usage.output_tokens if usage else None,
             "answer_total_tokens": usage.total_tokens if usage else None,
+            "answer_agent": answer.agent,
+            "answer_route": answer.route,
             "answer_covered": covered,
             "now": self._now(),
         }

@@ -127,6 +127,9 @@ turns = Table(
     # ``service`` or ``client`` (domain.conversation.TurnSource): whether the service was asked
     # the question and gave the answer, or a client sent the turn along (migration 0002).
     Column("source", String(16), nullable=False, server_default="service"),
+    # With ENGINE=agents: the agent that answered, and "direct" or "triage" (domain/routing.py).
+    Column("agent", String(64), nullable=True),
+    Column("route", String(16), nullable=True),
     **MYSQL_TABLE_OPTIONS,
 )
 Index("ix_turns_conversation_id_id", turns.c.conversation_id, turns.c.id)

@@ -185,6 +185,10 @@ class Scenario:
     error_body: Mapping[str, Any] | None = None
     retry_after: str | None = "1"
     stall_seconds: float = 300.0
+    function_call: tuple[str, Mapping[str, Any]] | None = None
+    """``(name, arguments)``: the model calls that function (a tool, or an agents handoff such
+    as ``transfer_to_logistics``) instead of writing text; the deltas are not sent. The call
+    comes after ``delay_before_first_delta``, as a model's first output would."""
 
     def __post_init__(self) -> None:
         if isinstance(self.deltas, str):
@@ -277,6 +281,25 @@ def _message_item(item_id: str, status: str, text: str | None) -> dict[str, Any]
 
 def _text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+
+
+def _agent_move(body: Mapping[str, Any], answer: Scenario) -> Scenario:
+    """What an agents model does next for ``body``: hand off, search, or ``answer``."""
+    tools = [tool.get("name") for tool in body.get("tools") or () if isinstance(tool, dict)]
+    handoffs = [name for name in tools if isinstance(name, str) and name.startswith("transfer_to_")]
+    pacing = {"delay_before_first_delta": answer.delay_before_first_delta, "usage": answer.usage}
+    if handoffs:
+        return Scenario(function_call=(handoffs[0], {}), **pacing)
+    items = body.get("input") or ()
+    searched = any(
+        isinstance(i, dict)
+        and i.get("type") == "function_call"
+        and i.get("name") == "search_profile"
+        for i in items
+    )
+    if "search_profile" in tools and not searched:
+        return Scenario(function_call=("search_profile", {"query": "profile"}), **pacing)
+    return answer
 
 
 def _requested_model(body: Mapping[str, Any]) -> str:
@@ -413,8 +436,14 @@ class FakeResponsesAPI:
         required_api_key: str | None = None,
         record_requests: bool = True,
         embeddings_latency: float = 0.0,
+        agent_moves: bool = False,
     ) -> None:
         self.default_scenario = default_scenario or Scenario()
+        self.agent_moves = agent_moves
+        """With nothing queued, answer as an agents model would: a request that offers
+        handoffs (``transfer_to_*`` tools) hands off to the first; one that offers
+        ``search_profile`` and has no tool output yet searches; else the default scenario. The
+        calls come after the default scenario's ``delay_before_first_delta``."""
         self.embeddings_latency = embeddings_latency
         """Seconds before each ``/v1/embeddings`` answer (OpenAI's are a few hundred ms)."""
         self.required_api_key = required_api_key
@@ -537,6 +566,8 @@ class FakeResponsesAPI:
             await self._answer_embeddings(body, send)
             return
         scenario = self._next_scenario()
+        if self.agent_moves and scenario is self.default_scenario:
+            scenario = _agent_move(body, scenario)
         if scenario.status_code != 200:
             await self._answer_http_error(scenario, send)
         elif body.get("stream") is True:
@@ -663,6 +694,12 @@ class FakeResponsesAPI:
                 "headers": _sse_headers(f"req_{uuid.uuid4().hex}"),
             }
         )
+        if scenario.function_call is not None:
+            if scenario.delay_before_first_delta:
+                await asyncio.sleep(scenario.delay_before_first_delta)
+            called = self._function_call_frames(scenario, shape, frames, in_progress)
+            await send({"type": "http.response.body", "body": called, "more_body": False})
+            return
         opening = b"".join(
             (
                 frames.frame("response.created", {"response": in_progress}),
@@ -704,6 +741,50 @@ class FakeResponsesAPI:
                 await asyncio.wait_for(self._stall_release_event().wait(), scenario.stall_seconds)
         ending = self._terminal_frames(scenario, shape, frames, position)
         await send({"type": "http.response.body", "body": ending, "more_body": False})
+
+    @staticmethod
+    def _function_call_frames(
+        scenario: Scenario,
+        shape: _ResponseShape,
+        frames: _FrameSequencer,
+        in_progress: dict[str, Any],
+    ) -> bytes:
+        """A whole response whose only output is a function call, as the API streams it."""
+        assert scenario.function_call is not None
+        name, arguments = scenario.function_call
+        encoded = _json(dict(arguments))
+        item_id = f"fc_{uuid.uuid4().hex}"
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "arguments": "",
+            "call_id": call_id,
+            "name": name,
+        }
+        done_item = {**item, "status": "completed", "arguments": encoded}
+        usage = scenario.usage.to_json(1)
+        return b"".join(
+            (
+                frames.frame("response.created", {"response": in_progress}),
+                frames.frame("response.in_progress", {"response": in_progress}),
+                frames.frame("response.output_item.added", {"output_index": 0, "item": item}),
+                frames.frame(
+                    "response.function_call_arguments.delta",
+                    {"item_id": item_id, "output_index": 0, "delta": encoded},
+                ),
+                frames.frame(
+                    "response.function_call_arguments.done",
+                    {"item_id": item_id, "output_index": 0, "arguments": encoded, "name": name},
+                ),
+                frames.frame("response.output_item.done", {"output_index": 0, "item": done_item}),
+                frames.frame(
+                    "response.completed",
+                    {"response": shape.build("completed", output=[done_item], usage=usage)},
+                ),
+            )
+        )
 
     def _terminal_frames(
         self,

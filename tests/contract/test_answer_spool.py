@@ -62,7 +62,9 @@ async def test_forgotten_answers_are_gone(spool: AnswerSpool) -> None:
 async def test_text_comes_back_exactly_as_streamed(spool: AnswerSpool) -> None:
     """NUL, lone surrogates, Korean and emoji: whatever the model sent."""
     text = 'a\x00b \ud800 c\udfff 한국어 🙂\n"quoted"'
-    no_usage = FinishedAnswer(text, "failed", "gpt-x", None, "upstream_timeout", None)
+    no_usage = FinishedAnswer(
+        text, "failed", "gpt-x", None, "upstream_timeout", None, "triage", "triage"
+    )
     await spool.keep(PendingAnswer(5, no_usage, covered=True))
     [pending] = await spool.oldest(10)
     assert pending == PendingAnswer(5, no_usage, covered=True)

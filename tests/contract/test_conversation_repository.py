@@ -323,8 +323,11 @@ async def test_turn_ids_are_unique_across_conversations_and_answers_land_on_thei
         FinishedAnswer("Cut sh", "incomplete", "gpt-test", "length", None, Usage(10, 64, 74)),
         FinishedAnswer("", "failed", "gpt-test", None, "upstream_timeout", None),
         FinishedAnswer("Part of", "interrupted", "offline", None, None, None),
+        FinishedAnswer(
+            "Routed.", "completed", "gpt-test", "stop", None, None, "logistics", "direct"
+        ),
     ],
-    ids=lambda ending: ending.status,
+    ids=lambda ending: f"{ending.status}-{ending.route}",
 )
 async def test_every_way_an_answer_ends_is_stored_as_it_ended(
     repository: ConversationRepository, clock: Clock, ending: FinishedAnswer

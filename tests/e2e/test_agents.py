@@ -37,6 +37,26 @@ def agents_app(
         yield app
 
 
+@pytest.fixture(scope="module")
+def triage_app(
+    fake_upstream: RunningFake, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """The same app with every question routed by the triage model."""
+    environment = {
+        "ENGINE": "agents",
+        "AGENTS_DIRECT_ROUTING": "false",
+        "OPENAI_API_KEY": AGENTS_KEY,
+        "OPENAI_BASE_URL": fake_upstream.base_url,
+        "OPENAI_MODEL": "gpt-fake",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "SEMANTIC_SEARCH": "false",
+        "FALLBACK_TO_OFFLINE": "false",
+        "DATABASE_URL": sqlite_url(tmp_path_factory.mktemp("triage")),
+    }
+    with run_app(environment) as app:
+        yield app
+
+
 def test_an_agents_answer_streams_through_the_same_contract(
     agents_app: RunningApp, upstream: RunningFake
 ) -> None:
@@ -46,7 +66,8 @@ def test_an_agents_answer_streams_through_the_same_contract(
             usage=FakeUsage(input_tokens=300, output_tokens=9),
         )
     )
-    answer = ask(agents_app, {"input": "What is Minji's current role?"})
+    # No topic named: the triage model routes it (and here answers itself).
+    answer = ask(agents_app, {"input": "Hi! Who is Minji?"})
 
     assert answer.names[:2] == ["meta", "sources"]
     assert answer.data_of("meta")["mode"] == "agents"
@@ -65,7 +86,7 @@ def test_an_agents_answer_streams_through_the_same_contract(
     assert body["instructions"].startswith(INSTRUCTIONS)  # the server's, plus the triage role
     assert body["input"][0]["role"] == "developer"
     assert "<profile_documents>" in body["input"][0]["content"]
-    assert body["input"][-1] == {"role": "user", "content": "What is Minji's current role?"}
+    assert body["input"][-1] == {"role": "user", "content": "Hi! Who is Minji?"}
     assert body["store"] is False
     assert body["stream"] is True
     assert {tool["name"] for tool in body["tools"]} == {
@@ -73,6 +94,50 @@ def test_an_agents_answer_streams_through_the_same_contract(
         "transfer_to_projects_and_skills",
         "transfer_to_logistics",
     }
+
+
+def handoff(specialist: str) -> Scenario:
+    return Scenario(function_call=(f"transfer_to_{specialist}", {}))
+
+
+def search(query: str) -> Scenario:
+    return Scenario(function_call=("search_profile", {"query": query}))
+
+
+@pytest.mark.parametrize(
+    ("question", "specialist"),
+    [
+        ("When can Minji start?", "logistics"),
+        ("어떤 프로젝트를 했나요?", "projects_and_skills"),
+    ],
+)
+def test_a_clear_question_takes_one_model_call_fewer(
+    agents_app: RunningApp,
+    triage_app: RunningApp,
+    upstream: RunningFake,
+    question: str,
+    specialist: str,
+) -> None:
+    # The same answer, by the triage model (a handoff, a search, the text) ...
+    upstream.api.enqueue(handoff(specialist), search("start"), Scenario(deltas=["Soon [1]."]))
+    triaged = ask(triage_app, {"input": question})
+    triaged_calls = len(upstream.api.requests)
+    upstream.api.reset()
+    # ... and routed directly (a search, the text).
+    upstream.api.enqueue(search("start"), Scenario(deltas=["Soon [1]."]))
+    direct = ask(agents_app, {"input": question})
+
+    assert triaged.text == direct.text == "Soon [1]."
+    assert next(e for e in triaged.events if e.type == "agent").data == (
+        f'{{"kind":"handoff","name":"{specialist}","route":"triage"}}'
+    )
+    assert next(e for e in direct.events if e.type == "agent").data == (
+        f'{{"kind":"handoff","name":"{specialist}","route":"direct"}}'
+    )
+    assert (triaged_calls, len(upstream.api.requests)) == (3, 2)
+    for request in upstream.api.requests:
+        names = {tool["name"] for tool in request["body"]["tools"]}
+        assert names == {"search_profile"}  # the specialist's only: no triage call
 
 
 def test_an_injection_attempt_gets_a_polite_refusal_without_calling_the_model(

@@ -64,7 +64,7 @@ async def test_migrations_build_the_schema_from_an_empty_database(database_url: 
             ).scalar_one()
         assert {"conversations", "turns", "alembic_version"} <= tables
         assert drift == [], "the tables in code and the migrations disagree"
-        assert version == "0002"
+        assert version == "0003"
     finally:
         await engine.dispose()
 
@@ -116,7 +116,7 @@ async def test_replicas_starting_together_migrate_one_at_a_time(kind: str, tmp_p
         await asyncio.gather(*(migrate(engine) for engine in engines))
         async with engines[0].connect() as connection:
             versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
-            assert versions.scalars().all() == ["0002"]
+            assert versions.scalars().all() == ["0003"]
     finally:
         for engine in engines:
             await engine.dispose()

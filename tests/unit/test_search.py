@@ -266,7 +266,10 @@ def search_once(query: str) -> ScriptedModel:
 async def agents_tool_output(search: SearchProfile, question: str, query: str) -> str:
     """What the agents' ``search_profile`` tool returned for ``query``."""
     model = search_once(query)
-    engine = AgentsEngine(search, ScriptedProvider(model), max_output_tokens=100)
+    # The script hands off first: the triage model routes (direct routing has its own tests).
+    engine = AgentsEngine(
+        search, ScriptedProvider(model), max_output_tokens=100, direct_routing=False
+    )
     request = AnswerRequest(messages=(Message("user", question),), model="m", grounding=())
     _ = [event async for event in engine.stream_answer(request)]
     tool_output = model.calls[-1].input[-1]

@@ -21,8 +21,10 @@ from domain.policy import (
     detect_language,
     fuse,
     nearest,
+    passage_language,
 )
 from domain.ports import KnowledgeIndex, SearchResult, SemanticSearch
+from domain.topics import applicant_names, profile_topic, topic_passages
 
 CANDIDATES = 4
 """Passages each retriever brings back for the choice, unless the caller asks for more."""
@@ -72,7 +74,11 @@ class SearchProfile:
         self._semantic = semantic
         self._disclosure = disclosure or DisclosurePolicy()
         self._candidates = candidates
-        self._timeline: tuple[Sequence[Passage] | None, list[Entry]] = (None, [])
+        self._timeline: tuple[Sequence[Passage] | None, list[Entry], frozenset[str]] = (
+            None,
+            [],
+            frozenset(),
+        )
 
     async def search(
         self,
@@ -108,6 +114,14 @@ class SearchProfile:
                 hits = with_context
         elif earlier and leans_on_previous(query):
             hits = self._on_the_same_subject(hits, f"{earlier[-1]}\n{query}", depth)
+        topic = profile_topic(query, self._profile()[1])
+        if topic is not None:
+            # A question about the whole profile: its summary, employers or current job.
+            sections = topic_passages(topic, self._knowledge.passages, self._entries())
+            own_language = [p for p in sections if passage_language(p) == language]
+            sections = own_language or sections
+            if sections:
+                hits = [RetrievedPassage(passage, 1.0) for passage in sections]
         chosen = choose_sources(hits, language, limit, self._knowledge.twin)
         # Nothing covers the query: the nearest passage, for an answer marked as unsure.
         return SearchResult(chosen, nearest=() if chosen else nearest(hits))
@@ -141,13 +155,18 @@ class SearchProfile:
         return preceding(entries, found) if found is not None else None
 
     def _entries(self) -> list[Entry]:
-        """The profile's timeline, rebuilt when the documents are (a reload swaps them)."""
+        return self._profile()[0]
+
+    def _profile(self) -> tuple[list[Entry], frozenset[str]]:
+        """The profile's timeline and the words that name the applicant, rebuilt when the
+        documents are (a reload swaps them)."""
         passages = self._knowledge.passages
-        built_from, entries = self._timeline
+        built_from, entries, names = self._timeline
         if built_from is not passages:
             entries = timeline(passages)
-            self._timeline = (passages, entries)
-        return entries
+            names = applicant_names(passages, self._knowledge.contact())
+            self._timeline = (passages, entries, names)
+        return entries, names
 
     async def _retrieve(self, query: str, limit: int) -> list[RetrievedPassage]:
         lexical = self._knowledge.search(query, limit)

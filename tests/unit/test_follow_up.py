@@ -4,12 +4,15 @@ conversation (stored or sent by the client), in Korean and English."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from application.ask import AskApplicant
 from application.search import SearchProfile
 from domain.follow_up import anchor, asks_before, leans_on_previous, preceding, timeline
 from domain.models import Message
+from domain.topics import applicant_names, profile_topic
 from infrastructure.knowledge import Bm25KnowledgeIndex, split_markdown
 from infrastructure.offline_engine import OfflineEngine
 from tests.fakes import InMemoryConversations
@@ -52,10 +55,11 @@ RESUME_KO = """\
 """
 
 
-def index() -> Bm25KnowledgeIndex:
-    return Bm25KnowledgeIndex(
-        split_markdown("resume.md", RESUME_EN) + split_markdown("이력서.md", RESUME_KO)
-    )
+def index(language: str = "en") -> Bm25KnowledgeIndex:
+    """One applicant's résumé: Alex Park's in English, or 박서준's in Korean."""
+    if language == "ko":
+        return Bm25KnowledgeIndex(split_markdown("이력서.md", RESUME_KO))
+    return Bm25KnowledgeIndex(split_markdown("resume.md", RESUME_EN))
 
 
 def ask_applicant(knowledge: Bm25KnowledgeIndex) -> AskApplicant:
@@ -97,7 +101,7 @@ def test_a_question_that_names_its_subject_does_not_lean_on_the_previous_one(
 
 
 def test_the_timeline_holds_dated_sections_and_dated_lines_in_groups() -> None:
-    entries = timeline(index().passages)
+    entries = timeline([*index().passages, *index("ko").passages])
     labels = {entry.label: entry for entry in entries}
     nimbus = labels["Nimbus Robotics — Staff Engineer (May 2022 – present)"]
     assert nimbus.ongoing
@@ -144,7 +148,8 @@ async def answer_after(ask: AskApplicant, first: str, follow_up: str) -> str:
 async def test_before_that_follows_the_stored_conversation(
     first: str, follow_up: str, fact: str
 ) -> None:
-    assert fact in await answer_after(ask_applicant(index()), first, follow_up)
+    knowledge = index("ko" if fact == "하늘소프트" else "en")
+    assert fact in await answer_after(ask_applicant(knowledge), first, follow_up)
 
 
 async def test_before_that_follows_a_conversation_the_client_sends() -> None:
@@ -169,3 +174,48 @@ async def test_a_short_follow_up_prefers_the_previous_subject(company: str) -> N
         "What did he build?", earlier=[f"Tell me about {company}"]
     )
     assert found.passages[0].passage.heading_path[-1].startswith(company)
+
+
+# --- questions about the whole profile (domain/topics.py) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "topic"),
+    [
+        ("Summarize her career", "overview"),
+        ("What is her main experience?", "overview"),
+        ("경력을 요약해 주세요", "overview"),
+        ("어디서 일했나요?", "employers"),
+        ("Where has he worked?", "employers"),
+        ("현재 어느 회사에 다니고 있나요?", "current_employer"),
+        ("Where does Alex Park work now?", "current_employer"),
+        ("Summarize the telemetry pipeline project", None),
+        ("Where would he like to work?", None),
+        ("무슨 일을 했나요?", None),
+    ],
+)
+def test_questions_about_the_whole_profile(question: str, topic: str | None) -> None:
+    knowledge = index("ko" if re.search("[가-힣]", question) else "en")
+    names = applicant_names(knowledge.passages, knowledge.contact())
+    assert profile_topic(question, names) == topic
+
+
+async def test_the_current_employer_comes_from_the_timeline() -> None:
+    found = await SearchProfile(index()).search("Where does he work now?")
+    assert [hit.passage.heading_path[-1] for hit in found.passages] == [
+        "Nimbus Robotics — Staff Engineer (May 2022 – present)"
+    ]
+
+
+async def test_where_he_worked_grounds_every_job() -> None:
+    found = await SearchProfile(index()).search("Where has he worked?")
+    headings = " ".join(hit.passage.heading for hit in found.passages)
+    for company in ("Nimbus Robotics", "Cobalt Maps", "Ember Games"):
+        assert company in headings
+
+
+async def test_the_current_employer_from_a_list_of_jobs() -> None:
+    found = await SearchProfile(index("ko")).search("현재 어디서 일하나요?")
+    assert [hit.passage.text for hit in found.passages] == [
+        "누리랩스 — 백엔드 개발자 (2021년 3월 ~ 현재)"
+    ]

@@ -148,6 +148,8 @@ class SearchProfile:
         ``earlier`` was answered with, found again by searching it with its own earlier
         questions."""
         previous = await self.search(earlier[-1], earlier=earlier[:-1])
+        if previous.decline is not None:
+            return None  # a topic the service does not discuss is not walked back from
         answered_with = [hit.passage for hit in (*previous.passages, *previous.nearest)]
         retrieved = [hit.passage for hit in self._knowledge.search(earlier[-1], BEFORE_DEPTH)]
         entries = self._entries()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from domain.models import Passage
@@ -194,13 +195,19 @@ def timeline(passages: Sequence[Passage]) -> list[Entry]:
     return [entry for entry in entries if sizes[entry.group] >= 2]
 
 
-def _shared(label: str, text: str) -> int:
-    """How many of the label's words (two letters or more, not dates) ``text`` holds, a
-    Korean word counting when a word of ``text`` starts with it (한빛페이 in 한빛페이에서)."""
-    label_words = {w for w in _words(_RANGE.sub(" ", label)) if len(w) >= 2 and not w.isdigit()}
-    text_words = set(_words(text))
+@lru_cache(maxsize=4096)
+def _label_words(label: str) -> frozenset[str]:
+    """The words of a label that can name something: two letters or more, dates left out."""
+    return frozenset(w for w in _words(_RANGE.sub(" ", label)) if len(w) >= 2 and not w.isdigit())
+
+
+def _shared(label: str, text_words: frozenset[str]) -> int:
+    """How many of the label's words ``text_words`` hold, a Korean word counting when a word
+    of the text starts with it (한빛페이 in 한빛페이에서)."""
     return sum(
-        1 for word in label_words if any(t == word or t.startswith(word) for t in text_words)
+        1
+        for word in _label_words(label)
+        if word in text_words or any(t.startswith(word) for t in text_words)
     )
 
 
@@ -218,12 +225,13 @@ def anchor(
     shown = set(answered_with)
     found = set(retrieved)
     now = asks_about_now(question)
-    text = "\n".join([question, *(p.text for p in answered_with)])
+    text = frozenset(_words("\n".join([question, *(p.text for p in answered_with)])))
+    asked = frozenset(_words(question))
 
     def rank(entry: Entry) -> tuple[int, int, int, int, int, int]:
         within = any(p in shown for p in entry.passages)
         if within and entry.line is not None:
-            within = bool(_shared(entry.label, question)) or (now and entry.ongoing)
+            within = bool(_shared(entry.label, asked)) or (now and entry.ongoing)
         position = min(
             (i for i, p in enumerate(retrieved) if p in entry.passages), default=len(found)
         )
@@ -236,11 +244,11 @@ def anchor(
             -position * 1000 - entry.order,
         )
 
-    candidates = [e for e in entries if not now or e.ongoing]
-    if not candidates:
+    ranked = [(rank(e), e) for e in entries if not now or e.ongoing]
+    if not ranked:
         return None
-    best = max(candidates, key=rank)
-    return best if any(rank(best)[:4]) else None
+    best_rank, best = max(ranked, key=lambda pair: pair[0])
+    return best if any(best_rank[:4]) else None
 
 
 def preceding(entries: Sequence[Entry], entry: Entry) -> Entry | None:

@@ -10,6 +10,7 @@ import pytest
 
 from application.ask import AskApplicant
 from application.search import SearchProfile
+from domain.disclosure import DisclosurePolicy, UndisclosedTopic
 from domain.follow_up import anchor, asks_before, leans_on_previous, preceding, timeline
 from domain.models import Message
 from domain.topics import applicant_names, profile_topic
@@ -219,3 +220,12 @@ async def test_the_current_employer_from_a_list_of_jobs() -> None:
     assert [hit.passage.text for hit in found.passages] == [
         "누리랩스 — 백엔드 개발자 (2021년 3월 ~ 현재)"
     ]
+
+
+async def test_nothing_is_walked_back_from_a_declined_question() -> None:
+    policy = DisclosurePolicy((UndisclosedTopic("pay", ("salary",), {"en": "Ask him."}),))
+    search = SearchProfile(index(), disclosure=policy)
+    found = await search.search(
+        "And before that?", earlier=["What was his salary at Nimbus Robotics?"]
+    )
+    assert all("Cobalt Maps" not in hit.passage.heading for hit in found.passages)

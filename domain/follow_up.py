@@ -39,7 +39,11 @@ _BEFORE_EN = re.compile(
     r"earlier than that|and before)\b|^\s*before\b",
     re.IGNORECASE,
 )
-_BEFORE_KO = re.compile(r"그\s*(?:전|이전)|이전에는|이전엔|전에는|전엔|앞서")
+_BEFORE_KO = re.compile(
+    # 그 전 / 그 이전 as words (not 그 전문성); 전에는 / 이전에는 opening the question (not
+    # "입사 전에는", which says before what)
+    r"그\s*(?:이전|전)(?=[에엔은는요이]|\s|[?.!,]|$)|^\s*(?:그리고\s*|그럼\s*)?(?:이전|전)(?:에는|엔)"
+)
 _NOW = re.compile(
     r"\b(?:now|currently|current|present|presently|today|these days)\b|현재|지금|요즘|재직\s*중",
     re.IGNORECASE,

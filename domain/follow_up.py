@@ -35,10 +35,13 @@ _ANAPHORA_KO = re.compile(
     r"그러면|또\b|또한"
 )
 _BEFORE_EN = re.compile(
-    r"\b(?:before (?:that|this|then|it|there)|prior to (?:that|this|it)|previously|"
+    r"\b(?:before (?:that|this|then|it|there)|prior to (?:that|this|it)|"
     r"earlier than that|and before)\b|^\s*before\b",
     re.IGNORECASE,
 )
+_PREVIOUSLY = re.compile(r"\b(?:previously|before|earlier)\s*[?.!]*\s*$", re.IGNORECASE)
+"""Only at the end of the question: "What did she do previously?", not "What did she
+previously build at Hanbit Pay?"."""
 _BEFORE_KO = re.compile(
     # 그 전 / 그 이전 as words (not 그 전문성); 전에는 / 이전에는 opening the question (not
     # "입사 전에는", which says before what)
@@ -67,7 +70,9 @@ def leans_on_previous(question: str) -> bool:
 def asks_before(question: str) -> bool:
     """Whether ``question`` asks what came before the previous answer ("And before that?",
     "그 전에는 어디서 일했나요?")."""
-    return bool(_BEFORE_EN.search(question) or _BEFORE_KO.search(question))
+    return bool(
+        _BEFORE_EN.search(question) or _PREVIOUSLY.search(question) or _BEFORE_KO.search(question)
+    )
 
 
 def asks_about_now(question: str) -> bool:

@@ -84,6 +84,7 @@ def ask_applicant(knowledge: Bm25KnowledgeIndex) -> AskApplicant:
         "그전엔?",
         "전에는 어디서 일했나요?",
         "그 이전 회사는?",
+        "What did she do previously?",
     ],
 )
 def test_questions_about_what_came_before_are_recognised(question: str) -> None:
@@ -98,6 +99,7 @@ def test_questions_about_what_came_before_are_recognised(question: str) -> None:
         "전 직장에서 맡았던 업무와 성과를 자세히 알려주세요",
         "그 전문성은 어떻게 쌓았나요?",
         "입사 전에는 무엇을 준비했나요?",
+        "What did he previously build at Cobalt Maps?",
     ],
 )
 def test_a_question_that_names_its_subject_does_not_lean_on_the_previous_one(

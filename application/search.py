@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from domain.disclosure import DisclosurePolicy
-from domain.models import RetrievedPassage
+from domain.follow_up import Entry, anchor, asks_before, leans_on_previous, preceding, timeline
+from domain.models import Passage, RetrievedPassage
 from domain.policy import (
     MAX_SOURCES,
     MIN_COVERAGE,
@@ -20,8 +21,10 @@ from domain.policy import (
     detect_language,
     fuse,
     nearest,
+    passage_language,
 )
 from domain.ports import KnowledgeIndex, SearchResult, SemanticSearch
+from domain.topics import applicant_names, profile_topic, topic_passages
 
 CANDIDATES = 4
 """Passages each retriever brings back for the choice, unless the caller asks for more."""
@@ -29,6 +32,14 @@ CANDIDATES = 4
 # A follow-up such as "and before that?" matches little by itself; below this coverage the
 # previous question is searched along with it.
 FOLLOW_UP_COVERAGE = MIN_COVERAGE
+
+FOLLOW_UP_CHAIN = 3
+"""How many earlier questions a "before that" may walk back through ("Where does she work
+now?", "And before that?", "And before that?"): each step searches the one before it."""
+
+BEFORE_DEPTH = 10
+"""How many passages of the previous question's lexical search may point at the entry it was
+about, when the passages it was answered with do not (across languages)."""
 
 CONFIDENT_COVERAGE = 0.95
 """When the best lexical passage covers this much of the query (its terms, or their glossary
@@ -63,6 +74,11 @@ class SearchProfile:
         self._semantic = semantic
         self._disclosure = disclosure or DisclosurePolicy()
         self._candidates = candidates
+        self._timeline: tuple[Sequence[Passage] | None, list[Entry], frozenset[str]] = (
+            None,
+            [],
+            frozenset(),
+        )
 
     async def search(
         self,
@@ -85,14 +101,74 @@ class SearchProfile:
         if decline is not None:
             return SearchResult((), decline)
         depth = max(candidates or self._candidates, limit)
+        if earlier and asks_before(query):
+            entry = await self._before(earlier[-FOLLOW_UP_CHAIN:])
+            if entry is not None:
+                resolved = [RetrievedPassage(passage, 1.0) for passage in entry.grounding]
+                chosen = choose_sources(resolved, language, limit, self._knowledge.twin)
+                return SearchResult(chosen)
         hits = await self._retrieve(query, depth)
         if earlier and (not hits or hits[0].score < FOLLOW_UP_COVERAGE):
             with_context = await self._retrieve(f"{earlier[-1]}\n{query}", depth)
             if with_context and (not hits or with_context[0].score > hits[0].score):
                 hits = with_context
+        elif earlier and leans_on_previous(query):
+            hits = self._on_the_same_subject(hits, f"{earlier[-1]}\n{query}", depth)
+        topic = profile_topic(query, self._profile()[1])
+        if topic is not None:
+            # A question about the whole profile: its summary, employers or current job.
+            sections = topic_passages(topic, self._knowledge.passages, self._entries())
+            own_language = [p for p in sections if passage_language(p) == language]
+            sections = own_language or sections
+            if sections:
+                hits = [RetrievedPassage(passage, 1.0) for passage in sections]
         chosen = choose_sources(hits, language, limit, self._knowledge.twin)
         # Nothing covers the query: the nearest passage, for an answer marked as unsure.
         return SearchResult(chosen, nearest=() if chosen else nearest(hits))
+
+    def _on_the_same_subject(
+        self, hits: list[RetrievedPassage], with_previous: str, depth: int
+    ) -> list[RetrievedPassage]:
+        """``hits`` that cover the follow-up, those that also match the previous question
+        first ("팀 규모는 어땠나요?" after a question about one company: that company's team),
+        each keeping its own coverage; the others after them, as they were. Lexical only: the
+        previous subject is in its words, and a second embeddings call would delay the answer."""
+        covering = [hit for hit in hits if hit.score >= MIN_COVERAGE]
+        if len(covering) < 2:
+            return hits
+        context = {
+            hit.passage: rank
+            for rank, hit in enumerate(self._knowledge.search(with_previous, 2 * depth))
+        }
+        reordered = sorted(covering, key=lambda hit: context.get(hit.passage, len(context)))
+        return reordered + [hit for hit in hits if hit.score < MIN_COVERAGE]
+
+    async def _before(self, earlier: Sequence[str]) -> Entry | None:
+        """The profile's entry (a job, a role, a project) that precedes the one the last of
+        ``earlier`` was answered with, found again by searching it with its own earlier
+        questions."""
+        previous = await self.search(earlier[-1], earlier=earlier[:-1])
+        if previous.decline is not None:
+            return None  # a topic the service does not discuss is not walked back from
+        answered_with = [hit.passage for hit in (*previous.passages, *previous.nearest)]
+        retrieved = [hit.passage for hit in self._knowledge.search(earlier[-1], BEFORE_DEPTH)]
+        entries = self._entries()
+        found = anchor(entries, earlier[-1], answered_with, retrieved)
+        return preceding(entries, found) if found is not None else None
+
+    def _entries(self) -> list[Entry]:
+        return self._profile()[0]
+
+    def _profile(self) -> tuple[list[Entry], frozenset[str]]:
+        """The profile's timeline and the words that name the applicant, rebuilt when the
+        documents are (a reload swaps them)."""
+        passages = self._knowledge.passages
+        built_from, entries, names = self._timeline
+        if built_from is not passages:
+            entries = timeline(passages)
+            names = applicant_names(passages, self._knowledge.contact())
+            self._timeline = (passages, entries, names)
+        return entries, names
 
     async def _retrieve(self, query: str, limit: int) -> list[RetrievedPassage]:
         lexical = self._knowledge.search(query, limit)

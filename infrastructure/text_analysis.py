@@ -39,6 +39,10 @@ ENGLISH_STOPWORDS = frozenset(
     yourselves tell please know let us applicant candidate s t done ever much many also something
     anything everything become became get got long went going gone""".split()
 )
+# Superlatives frame a question ("her biggest weakness", "his greatest strength"); the noun
+# says what it is about.
+ENGLISH_STOPWORDS |= {"biggest", "greatest"}
+
 # "go" is a verb before "to" or "for" ("Where did she go to university?"), else it may be the
 # programming language ("Does she know Go?").
 _VERB_GO = re.compile(r"\bgo(?=\s+(?:to|for)\b)")

@@ -441,8 +441,10 @@ def _describe(hit: RetrievedPassage | None) -> str:
     return f"{hit.passage.citation} (coverage {hit.score:.3f})"
 
 
-def format_failures(outcomes: Sequence[Outcome]) -> str:
-    failed = [o for o in outcomes if o.failures]
+def format_failures(outcomes: Sequence[Outcome], split: str | None = None) -> str:
+    """Every failing question, or only those of one half (``split``): tuning looks at ``dev``
+    failures only, so that held-out stays held out."""
+    failed = [o for o in outcomes if o.failures and split in (None, split_of(o.question))]
     if not failed:
         return "No failures."
     lines = [f"{len(failed)} question(s) with a failure:"]
@@ -506,6 +508,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--quiet", action="store_true", help="no per-question failures")
+    parser.add_argument(
+        "--failures",
+        choices=SPLITS,
+        help="list the failures of this half only (tune on dev: --failures dev)",
+    )
     args = parser.parse_args(argv)
 
     if args.knowledge_dir is not None:
@@ -529,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Targets ({targets}): {'missed: ' + '; '.join(missed) if missed else 'met'}.")
         print()
         if not args.quiet:
-            print(format_failures(outcomes))
+            print(format_failures(outcomes, args.failures))
             print()
         results[profile.name] = to_json(outcomes)
     if args.json:

@@ -150,8 +150,9 @@ def test_there_are_one_language_profiles_with_fifty_balanced_questions() -> None
         languages = Counter(q.lang for q in questions)
         assert abs(languages["ko"] - languages["en"]) <= 2, (profile.name, languages)
         assert {q.kind for q in questions} == set(KINDS), profile.name
+        # Dev grows as questions are written to find weaknesses; held-out stays as it was.
         splits = Counter(split_of(q) for q in questions)
-        assert min(splits.values()) >= 0.4 * len(questions), (profile.name, splits)
+        assert min(splits.values()) >= 25, (profile.name, splits)
 
 
 @pytest.mark.parametrize("profile", ONE_LANGUAGE_PROFILES, ids=lambda p: p.name)

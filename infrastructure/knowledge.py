@@ -15,7 +15,8 @@ import numpy as np
 from domain.models import LoadReport, Passage, RetrievedPassage, SkippedFile
 from domain.policy import passage_language
 from infrastructure.pdf_text import PdfBlock, UnreadablePdf, read_pdf
-from infrastructure.text_analysis import QueryWord, analyze_query, tokenize
+from infrastructure.romanization import Transliterations
+from infrastructure.text_analysis import QueryWord, analyze_query, surface_words, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -334,6 +335,11 @@ class Bm25KnowledgeIndex:
             for term in set(terms):
                 self._holders[term] = self._holders.get(term, 0) | (1 << number)
         self._twins = find_twins(self._passages)
+        words = {w for p in self._passages for w in surface_words(_text(p))}
+        self._transliterations = Transliterations(
+            english=((surface, stem) for surface, stem, korean in words if not korean),
+            korean=(stem for _, stem, korean in words if korean),
+        )
         self._twin_of = {
             passage: self._passages[twin]
             for passage, twin in zip(self._passages, self._twins, strict=True)
@@ -381,8 +387,33 @@ class Bm25KnowledgeIndex:
     def twin(self, passage: Passage) -> Passage | None:
         return self._twin_of.get(passage)
 
+    def query_words(self, query: str) -> list[QueryWord]:
+        """The question's words (``analyze_query``), each Hangul word also matched by the
+        profile's Latin words it spells (한빛 → Hanbit, 카프카 → Kafka) and each Latin word the
+        profile does not hold by the Hangul words it spells (Saebom → 새봄)."""
+        return [self._bridged(word) for word in analyze_query(query)]
+
+    def _bridged(self, word: QueryWord) -> QueryWord:
+        if not word.surface or word.groups:
+            return word
+        found: list[tuple[str, ...]]
+        if _is_korean(word):
+            found = [(term,) for term in sorted(self._transliterations.latin_for(word.surface))]
+        elif word.terms[0] not in self._vocabulary:
+            found = [
+                terms
+                for run in sorted(self._transliterations.hangul_for(word.surface))
+                if (terms := tuple(tokenize(run)))
+            ]
+        else:
+            return word
+        extra = tuple(t for t in found if t not in word.alternatives and t != word.terms)
+        if not extra:
+            return word
+        return QueryWord(word.terms, (*word.alternatives, *extra), word.groups, word.surface)
+
     def search(self, query: str, limit: int) -> list[RetrievedPassage]:
-        words = analyze_query(query)
+        words = self.query_words(query)
         vocabulary = self._vocabulary
         own = [t for t in dict.fromkeys(t for w in words for t in w.terms) if t in vocabulary]
         synonyms = [

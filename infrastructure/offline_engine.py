@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from domain.models import AnswerDone, AnswerEvent, AnswerRequest, RetrievedPassage, TextDelta
 from domain.policy import (
@@ -47,6 +48,14 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
 _ITEM = re.compile(r"^(?:[-*+]|\d{1,2}[.)])\s+")
 _QUESTION_LINE = re.compile(r"^(?:Q|질문)\s*[:：]|[?？]$")
 _ANSWER_LABEL = re.compile(r"^(?:A|답변?)\s*[:：]\s*")
+
+
+@runtime_checkable
+class _QueryWords(Protocol):
+    """An index that reads a question's words against its own documents (romanised names and
+    loanwords: ``Bm25KnowledgeIndex.query_words``)."""
+
+    def query_words(self, query: str) -> list[QueryWord]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +103,12 @@ class OfflineEngine:
             numbered = [(after + i, hit) for i, hit in enumerate(request.nearest, start=1)]
         if not numbered:
             return _lines(not_covered_message(language, request.contact))
-        sentences = self._answering(numbered, analyze_query(request.question), unsure=unsure)
+        words = (
+            self._knowledge.query_words(request.question)
+            if isinstance(self._knowledge, _QueryWords)
+            else analyze_query(request.question)
+        )
+        sentences = self._answering(numbered, words, unsure=unsure)
         if not sentences:
             return _lines(not_covered_message(language, request.contact))
         by_number = dict(numbered)

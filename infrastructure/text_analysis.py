@@ -109,6 +109,8 @@ class _Word:
     stem: str
     terms: tuple[str, ...]
     korean: bool
+    surface: str = ""
+    """The word as written, lower-cased (Korean: without its particle)."""
 
 
 def _korean_terms(stem: str) -> tuple[str, ...]:
@@ -132,14 +134,14 @@ def _words(text: str) -> list[_Word]:
     for run in _WORDS.findall(normalized):
         if run[0] >= _HANGUL_SYLLABLE:
             stem = _strip_korean_suffix(run)
-            words.append(_Word(stem, _korean_terms(stem), korean=True))
+            words.append(_Word(stem, _korean_terms(stem), korean=True, surface=stem))
         elif run not in ENGLISH_STOPWORDS:
             english.append((len(words), run))
             words.append(_Word(run, (), korean=False))
     if english:
         stems = _stemmer().stemWords([run for _, run in english])
-        for (position, _), stem in zip(english, stems, strict=True):
-            words[position] = _Word(stem, (stem,), korean=False)
+        for (position, english_run), stem in zip(english, stems, strict=True):
+            words[position] = _Word(stem, (stem,), korean=False, surface=english_run)
     return words
 
 
@@ -186,6 +188,9 @@ class QueryWord:
     alternatives: tuple[tuple[str, ...], ...] = ()
     groups: tuple[int, ...] = ()
     """The glossary groups the word belongs to (their positions in the glossary)."""
+    surface: str = ""
+    """The word as written (lower-cased; Korean without its particle), for a word the
+    glossary did not match: what romanisation compares (``infrastructure/romanization.py``)."""
 
     @property
     def all_terms(self) -> tuple[str, ...]:
@@ -291,7 +296,7 @@ class Glossary:
             matches = list(self._matches(words, position))
             if not matches:
                 if words[position].terms:
-                    result.append(QueryWord(words[position].terms))
+                    result.append(QueryWord(words[position].terms, surface=words[position].surface))
                 position += 1
                 continue
             length = max(len(m.words) for m in matches)
@@ -353,10 +358,18 @@ def analyze_query(text: str, glossary: Glossary | None = None) -> list[QueryWord
         if first is None:
             merged[key] = word
         elif word.terms != first.terms and word.terms not in first.alternatives:
-            merged[key] = QueryWord(first.terms, (*first.alternatives, word.terms), first.groups)
+            merged[key] = QueryWord(
+                first.terms, (*first.alternatives, word.terms), first.groups, first.surface
+            )
     return list(merged.values())
 
 
 def query_terms(text: str, glossary: Glossary | None = None) -> set[str]:
     """Every term a passage may share with the question: its own and its synonyms'."""
     return {term for word in analyze_query(text, glossary) for term in word.all_terms}
+
+
+def surface_words(text: str) -> list[tuple[str, str, bool]]:
+    """The words of ``text`` that give index terms: (as written, lower-cased; its term or
+    Korean stem; Korean?). What ``Transliterations`` indexes."""
+    return [(w.surface, w.stem, w.korean) for w in _words(text) if w.terms]

@@ -1,0 +1,47 @@
+"""Hangul names and loanwords matched to a profile's Latin words, and back."""
+
+from __future__ import annotations
+
+from domain.models import Passage
+from infrastructure.knowledge import Bm25KnowledgeIndex
+from infrastructure.romanization import Transliterations, romanize, skeleton
+
+
+def test_names_romanise_as_they_are_pronounced() -> None:
+    assert romanize("한빛") == "hanbit"
+    assert romanize("달빛") == "dalbit"
+
+
+def test_a_loanword_and_its_english_word_share_a_skeleton() -> None:
+    pairs = [("matchmaking", "매치메이킹"), ("kafka", "카프카"), ("leaderboard", "리더보드")]
+    for english, korean in pairs:
+        assert skeleton(english, english=True) == skeleton(romanize(korean), english=False)
+
+
+def test_a_word_that_starts_with_a_vowel_sound_matches_only_another() -> None:
+    assert skeleton("favourite", english=True) != skeleton(romanize("하이브리드"), english=False)
+
+
+def test_transliterations_go_both_ways_and_only_to_the_profiles_words() -> None:
+    bridges = Transliterations(
+        english=[("hanbit", "hanbit"), ("kafka", "kafka")], korean=["새봄핀테크", "데이터"]
+    )
+    assert bridges.latin_for("한빛물류") == {"hanbit"}
+    assert bridges.latin_for("카프카") == {"kafka"}
+    assert bridges.latin_for("누리") == set()
+    assert bridges.hangul_for("saebom") == {"새봄"}
+    assert bridges.hangul_for("fintech") == set()
+
+
+def test_a_korean_question_finds_the_english_passage_by_a_romanised_name() -> None:
+    index = Bm25KnowledgeIndex(
+        [
+            Passage("resume.md", ("Experience", "Hanbit Logistics"), "Joined in March 2021."),
+            Passage("resume.md", ("Experience", "Dalbit Games"), "Joined in July 2017."),
+            Passage("resume.md", ("Education",), "Korea University, 2017."),
+        ]
+    )
+    [top, *_] = index.search("한빛에는 언제 입사했나요?", 3)
+    assert top.passage.heading_path[-1] == "Hanbit Logistics"
+    [top, *_] = index.search("달빛게임즈에는 언제 입사했나요?", 3)
+    assert top.passage.heading_path[-1] == "Dalbit Games"

@@ -16,7 +16,13 @@ from domain.models import LoadReport, Passage, RetrievedPassage, SkippedFile
 from domain.policy import passage_language
 from infrastructure.pdf_text import PdfBlock, UnreadablePdf, read_pdf
 from infrastructure.romanization import Transliterations
-from infrastructure.text_analysis import QueryWord, analyze_query, surface_words, tokenize
+from infrastructure.text_analysis import (
+    QueryWord,
+    analyze_query,
+    anchors,
+    surface_words,
+    tokenize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -394,7 +400,7 @@ class Bm25KnowledgeIndex:
         return [self._bridged(word) for word in analyze_query(query)]
 
     def _bridged(self, word: QueryWord) -> QueryWord:
-        if not word.surface or word.groups:
+        if not word.surface or (word.groups and not _is_korean(word)):
             return word
         found: list[tuple[str, ...]]
         if _is_korean(word):
@@ -437,14 +443,20 @@ class Bm25KnowledgeIndex:
         # cannot be checked against a passage in the other language that has no translation:
         # it is left out of that passage's coverage, so a cross-language answer is not
         # refused for its wording ("비자 스폰서십이 필요한가요?" against "without sponsorship").
+        # Unless it names something (a number, an acronym, a name: ``anchors``) or the
+        # glossary gives it words in the other language: then the passage can be checked,
+        # and a passage without it lacks what was asked ("experience with Kubernetes"
+        # against a Korean passage about experience).
         untranslated: list[bool | None] = []
+        named = anchors(query)
         for word in words:
             holders = self._holding(word, self._holders)
             frequency = holders.bit_count()
             weights.append(self._idf(frequency) if frequency else self._unseen_idf)
             held.append(self._holding(word, self._holders_with_twins))
             telling.append(2 * frequency <= self._total)
-            untranslated.append(_is_korean(word) if not frequency else None)
+            checkable = _names(word, named) or _translated(word)
+            untranslated.append(_is_korean(word) if not (frequency or checkable) else None)
         hits: list[RetrievedPassage] = []
         for index in np.argsort(-scores, kind="stable")[:limit]:
             if scores[index] <= 0:
@@ -521,6 +533,19 @@ class Bm25KnowledgeIndex:
 
 def _is_korean(word: QueryWord) -> bool:
     return any("\uac00" <= term[0] <= "\ud7a3" for term in word.terms)
+
+
+def _names(word: QueryWord, named: frozenset[str]) -> bool:
+    """Whether the word is one of the question's anchors (a name, a number, an acronym)."""
+    return any(part in named for part in word.surface.split())
+
+
+def _translated(word: QueryWord) -> bool:
+    """Whether the glossary gives the word terms in the other language."""
+    korean = _is_korean(word)
+    return any(
+        terms and ("\uac00" <= terms[0][0] <= "\ud7a3") != korean for terms in word.alternatives
+    )
 
 
 def _twins_of(mask: int, twins: Sequence[int | None]) -> int:

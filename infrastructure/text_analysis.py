@@ -317,8 +317,9 @@ class Glossary:
             )
             own = tuple(t for w in words[position : position + length] for t in w.terms)
             alternatives = tuple(a for a in self._alternatives_of(groups) if a != own)
+            surface = " ".join(w.surface for w in words[position : position + length])
             if own or alternatives:
-                result.append(QueryWord(own, alternatives, groups))
+                result.append(QueryWord(own, alternatives, groups, surface))
             position += length
         return result
 
@@ -373,3 +374,29 @@ def surface_words(text: str) -> list[tuple[str, str, bool]]:
     """The words of ``text`` that give index terms: (as written, lower-cased; its term or
     Korean stem; Korean?). What ``Transliterations`` indexes."""
     return [(w.surface, w.stem, w.korean) for w in _words(text) if w.terms]
+
+
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#]*(?:[.\-][A-Za-z0-9+#]+)*|\d+")
+_HAS_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)$")
+
+
+def anchors(text: str) -> frozenset[str]:
+    """The words of a question that name something, lower-cased: numbers, acronyms and
+    words with a capital inside (AWS, p99, PostgreSQL), capitalised words that do not start a
+    sentence (Kubernetes, Hanbit), and any Latin word of a Korean question (Kafka, dq-sentinel).
+    A profile that lacks such a word lacks what was asked; no rewording stands for it."""
+    normalized = unicodedata.normalize("NFKC", text)
+    korean = bool(_HAS_HANGUL.search(normalized))
+    found: set[str] = set()
+    for match in _LATIN_WORD.finditer(normalized):
+        word = match.group(0)
+        starts = bool(_SENTENCE_START.search(normalized[: match.start()]))
+        if (
+            korean
+            or any(c.isdigit() for c in word)
+            or any(c.isupper() for c in word[1:])
+            or (word[0].isupper() and not starts)
+        ):
+            found.update(part.lower() for part in re.split(r"[.\-]", word) if part)
+    return frozenset(found)

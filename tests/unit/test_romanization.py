@@ -45,3 +45,26 @@ def test_a_korean_question_finds_the_english_passage_by_a_romanised_name() -> No
     assert top.passage.heading_path[-1] == "Hanbit Logistics"
     [top, *_] = index.search("달빛게임즈에는 언제 입사했나요?", 3)
     assert top.passage.heading_path[-1] == "Dalbit Games"
+
+
+def test_anchors_are_names_numbers_and_acronyms() -> None:
+    from infrastructure.text_analysis import anchors
+
+    assert anchors("Does she have experience with Kubernetes?") == {"kubernetes"}
+    assert anchors("What did he do at AWS in 2021?") == {"aws", "2021"}
+    assert anchors("When can she start?") == frozenset()
+    assert anchors("dq-sentinel은 어떤 프로젝트인가요?") == {"dq", "sentinel"}
+
+
+def test_a_name_the_profile_lacks_is_not_left_out_across_languages() -> None:
+    index = Bm25KnowledgeIndex(
+        [
+            Passage("경력.md", ("경력",), "데이터 엔지니어로 8년의 경험이 있습니다."),
+            Passage("경력.md", ("학력",), "부산대학교 통계학과를 졸업했습니다."),
+            Passage("경력.md", ("자격증",), "빅데이터분석기사를 취득했습니다."),
+        ]
+    )
+    [top, *_] = index.search("Does she have experience with Kubernetes?", 3)
+    assert top.score < 0.5
+    [top, *_] = index.search("Does she have experience with Terraformy?", 3)
+    assert top.score < 0.5

@@ -221,7 +221,8 @@ _RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             r"태어난(곳|데|지역|도시|나라)",
             r"어디서태어",
             r"어디서자랐",
-            r"본적",
+            # Not "해 본 적이 있나요" (have you ever): the commonest way to ask about experience.
+            r"본적(?!(?:이|은|도|조차)?(?:있|없|있나|없나))",
             r"토박이",
             r"(전라|경상|충청|강원|제주|전남|전북|경남|경북|충남|충북)도?(사람|출신)",
             r"조선족",

@@ -47,6 +47,12 @@ _SOURCES: dict[Language, str] = {"ko": "출처", "en": "Sources"}
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
 _ITEM = re.compile(r"^(?:[-*+]|\d{1,2}[.)])\s+")
 _QUESTION_LINE = re.compile(r"^(?:Q|질문)\s*[:：]|[?？]$")
+_QUANTITY = re.compile(
+    r"\bhow (?:much|many|long|fast|big|large|often|soon)\b|\bwhat percent|얼마|몇|어느 정도",
+    re.IGNORECASE,
+)
+"""A question that asks for a figure."""
+_FIGURE = re.compile(r"\d")
 _ANSWER_LABEL = re.compile(r"^(?:A|답변?)\s*[:：]\s*")
 
 
@@ -108,7 +114,9 @@ class OfflineEngine:
             if isinstance(self._knowledge, _QueryWords)
             else analyze_query(request.question)
         )
-        sentences = self._answering(numbered, words, unsure=unsure)
+        sentences = self._answering(
+            numbered, words, unsure=unsure, quantity=bool(_QUANTITY.search(request.question))
+        )
         if not sentences:
             return _lines(not_covered_message(language, request.contact))
         by_number = dict(numbered)
@@ -140,6 +148,7 @@ class OfflineEngine:
         words: Sequence[QueryWord],
         *,
         unsure: bool,
+        quantity: bool = False,
     ) -> list[_Sentence]:
         """The best sentence of the best passage, then the other passages' best sentences (and
         the best passage's next best) that hold at least half as many of the question's
@@ -155,6 +164,9 @@ class OfflineEngine:
                 held = _held(words, text)
                 # A word the heading lacks counts twice; one the heading has already, once.
                 score = 2 * len(held - in_heading) + len(held & in_heading)
+                # "How much …?", "얼마나 …?": a sentence with a figure answers it.
+                if quantity and held and _FIGURE.search(text):
+                    score += 1
                 scored.append(_Sentence(number, position, text, score))
             if not scored:
                 continue

@@ -37,7 +37,8 @@ ENGLISH_STOPWORDS = frozenset(
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom why will with would you your yours yourself
     yourselves tell please know let us applicant candidate s t done ever much many also something
-    anything everything become became get got long went going gone""".split()
+    anything everything become became get got long went going gone well really actually
+    exactly able""".split()
 )
 # "go" is a verb before "to" or "for" ("Where did she go to university?"), else it may be the
 # programming language ("Does she know Go?").

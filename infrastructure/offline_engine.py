@@ -45,6 +45,11 @@ _INTRO: dict[Language, dict[Language, str]] = {
 }
 _SOURCES: dict[Language, str] = {"ko": "출처", "en": "Sources"}
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
+_ABBREVIATIONS = frozenset(
+    "dr mr mrs ms prof inc ltd co corp jr sr st vs etc approx no dept univ".split()
+)
+"""Words whose period ends no sentence ("Dr. Kim", "Hanbit Co. Ltd."): with "B.Eng." and
+"Ph.D." (a period inside the word) and initials ("J. Lee")."""
 _ITEM = re.compile(r"^(?:[-*+]|\d{1,2}[.)])\s+")
 _QUESTION_LINE = re.compile(r"^(?:Q|질문)\s*[:：]|[?？]$")
 _QUANTITY = re.compile(
@@ -231,9 +236,33 @@ def _sentences(text: str) -> list[str]:
     return [
         sentence
         for unit in joined
-        for sentence in _SENTENCE_END.split(unit)
+        for sentence in _split_sentences(unit)
         if sentence and not sentence.endswith(("?", "？"))
     ]
+
+
+def _split_sentences(text: str) -> list[str]:
+    """``text`` cut after each ., ! or ? that is followed by a space, except after an
+    abbreviation: "Yonsei University — B.Eng. in Electrical Engineering" is one sentence."""
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        word = text[start : match.start()].rsplit(None, 1)[-1]
+        if word.endswith(".") and _is_abbreviation(word[:-1]):
+            continue
+        sentences.append(text[start : match.start()])
+        start = match.end()
+    sentences.append(text[start:])
+    return sentences
+
+
+def _is_abbreviation(word: str) -> bool:
+    bare = word.lstrip("(\"'")
+    return (
+        "." in bare
+        or bare.lower() in _ABBREVIATIONS
+        or (len(bare) == 1 and bare.isalpha() and bare.isupper())
+    )
 
 
 def _listing(items: Iterable[str]) -> str:

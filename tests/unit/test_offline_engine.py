@@ -184,3 +184,10 @@ async def test_a_question_for_a_figure_is_answered_by_the_sentence_with_the_figu
     index = Bm25KnowledgeIndex([passage, Passage("cv.md", ("Education",), "B.S., 2018.")])
     assert "35 ms" in await answer(index, "How fast are the fraud models?")
     assert "35 ms" not in await answer(index, "What happened to the fraud models?")
+
+
+async def test_an_abbreviation_does_not_end_a_sentence() -> None:
+    passage = Passage("cv.md", ("Education",), "Yonsei University — B.Eng. in Electronics, 2017.")
+    index = Bm25KnowledgeIndex([passage, Passage("cv.md", ("Skills",), "Swift, Kotlin.")])
+    text = await answer(index, "What did he study at university?")
+    assert "B.Eng. in Electronics, 2017" in text

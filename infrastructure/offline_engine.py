@@ -169,9 +169,9 @@ class OfflineEngine:
                 held = _held(words, text)
                 # A word the heading lacks counts twice; one the heading has already, once.
                 score = 2 * len(held - in_heading) + len(held & in_heading)
-                # "How much …?", "얼마나 …?": a sentence with a figure answers it.
+                # "How much …?", "얼마나 …?": a figure counts as one more word of the question.
                 if quantity and held and _FIGURE.search(text):
-                    score += 1
+                    score += 2
                 scored.append(_Sentence(number, position, text, score))
             if not scored:
                 continue

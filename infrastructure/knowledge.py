@@ -312,6 +312,9 @@ def _text(passage: Passage) -> str:
     return "\n".join((*passage.heading_path, passage.text))
 
 
+# Dates that run to the present, closing a heading: "(March 2021 – present)", "(2020.03 ~ 현재)".
+_UNTIL_NOW = re.compile(r"[–—~-]\s*(?:present|now|current|today|현재|재직\s*중)\s*\)", re.I)
+
 SYNONYM_WEIGHT = 0.5
 """What a glossary synonym of a question word counts for in the BM25 ranking (the word: 1)."""
 
@@ -377,7 +380,11 @@ class Bm25KnowledgeIndex:
 
     @staticmethod
     def _searchable_text(passage: Passage) -> str:
-        # Headings name what a section is about ("Contact", "경력"): search them too.
+        # Headings name what a section is about ("Contact", "경력"): search them too. A
+        # heading whose dates run to the present ("(March 2021 – present)", "(2020.03 ~
+        # 현재)") is the current job: it is found as "current" in either language.
+        if any(_UNTIL_NOW.search(heading) for heading in passage.heading_path):
+            return f"{_text(passage)}\ncurrent 현재"
         return _text(passage)
 
     @property

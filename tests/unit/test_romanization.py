@@ -68,3 +68,18 @@ def test_a_name_the_profile_lacks_is_not_left_out_across_languages() -> None:
     assert top.score < 0.5
     [top, *_] = index.search("Does she have experience with Terraformy?", 3)
     assert top.score < 0.5
+
+
+def test_the_job_whose_dates_run_to_the_present_is_the_current_one() -> None:
+    history = "Work history"
+    index = Bm25KnowledgeIndex(
+        [
+            Passage("cv.md", (history, "Parang Health (May 2022 – present)"), "Lead iOS."),
+            Passage("cv.md", (history, "Gureum Mobility (2019 – 2022)"), "Android."),
+            Passage("cv.md", ("Availability",), "Open to hybrid work in Seoul."),
+        ]
+    )
+    for question in ("Where does he work now?", "지금 어디서 일하나요?"):
+        [top, *_] = index.search(question, 3)
+        assert top.passage.heading_path[-1].startswith("Parang Health"), question
+        assert top.score >= 0.5, question

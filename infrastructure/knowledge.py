@@ -20,8 +20,8 @@ from infrastructure.text_analysis import (
     QueryWord,
     analyze_query,
     anchors,
-    surface_words,
     tokenize,
+    tokenize_with_words,
 )
 
 logger = logging.getLogger(__name__)
@@ -332,7 +332,8 @@ class Bm25KnowledgeIndex:
 
     def __init__(self, passages: Sequence[Passage]) -> None:
         self._passages = tuple(passages)
-        corpus = [tokenize(self._searchable_text(p)) or [""] for p in self._passages]
+        read = [tokenize_with_words(self._searchable_text(p)) for p in self._passages]
+        corpus = [terms or [""] for terms, _ in read]
         self._retriever = bm25s.BM25()
         if corpus:
             self._retriever.index(corpus, show_progress=False)
@@ -344,7 +345,7 @@ class Bm25KnowledgeIndex:
             for term in set(terms):
                 self._holders[term] = self._holders.get(term, 0) | (1 << number)
         self._twins = find_twins(self._passages)
-        words = {w for p in self._passages for w in surface_words(_text(p))}
+        words = {w for _, spelled in read for w in spelled}
         self._transliterations = Transliterations(
             english=((surface, stem) for surface, stem, korean in words if not korean),
             korean=(stem for _, stem, korean in words if korean),

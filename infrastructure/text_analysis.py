@@ -371,10 +371,12 @@ def query_terms(text: str, glossary: Glossary | None = None) -> set[str]:
     return {term for word in analyze_query(text, glossary) for term in word.all_terms}
 
 
-def surface_words(text: str) -> list[tuple[str, str, bool]]:
-    """The words of ``text`` that give index terms: (as written, lower-cased; its term or
-    Korean stem; Korean?). What ``Transliterations`` indexes."""
-    return [(w.surface, w.stem, w.korean) for w in _words(text) if w.terms]
+def tokenize_with_words(text: str) -> tuple[list[str], list[tuple[str, str, bool]]]:
+    """``tokenize(text)`` (the same terms, in the order of the words), and the words that give
+    them: (as written, lower-cased; its term or Korean stem; Korean?), what
+    ``Transliterations`` indexes. The text is read once."""
+    words = [w for w in _words(text) if w.terms]
+    return [t for w in words for t in w.terms], [(w.surface, w.stem, w.korean) for w in words]
 
 
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#]*(?:[.\-][A-Za-z0-9+#]+)*|\d+")

@@ -170,8 +170,23 @@ def analyze(text: str) -> list[tuple[str, ...]]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Index terms of ``text``, flattened: what BM25 counts."""
-    return [term for word in analyze(text) for term in word]
+    """Index terms of ``text``, flattened: what BM25 counts. A document's product names
+    written in camel case also give their parts (XCTest: test; SwiftUI: swift, ui)."""
+    return [term for word in analyze(text + _compound_parts(text)) for term in word]
+
+
+_COMPOUND = re.compile(r"\b[A-Za-z]*(?:[a-z][A-Z]|[A-Z]{2}[a-z])[A-Za-z]*\b")
+_COMPOUND_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
+
+
+def _compound_parts(text: str) -> str:
+    """The parts of the camel-case words of ``text``, as text to analyse after it."""
+    parts = [
+        part
+        for compound in _COMPOUND.findall(unicodedata.normalize("NFKC", text))
+        for part in _COMPOUND_PART.findall(compound)
+    ]
+    return "\n" + " ".join(parts) if parts else ""
 
 
 # ------------------------------------------------------------------------- query expansion
@@ -376,7 +391,9 @@ def tokenize_with_words(text: str) -> tuple[list[str], list[tuple[str, str, bool
     them: (as written, lower-cased; its term or Korean stem; Korean?), what
     ``Transliterations`` indexes. The text is read once."""
     words = [w for w in _words(text) if w.terms]
-    return [t for w in words for t in w.terms], [(w.surface, w.stem, w.korean) for w in words]
+    parts = [t for w in _words(_compound_parts(text)) for t in w.terms]
+    terms = [t for w in words for t in w.terms] + parts
+    return terms, [(w.surface, w.stem, w.korean) for w in words]
 
 
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#]*(?:[.\-][A-Za-z0-9+#]+)*|\d+")

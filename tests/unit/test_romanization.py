@@ -83,3 +83,14 @@ def test_the_job_whose_dates_run_to_the_present_is_the_current_one() -> None:
         [top, *_] = index.search(question, 3)
         assert top.passage.heading_path[-1].startswith("Parang Health"), question
         assert top.score >= 0.5, question
+
+
+def test_a_camel_case_product_name_is_found_by_its_parts() -> None:
+    index = Bm25KnowledgeIndex(
+        [
+            Passage("cv.md", ("Skills",), "iOS: SwiftUI, UIKit, XCTest"),
+            Passage("cv.md", ("Education",), "Yonsei University, 2017"),
+        ]
+    )
+    [top] = index.search("What testing tools does he know?", 3)
+    assert top.passage.heading_path == ("Skills",)

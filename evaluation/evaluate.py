@@ -226,10 +226,12 @@ def is_acceptable(passage: Passage, question: Question) -> bool:
 
     A document without headings (faq.txt) cannot say which of its passages is meant, so
     there a passage counts only if it also holds an expected fact. Without any sources,
-    a passage that holds an expected fact counts.
+    a passage that holds an expected fact, in its text or its headings, counts.
     """
     if not question.sources:
-        return contains_fact(passage.text, question.expected_facts)
+        # The section's heading states facts too (the employer of a job): an answer quotes it.
+        stated = "\n".join((*passage.heading_path, passage.text))
+        return contains_fact(stated, question.expected_facts)
     heading = last_heading(passage)
     return any(
         ref.source == passage.source

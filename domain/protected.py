@@ -221,7 +221,8 @@ _RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             r"태어난(곳|데|지역|도시|나라)",
             r"어디서태어",
             r"어디서자랐",
-            r"본적",
+            # Not "해 본 적이 있나요" (have you ever): the commonest way to ask about experience.
+            r"본적(?!(?:이|은|도|조차)?(?:있|없|있나|없나))",
             r"토박이",
             r"(전라|경상|충청|강원|제주|전남|전북|경남|경북|충남|충북)도?(사람|출신)",
             r"조선족",
@@ -343,7 +344,8 @@ _RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             r"자녀",
             r"자식(?!프로세스|노드|요소|컴포넌트)",
             r"아이(?!디|템|콘|폰|패드|티|피|오에스|돌|스|언|유|엠)",
-            r"애(가|는|들|를|키|기|랑|도)(?!자일|플|니|매|초|정|착|로)",
+            # Not 장애 (an outage, or a disability: health's rule): "장애가 나면 …".
+            r"(?<!장)애(가|는|들|를|키|기|랑|도)(?!자일|플|니|매|초|정|착|로)",
             r"아기",
             r"둘째|첫째|셋째",
             r"워킹맘|싱글맘|싱글대디|워킹대디",
@@ -426,7 +428,8 @@ _RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             r"\bhave any property\b",
         ),
         (
-            r"자가",
+            # Not the subject of a person noun ending in 자: 지원자가, 개발자가, 기여자가, 경력자가.
+            r"(?<![원발여용리당임획영성계업술표학력험격직무입수청독])자가",
             r"재산",
             r"차있",
             r"자동차있",

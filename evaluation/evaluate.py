@@ -226,10 +226,12 @@ def is_acceptable(passage: Passage, question: Question) -> bool:
 
     A document without headings (faq.txt) cannot say which of its passages is meant, so
     there a passage counts only if it also holds an expected fact. Without any sources,
-    a passage that holds an expected fact counts.
+    a passage that holds an expected fact, in its text or its headings, counts.
     """
     if not question.sources:
-        return contains_fact(passage.text, question.expected_facts)
+        # The section's heading states facts too (the employer of a job): an answer quotes it.
+        stated = "\n".join((*passage.heading_path, passage.text))
+        return contains_fact(stated, question.expected_facts)
     heading = last_heading(passage)
     return any(
         ref.source == passage.source
@@ -441,8 +443,10 @@ def _describe(hit: RetrievedPassage | None) -> str:
     return f"{hit.passage.citation} (coverage {hit.score:.3f})"
 
 
-def format_failures(outcomes: Sequence[Outcome]) -> str:
-    failed = [o for o in outcomes if o.failures]
+def format_failures(outcomes: Sequence[Outcome], split: str | None = None) -> str:
+    """Every failing question, or only those of one half (``split``): tuning looks at ``dev``
+    failures only, so that held-out stays held out."""
+    failed = [o for o in outcomes if o.failures and split in (None, split_of(o.question))]
     if not failed:
         return "No failures."
     lines = [f"{len(failed)} question(s) with a failure:"]
@@ -506,6 +510,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--quiet", action="store_true", help="no per-question failures")
+    parser.add_argument(
+        "--failures",
+        choices=SPLITS,
+        help="list the failures of this half only (tune on dev: --failures dev)",
+    )
     args = parser.parse_args(argv)
 
     if args.knowledge_dir is not None:
@@ -529,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Targets ({targets}): {'missed: ' + '; '.join(missed) if missed else 'met'}.")
         print()
         if not args.quiet:
-            print(format_failures(outcomes))
+            print(format_failures(outcomes, args.failures))
             print()
         results[profile.name] = to_json(outcomes)
     if args.json:

@@ -86,9 +86,46 @@ CAREER = (
     ],
 )
 
+PROJECTS = (
+    "Selected Projects",
+    [
+        (
+            "1. Video call handover (Parang Health, 2023)",
+            [
+                "Video consultations dropped when patients moved between Wi-Fi and LTE. I added "
+                "network handover with WebRTC ICE restarts, and dropped calls fell from 4.1% "
+                "to 1.3% of all consultations."
+            ],
+        ),
+        (
+            "2. Accessibility overhaul (Parang Health, 2024)",
+            [
+                "I made the booking flow fully usable with VoiceOver and Dynamic Type, together "
+                "with two designers. The app received the Korean web accessibility "
+                "certification (WA mark) in June 2024."
+            ],
+        ),
+        (
+            "3. Driver offline mode (Gureum Mobility, 2021)",
+            [
+                "Trips are recorded on the phone with Room and synchronised when the network "
+                "returns. Lost trip records fell from about 300 a week to fewer than 5."
+            ],
+        ),
+        (
+            "4. Talks and awards",
+            [
+                'Talk: "Swift Concurrency in Production", iOS Dev Korea conference, 2023. '
+                'Award: Parang Health "Ship It" award for the accessibility work, 2024.'
+            ],
+        ),
+    ],
+)
+
 DOCUMENTS = {
     PROFILES / "jaehyun_oh" / "documents" / "certificates.pdf": CERTIFICATES,
     PROFILES / "yujin_han" / "documents" / "경력기술서.pdf": CAREER,
+    PROFILES / "minho_lee" / "documents" / "portfolio.pdf": PROJECTS,
 }
 
 

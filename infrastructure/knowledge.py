@@ -15,7 +15,14 @@ import numpy as np
 from domain.models import LoadReport, Passage, RetrievedPassage, SkippedFile
 from domain.policy import passage_language
 from infrastructure.pdf_text import PdfBlock, UnreadablePdf, read_pdf
-from infrastructure.text_analysis import QueryWord, analyze_query, tokenize
+from infrastructure.romanization import Transliterations
+from infrastructure.text_analysis import (
+    QueryWord,
+    analyze_query,
+    anchors,
+    tokenize,
+    tokenize_with_words,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +312,9 @@ def _text(passage: Passage) -> str:
     return "\n".join((*passage.heading_path, passage.text))
 
 
+# Dates that run to the present, closing a heading: "(March 2021 – present)", "(2020.03 ~ 현재)".
+_UNTIL_NOW = re.compile(r"[–—~-]\s*(?:present|now|current|today|현재|재직\s*중)\s*\)", re.I)
+
 SYNONYM_WEIGHT = 0.5
 """What a glossary synonym of a question word counts for in the BM25 ranking (the word: 1)."""
 
@@ -322,7 +332,8 @@ class Bm25KnowledgeIndex:
 
     def __init__(self, passages: Sequence[Passage]) -> None:
         self._passages = tuple(passages)
-        corpus = [tokenize(self._searchable_text(p)) or [""] for p in self._passages]
+        read = [tokenize_with_words(self._searchable_text(p)) for p in self._passages]
+        corpus = [terms or [""] for terms, _ in read]
         self._retriever = bm25s.BM25()
         if corpus:
             self._retriever.index(corpus, show_progress=False)
@@ -334,6 +345,11 @@ class Bm25KnowledgeIndex:
             for term in set(terms):
                 self._holders[term] = self._holders.get(term, 0) | (1 << number)
         self._twins = find_twins(self._passages)
+        words = {w for _, spelled in read for w in spelled}
+        self._transliterations = Transliterations(
+            english=((surface, stem) for surface, stem, korean in words if not korean),
+            korean=(stem for _, stem, korean in words if korean),
+        )
         self._twin_of = {
             passage: self._passages[twin]
             for passage, twin in zip(self._passages, self._twins, strict=True)
@@ -365,7 +381,11 @@ class Bm25KnowledgeIndex:
 
     @staticmethod
     def _searchable_text(passage: Passage) -> str:
-        # Headings name what a section is about ("Contact", "경력"): search them too.
+        # Headings name what a section is about ("Contact", "경력"): search them too. A
+        # heading whose dates run to the present ("(March 2021 – present)", "(2020.03 ~
+        # 현재)") is the current job: it is found as "current" in either language.
+        if any(_UNTIL_NOW.search(heading) for heading in passage.heading_path):
+            return f"{_text(passage)}\ncurrent 현재"
         return _text(passage)
 
     @property
@@ -381,8 +401,33 @@ class Bm25KnowledgeIndex:
     def twin(self, passage: Passage) -> Passage | None:
         return self._twin_of.get(passage)
 
+    def query_words(self, query: str) -> list[QueryWord]:
+        """The question's words (``analyze_query``), each Hangul word also matched by the
+        profile's Latin words it spells (한빛 → Hanbit, 카프카 → Kafka) and each Latin word the
+        profile does not hold by the Hangul words it spells (Saebom → 새봄)."""
+        return [self._bridged(word) for word in analyze_query(query)]
+
+    def _bridged(self, word: QueryWord) -> QueryWord:
+        if not word.surface or (word.groups and not _is_korean(word)):
+            return word
+        found: list[tuple[str, ...]]
+        if _is_korean(word):
+            found = [(term,) for term in sorted(self._transliterations.latin_for(word.surface))]
+        elif word.terms[0] not in self._vocabulary:
+            found = [
+                terms
+                for run in sorted(self._transliterations.hangul_for(word.surface))
+                if (terms := tuple(tokenize(run)))
+            ]
+        else:
+            return word
+        extra = tuple(t for t in found if t not in word.alternatives and t != word.terms)
+        if not extra:
+            return word
+        return QueryWord(word.terms, (*word.alternatives, *extra), word.groups, word.surface)
+
     def search(self, query: str, limit: int) -> list[RetrievedPassage]:
-        words = analyze_query(query)
+        words = self.query_words(query)
         vocabulary = self._vocabulary
         own = [t for t in dict.fromkeys(t for w in words for t in w.terms) if t in vocabulary]
         synonyms = [
@@ -406,14 +451,20 @@ class Bm25KnowledgeIndex:
         # cannot be checked against a passage in the other language that has no translation:
         # it is left out of that passage's coverage, so a cross-language answer is not
         # refused for its wording ("비자 스폰서십이 필요한가요?" against "without sponsorship").
+        # Unless it names something (a number, an acronym, a name: ``anchors``) or the
+        # glossary gives it words in the other language: then the passage can be checked,
+        # and a passage without it lacks what was asked ("experience with Kubernetes"
+        # against a Korean passage about experience).
         untranslated: list[bool | None] = []
+        named = anchors(query)
         for word in words:
             holders = self._holding(word, self._holders)
             frequency = holders.bit_count()
             weights.append(self._idf(frequency) if frequency else self._unseen_idf)
             held.append(self._holding(word, self._holders_with_twins))
             telling.append(2 * frequency <= self._total)
-            untranslated.append(_is_korean(word) if not frequency else None)
+            checkable = _names(word, named) or _translated(word)
+            untranslated.append(_is_korean(word) if not (frequency or checkable) else None)
         hits: list[RetrievedPassage] = []
         for index in np.argsort(-scores, kind="stable")[:limit]:
             if scores[index] <= 0:
@@ -490,6 +541,19 @@ class Bm25KnowledgeIndex:
 
 def _is_korean(word: QueryWord) -> bool:
     return any("\uac00" <= term[0] <= "\ud7a3" for term in word.terms)
+
+
+def _names(word: QueryWord, named: frozenset[str]) -> bool:
+    """Whether the word is one of the question's anchors (a name, a number, an acronym)."""
+    return any(part in named for part in word.surface.split())
+
+
+def _translated(word: QueryWord) -> bool:
+    """Whether the glossary gives the word terms in the other language."""
+    korean = _is_korean(word)
+    return any(
+        terms and ("\uac00" <= terms[0][0] <= "\ud7a3") != korean for terms in word.alternatives
+    )
 
 
 def _twins_of(mask: int, twins: Sequence[int | None]) -> int:

@@ -19,6 +19,7 @@ from infrastructure.knowledge import (
     Bm25KnowledgeIndex,
     load_documents,
 )
+from infrastructure.text_analysis import QueryWord
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,9 @@ class LiveKnowledgeIndex:
 
     def subsections(self, passage: Passage) -> list[str]:
         return self._loaded.index.subsections(passage)
+
+    def query_words(self, query: str) -> list[QueryWord]:
+        return self._loaded.index.query_words(query)
 
     def contact(self) -> Passage | None:
         return self._loaded.index.contact()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from domain.models import AnswerDone, AnswerEvent, AnswerRequest, RetrievedPassage, TextDelta
 from domain.policy import (
@@ -44,9 +45,28 @@ _INTRO: dict[Language, dict[Language, str]] = {
 }
 _SOURCES: dict[Language, str] = {"ko": "출처", "en": "Sources"}
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
+_ABBREVIATIONS = frozenset(
+    "dr mr mrs ms prof inc ltd co corp jr sr st vs etc approx no dept univ".split()
+)
+"""Words whose period ends no sentence ("Dr. Kim", "Hanbit Co. Ltd."): with "B.Eng." and
+"Ph.D." (a period inside the word) and initials ("J. Lee")."""
 _ITEM = re.compile(r"^(?:[-*+]|\d{1,2}[.)])\s+")
 _QUESTION_LINE = re.compile(r"^(?:Q|질문)\s*[:：]|[?？]$")
+_QUANTITY = re.compile(
+    r"\bhow (?:much|many|long|fast|big|large|often|soon)\b|\bwhat percent|얼마|몇|어느 정도",
+    re.IGNORECASE,
+)
+"""A question that asks for a figure."""
+_FIGURE = re.compile(r"\d")
 _ANSWER_LABEL = re.compile(r"^(?:A|답변?)\s*[:：]\s*")
+
+
+@runtime_checkable
+class _QueryWords(Protocol):
+    """An index that reads a question's words against its own documents (romanised names and
+    loanwords: ``Bm25KnowledgeIndex.query_words``)."""
+
+    def query_words(self, query: str) -> list[QueryWord]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +114,14 @@ class OfflineEngine:
             numbered = [(after + i, hit) for i, hit in enumerate(request.nearest, start=1)]
         if not numbered:
             return _lines(not_covered_message(language, request.contact))
-        sentences = self._answering(numbered, analyze_query(request.question), unsure=unsure)
+        words = (
+            self._knowledge.query_words(request.question)
+            if isinstance(self._knowledge, _QueryWords)
+            else analyze_query(request.question)
+        )
+        sentences = self._answering(
+            numbered, words, unsure=unsure, quantity=bool(_QUANTITY.search(request.question))
+        )
         if not sentences:
             return _lines(not_covered_message(language, request.contact))
         by_number = dict(numbered)
@@ -126,6 +153,7 @@ class OfflineEngine:
         words: Sequence[QueryWord],
         *,
         unsure: bool,
+        quantity: bool = False,
     ) -> list[_Sentence]:
         """The best sentence of the best passage, then the other passages' best sentences (and
         the best passage's next best) that hold at least half as many of the question's
@@ -141,6 +169,9 @@ class OfflineEngine:
                 held = _held(words, text)
                 # A word the heading lacks counts twice; one the heading has already, once.
                 score = 2 * len(held - in_heading) + len(held & in_heading)
+                # "How much …?", "얼마나 …?": a figure counts as one more word of the question.
+                if quantity and held and _FIGURE.search(text):
+                    score += 2
                 scored.append(_Sentence(number, position, text, score))
             if not scored:
                 continue
@@ -205,9 +236,33 @@ def _sentences(text: str) -> list[str]:
     return [
         sentence
         for unit in joined
-        for sentence in _SENTENCE_END.split(unit)
+        for sentence in _split_sentences(unit)
         if sentence and not sentence.endswith(("?", "？"))
     ]
+
+
+def _split_sentences(text: str) -> list[str]:
+    """``text`` cut after each ., ! or ? that is followed by a space, except after an
+    abbreviation: "Yonsei University — B.Eng. in Electrical Engineering" is one sentence."""
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        word = text[start : match.start()].rsplit(None, 1)[-1]
+        if word.endswith(".") and _is_abbreviation(word[:-1]):
+            continue
+        sentences.append(text[start : match.start()])
+        start = match.end()
+    sentences.append(text[start:])
+    return sentences
+
+
+def _is_abbreviation(word: str) -> bool:
+    bare = word.lstrip("(\"'")
+    return (
+        "." in bare
+        or bare.lower() in _ABBREVIATIONS
+        or (len(bare) == 1 and bare.isalpha() and bare.isupper())
+    )
 
 
 def _listing(items: Iterable[str]) -> str:

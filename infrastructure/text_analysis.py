@@ -32,12 +32,13 @@ ENGLISH_STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
     being below between both but by can could did do does doing down during each few for from
     further had has have having he her here hers herself him himself his how i if in into is it
-    its itself just me more most my myself no nor not now of off on once only or other our ours
+    its itself just me more most my myself no nor not of off on once only or other our ours
     ourselves out over own same she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom why will with would you your yours yourself
     yourselves tell please know let us applicant candidate s t done ever much many also something
-    anything everything become became get got long went going gone""".split()
+    anything everything become became get got long went going gone well really actually
+    exactly able""".split()
 )
 # Superlatives frame a question ("her biggest weakness", "his greatest strength"); the noun
 # says what it is about.
@@ -113,6 +114,8 @@ class _Word:
     stem: str
     terms: tuple[str, ...]
     korean: bool
+    surface: str = ""
+    """The word as written, lower-cased (Korean: without its particle)."""
 
 
 def _korean_terms(stem: str) -> tuple[str, ...]:
@@ -136,14 +139,14 @@ def _words(text: str) -> list[_Word]:
     for run in _WORDS.findall(normalized):
         if run[0] >= _HANGUL_SYLLABLE:
             stem = _strip_korean_suffix(run)
-            words.append(_Word(stem, _korean_terms(stem), korean=True))
+            words.append(_Word(stem, _korean_terms(stem), korean=True, surface=stem))
         elif run not in ENGLISH_STOPWORDS:
             english.append((len(words), run))
             words.append(_Word(run, (), korean=False))
     if english:
         stems = _stemmer().stemWords([run for _, run in english])
-        for (position, _), stem in zip(english, stems, strict=True):
-            words[position] = _Word(stem, (stem,), korean=False)
+        for (position, english_run), stem in zip(english, stems, strict=True):
+            words[position] = _Word(stem, (stem,), korean=False, surface=english_run)
     return words
 
 
@@ -171,8 +174,23 @@ def analyze(text: str) -> list[tuple[str, ...]]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Index terms of ``text``, flattened: what BM25 counts."""
-    return [term for word in analyze(text) for term in word]
+    """Index terms of ``text``, flattened: what BM25 counts. A document's product names
+    written in camel case also give their parts (XCTest: test; SwiftUI: swift, ui)."""
+    return [term for word in analyze(text + _compound_parts(text)) for term in word]
+
+
+_COMPOUND = re.compile(r"\b[A-Za-z]*(?:[a-z][A-Z]|[A-Z]{2}[a-z])[A-Za-z]*\b")
+_COMPOUND_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
+
+
+def _compound_parts(text: str) -> str:
+    """The parts of the camel-case words of ``text``, as text to analyse after it."""
+    parts = [
+        part
+        for compound in _COMPOUND.findall(unicodedata.normalize("NFKC", text))
+        for part in _COMPOUND_PART.findall(compound)
+    ]
+    return "\n" + " ".join(parts) if parts else ""
 
 
 # ------------------------------------------------------------------------- query expansion
@@ -190,6 +208,9 @@ class QueryWord:
     alternatives: tuple[tuple[str, ...], ...] = ()
     groups: tuple[int, ...] = ()
     """The glossary groups the word belongs to (their positions in the glossary)."""
+    surface: str = ""
+    """The word as written (lower-cased; Korean without its particle), for a word the
+    glossary did not match: what romanisation compares (``infrastructure/romanization.py``)."""
 
     @property
     def all_terms(self) -> tuple[str, ...]:
@@ -295,7 +316,7 @@ class Glossary:
             matches = list(self._matches(words, position))
             if not matches:
                 if words[position].terms:
-                    result.append(QueryWord(words[position].terms))
+                    result.append(QueryWord(words[position].terms, surface=words[position].surface))
                 position += 1
                 continue
             length = max(len(m.words) for m in matches)
@@ -316,8 +337,9 @@ class Glossary:
             )
             own = tuple(t for w in words[position : position + length] for t in w.terms)
             alternatives = tuple(a for a in self._alternatives_of(groups) if a != own)
+            surface = " ".join(w.surface for w in words[position : position + length])
             if own or alternatives:
-                result.append(QueryWord(own, alternatives, groups))
+                result.append(QueryWord(own, alternatives, groups, surface))
             position += length
         return result
 
@@ -357,10 +379,48 @@ def analyze_query(text: str, glossary: Glossary | None = None) -> list[QueryWord
         if first is None:
             merged[key] = word
         elif word.terms != first.terms and word.terms not in first.alternatives:
-            merged[key] = QueryWord(first.terms, (*first.alternatives, word.terms), first.groups)
+            merged[key] = QueryWord(
+                first.terms, (*first.alternatives, word.terms), first.groups, first.surface
+            )
     return list(merged.values())
 
 
 def query_terms(text: str, glossary: Glossary | None = None) -> set[str]:
     """Every term a passage may share with the question: its own and its synonyms'."""
     return {term for word in analyze_query(text, glossary) for term in word.all_terms}
+
+
+def tokenize_with_words(text: str) -> tuple[list[str], list[tuple[str, str, bool]]]:
+    """``tokenize(text)`` (the same terms, in the order of the words), and the words that give
+    them: (as written, lower-cased; its term or Korean stem; Korean?), what
+    ``Transliterations`` indexes. The text is read once."""
+    words = [w for w in _words(text) if w.terms]
+    parts = [t for w in _words(_compound_parts(text)) for t in w.terms]
+    terms = [t for w in words for t in w.terms] + parts
+    return terms, [(w.surface, w.stem, w.korean) for w in words]
+
+
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#]*(?:[.\-][A-Za-z0-9+#]+)*|\d+")
+_HAS_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)$")
+
+
+def anchors(text: str) -> frozenset[str]:
+    """The words of a question that name something, lower-cased: numbers, acronyms and
+    words with a capital inside (AWS, p99, PostgreSQL), capitalised words that do not start a
+    sentence (Kubernetes, Hanbit), and any Latin word of a Korean question (Kafka, dq-sentinel).
+    A profile that lacks such a word lacks what was asked; no rewording stands for it."""
+    normalized = unicodedata.normalize("NFKC", text)
+    korean = bool(_HAS_HANGUL.search(normalized))
+    found: set[str] = set()
+    for match in _LATIN_WORD.finditer(normalized):
+        word = match.group(0)
+        starts = bool(_SENTENCE_START.search(normalized[: match.start()]))
+        if (
+            korean
+            or any(c.isdigit() for c in word)
+            or any(c.isupper() for c in word[1:])
+            or (word[0].isupper() and not starts)
+        ):
+            found.update(part.lower() for part in re.split(r"[.\-]", word) if part)
+    return frozenset(found)

@@ -117,7 +117,9 @@ def test_the_set_splits_into_a_dev_half_and_a_held_out_half(questions: list[Ques
     assert split_of(Question("ko-para-11", "ko", "q", "paraphrase", ("f",))) == "held-out"
     splits = Counter(split_of(q) for q in questions)
     assert set(splits) == {"dev", "held-out"}
-    assert abs(splits["dev"] - splits["held-out"]) <= len(questions) // 10
+    # Dev grows as questions are written to find weaknesses; held-out stays as it was.
+    assert splits["held-out"] >= 50
+    assert splits["dev"] >= splits["held-out"] - 5
     rows = breakdown(run(SAMPLE_PROFILE_DIR))
     assert rows["split: dev"].questions + rows["split: held-out"].questions == len(questions)
 
@@ -150,8 +152,9 @@ def test_there_are_one_language_profiles_with_fifty_balanced_questions() -> None
         languages = Counter(q.lang for q in questions)
         assert abs(languages["ko"] - languages["en"]) <= 2, (profile.name, languages)
         assert {q.kind for q in questions} == set(KINDS), profile.name
+        # Dev grows as questions are written to find weaknesses; held-out stays as it was.
         splits = Counter(split_of(q) for q in questions)
-        assert min(splits.values()) >= 0.4 * len(questions), (profile.name, splits)
+        assert min(splits.values()) >= 25, (profile.name, splits)
 
 
 @pytest.mark.parametrize("profile", ONE_LANGUAGE_PROFILES, ids=lambda p: p.name)

@@ -103,7 +103,8 @@ def test_the_bundled_glossary_is_modest_and_well_formed() -> None:
     import yaml
 
     groups = yaml.safe_load(GLOSSARY_FILE.read_text(encoding="utf-8"))["groups"]
-    assert 60 <= len(groups) <= 130
+    # Broad enough for hiring and engineering vocabulary (issue 14), still a list one can read.
+    assert 60 <= len(groups) <= 250
     assert all(len(group) >= 2 for group in groups)
     assert Glossary.load().size == len(groups)
     for group in groups:

@@ -171,3 +171,23 @@ async def test_lines_are_chosen_by_the_question_words_and_their_synonyms() -> No
     text = await answer(index, "When could she join?")  # join: a synonym of start
     assert sentences_of(text)[0].endswith("Earliest start date: March 3, 2027. [1]")
     assert_only_quotes(text, list(index.passages))
+
+
+async def test_a_question_for_a_figure_is_answered_by_the_sentence_with_the_figure() -> None:
+    passage = Passage(
+        "projects.md",
+        ("Projects",),
+        "She rebuilt the fraud models' serving on Kubernetes. "
+        "The fraud models got new dashboards. "
+        "The fraud models answer within 35 ms.",
+    )
+    index = Bm25KnowledgeIndex([passage, Passage("cv.md", ("Education",), "B.S., 2018.")])
+    assert "35 ms" in await answer(index, "How fast are the fraud models?")
+    assert "35 ms" not in await answer(index, "What happened to the fraud models?")
+
+
+async def test_an_abbreviation_does_not_end_a_sentence() -> None:
+    passage = Passage("cv.md", ("Education",), "Yonsei University — B.Eng. in Electronics, 2017.")
+    index = Bm25KnowledgeIndex([passage, Passage("cv.md", ("Skills",), "Swift, Kotlin.")])
+    text = await answer(index, "What did he study at university?")
+    assert "B.Eng. in Electronics, 2017" in text

@@ -431,6 +431,46 @@ def test_notices_are_shown_as_notes(page: Page) -> None:
     expect(answer.locator(".ending")).to_have_text("The answer was cut short (max_output_tokens).")
 
 
+def test_in_korean_the_server_notices_and_errors_are_translated_by_their_code(
+    open_tab: OpenTab,
+) -> None:
+    korean = open_tab(locale="ko-KR")
+    streams = [
+        'event: meta\ndata: {"conversation_id":"c1","mode":"offline"}\n\n'
+        'event: notice\ndata: {"code":"answered_offline","message":"The AI model could not be '
+        "reached: this answer quotes the applicant's documents.\"}\n\n"
+        "data: 부분\n\n"
+        'event: error\ndata: {"code":"upstream_timeout","message":"The answering service took '
+        'too long to respond. Please retry."}\n\n',
+        'event: meta\ndata: {"conversation_id":"c1"}\n\n'
+        'event: error\ndata: {"code":"some_future_code","message":"A message in English."}\n\n',
+    ]
+    korean.route(
+        f"**{SSE_PATH}",
+        lambda route: route.fulfill(
+            status=200, content_type="text/event-stream", body=streams.pop(0)
+        ),
+    )
+    ask(korean, "안녕하세요?")
+    answers = korean.locator(".message.assistant")
+    expect(answers.nth(0).locator(".note")).to_have_text(
+        "AI 모델을 사용할 수 없어 지원자의 문서를 인용해 답합니다."
+    )
+    expect(answers.nth(0).locator(".ending")).to_have_text(
+        "답변 서비스의 응답이 너무 늦습니다. 다시 시도해 주세요."
+    )
+    ask(korean, "다시 물어봅니다.")
+    # A code the page does not know: the server's message, as it is.
+    expect(answers.nth(1).locator(".ending")).to_have_text("A message in English.")
+    korean.get_by_role("button", name="English").click()
+    expect(answers.nth(0).locator(".note")).to_have_text(
+        "The AI model could not be reached: this answer quotes the applicant's documents."
+    )
+    expect(answers.nth(0).locator(".ending")).to_have_text(
+        "The answering service took too long to respond. Please retry."
+    )
+
+
 def rate_limited(route: Route) -> None:
     route.fulfill(
         status=429,

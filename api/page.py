@@ -29,9 +29,13 @@ PAGE_CACHE = "no-cache"
 ASSET_CACHE = "public, max-age=300"
 
 # Only these files are served: a name outside the list is a 404, never a path on disk.
+# vendor/ holds markdown-it and DOMPurify as published on npm (tools/vendor/ copies them).
 ASSET_TYPES = {
     "chat.css": "text/css; charset=utf-8",
+    "i18n.js": "text/javascript; charset=utf-8",
     "sse.js": "text/javascript; charset=utf-8",
+    "vendor/markdown-it/markdown-it.umd.min.js": "text/javascript; charset=utf-8",
+    "vendor/dompurify/purify.min.js": "text/javascript; charset=utf-8",
     "markdown.js": "text/javascript; charset=utf-8",
     "chat.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
@@ -74,7 +78,7 @@ def chat_page(request: Request) -> Response:
     return _serve(request, PAGE, PAGE_TYPE, PAGE_CACHE)
 
 
-@router.api_route("/static/{name}", methods=["GET", "HEAD"])
+@router.api_route("/static/{name:path}", methods=["GET", "HEAD"])
 def static_asset(request: Request, name: str) -> Response:
     media_type = ASSET_TYPES.get(name)
     if media_type is None:

@@ -287,7 +287,8 @@ class AskApplicant:
             sources, decline, nearest = found.passages, found.decline, found.nearest
         if decline is not None:
             logger.info("declined a question (%s)", decline.reason)
-        contact = self._knowledge.contact()
+        # The contact block closes a refusal or an unsure answer: in the question's language.
+        contact = self._knowledge.contact(detect_language(question.content))
         request = AnswerRequest(
             messages=(*history, question),
             model=requested_model,

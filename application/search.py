@@ -97,7 +97,7 @@ class SearchProfile:
         follow-up that matches little by itself is also searched with the last of them.
         """
         language = language or detect_language(query)
-        decline = self._disclosure.decline(query, language, self._knowledge.contact())
+        decline = self._disclosure.decline(query, language, self._knowledge.contact(language))
         if decline is not None:
             return SearchResult((), decline)
         depth = max(candidates or self._candidates, limit)

@@ -33,7 +33,7 @@ def classify(
     unanswered: list[str] = []
     for question in questions:
         language = detect_language(question.question)
-        if policy.decline(question.question, language, index.contact()) is not None:
+        if policy.decline(question.question, language, index.contact(language)) is not None:
             counts[question.kind, "declined"] += 1
             continue
         hits = index.search(question.question, CANDIDATES)

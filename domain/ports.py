@@ -45,8 +45,10 @@ class KnowledgeIndex(Protocol):
         """Titles of the headings directly under ``passage``'s heading, in document order."""
         ...
 
-    def contact(self) -> Passage | None:
-        """The passage that says how to reach the applicant, if the documents have one."""
+    def contact(self, language: Language | None = None) -> Passage | None:
+        """The passage that says how to reach the applicant, if the documents have one: in
+        ``language`` when they have one in it (a Korean answer ends with the Korean contact
+        block), else the first one."""
         ...
 
     def twin(self, passage: Passage) -> Passage | None:

@@ -38,7 +38,7 @@ import yaml
 from application.search import SearchProfile
 from domain.disclosure import DisclosurePolicy
 from domain.models import AnswerRequest, Message, Passage, RetrievedPassage
-from domain.policy import Language, not_covered_message, unsure_intro
+from domain.policy import Language, detect_language, not_covered_message, unsure_intro
 from infrastructure.disclosure_file import load_disclosure_policy
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
@@ -270,7 +270,6 @@ def offline_answerer(
     compose, with the service's own ``SearchProfile``."""
     engine = OfflineEngine(index)
     search = SearchProfile(index, disclosure=disclosure)
-    contact = index.contact()
 
     def answer(question: str, earlier: Sequence[str] = ()) -> tuple[str, str | None]:
         found = asyncio.run(search.search(question, earlier=earlier))
@@ -281,7 +280,7 @@ def offline_answerer(
             messages=(*history, Message("user", question)),
             model="offline",
             grounding=found.passages,
-            contact=contact,
+            contact=index.contact(detect_language(question)),
             nearest=found.nearest,
         )
         return "".join(engine.compose(request)), None
@@ -296,7 +295,6 @@ def evaluate(
 ) -> list[Outcome]:
     answer_for = answerer or offline_answerer(index)
     markers = refusal_markers()
-    contact = index.contact()
     outcomes: list[Outcome] = []
     for question in questions:
         earlier = (question.after,) if question.after else ()
@@ -305,6 +303,7 @@ def evaluate(
         answer, declined = answer_for(question.question, earlier)
         refused = declined is not None or any(marker in answer for marker in markers)
         # A refusal ends with the contact block: it is not an answer to the question.
+        contact = index.contact(detect_language(question.question))
         said = answer.replace(contact.text.strip(), "") if refused and contact else answer
         recall_hit = fact_hit = false_refusal = None
         source_rank = None

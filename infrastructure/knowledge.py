@@ -13,7 +13,7 @@ import bm25s
 import numpy as np
 
 from domain.models import LoadReport, Passage, RetrievedPassage, SkippedFile
-from domain.policy import passage_language
+from domain.policy import Language, passage_language
 from infrastructure.pdf_text import PdfBlock, UnreadablePdf, read_pdf
 from infrastructure.romanization import Transliterations
 from infrastructure.text_analysis import (
@@ -370,10 +370,15 @@ class Bm25KnowledgeIndex:
                 titles = self._subsections.setdefault((passage.source, path[:-1]), [])
                 if path[-1] not in titles:
                     titles.append(path[-1])
-        self._contact = next(
-            (p for p in self._passages if any(_CONTACT_HEADING.search(h) for h in p.heading_path)),
-            None,
-        ) or next((p for p in self._passages if _CONTACT_LINE.search(p.text)), None)
+        # The passages under a Contact heading, else those with an "Email:" line: the first
+        # in each language, and the first of all for a language the documents lack.
+        contacts = [
+            p for p in self._passages if any(_CONTACT_HEADING.search(h) for h in p.heading_path)
+        ] or [p for p in self._passages if _CONTACT_LINE.search(p.text)]
+        self._contact = contacts[0] if contacts else None
+        self._contact_by_language: dict[Language, Passage] = {}
+        for passage in contacts:
+            self._contact_by_language.setdefault(passage_language(passage), passage)
 
     @classmethod
     def from_folder(cls, folder: Path) -> Bm25KnowledgeIndex:
@@ -392,8 +397,10 @@ class Bm25KnowledgeIndex:
     def passages(self) -> Sequence[Passage]:
         return self._passages
 
-    def contact(self) -> Passage | None:
-        return self._contact
+    def contact(self, language: Language | None = None) -> Passage | None:
+        if language is None:
+            return self._contact
+        return self._contact_by_language.get(language, self._contact)
 
     def subsections(self, passage: Passage) -> list[str]:
         return list(self._subsections.get((passage.source, passage.heading_path), ()))

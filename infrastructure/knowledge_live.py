@@ -14,6 +14,7 @@ from watchfiles import Change, DefaultFilter, awatch
 
 from domain.errors import KnowledgeReloadFailed
 from domain.models import LoadReport, Passage, RetrievedPassage
+from domain.policy import Language
 from infrastructure.knowledge import (
     DOCUMENT_SUFFIXES,
     Bm25KnowledgeIndex,
@@ -163,8 +164,8 @@ class LiveKnowledgeIndex:
     def query_words(self, query: str) -> list[QueryWord]:
         return self._loaded.index.query_words(query)
 
-    def contact(self) -> Passage | None:
-        return self._loaded.index.contact()
+    def contact(self, language: Language | None = None) -> Passage | None:
+        return self._loaded.index.contact(language)
 
     def twin(self, passage: Passage) -> Passage | None:
         return self._loaded.index.twin(passage)

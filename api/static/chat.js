@@ -3,14 +3,20 @@
  *
  * The reference client of the SSE contract (README, "The API"): fetch() with a JSON body,
  * the body read with readEventStream (sse.js, a WHATWG event-stream parser), the answer
- * rendered with renderMarkdown (markdown.js, DOM nodes only). Stop aborts the fetch; the
- * server sees the disconnect, closes the model's stream and stores the answer so far as
+ * rendered with renderMarkdown (markdown.js: markdown-it, then DOMPurify), at most once a
+ * frame. Its words come from pageText (i18n.js), in English or Korean. Stop aborts the fetch;
+ * the server sees the disconnect, closes the model's stream and stores the answer so far as
  * "interrupted". A follow-up sends the conversation_id from `meta` and only the new question.
+ *
+ * One answer's stream is an object (startAnswer) that readAnswer reads a response into: the
+ * events it has seen, the id of the last one, and how it ended. A resume after a dropped
+ * connection can give readAnswer the response of a GET with Last-Event-ID for the same object.
  */
 (function () {
   "use strict";
 
   const ENDPOINT = "/openai-response/sse";
+  const text = globalThis.pageText;
 
   const form = document.getElementById("ask");
   const question = document.getElementById("question");
@@ -20,20 +26,20 @@
   const log = document.getElementById("log");
   const welcome = document.getElementById("welcome");
   const status = document.getElementById("status");
+  const subtitle = document.querySelector(".subtitle");
 
   let conversationId = null;
   let inFlight = null; // the AbortController of the answer streaming now
   let turnCount = 0;
 
-  function element(tag, className, text) {
+  function element(tag, className) {
     const node = document.createElement(tag);
     if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
     return node;
   }
 
-  function announce(text) {
-    status.textContent = text;
+  function announce(key) {
+    text.translate(status, key);
   }
 
   function nearBottom() {
@@ -42,22 +48,26 @@
   }
 
   /** One question and its answer in the log. */
-  function createTurn(text) {
+  function createTurn(asked) {
     turnCount += 1;
     const id = "turn-" + turnCount;
 
-    const asked = element("article", "message user");
-    asked.setAttribute("aria-label", "Question");
-    asked.appendChild(element("p", "message-text", text));
+    const questionNode = element("article", "message user");
+    questionNode.setAttribute("aria-label", text.t("turn.question"));
+    questionNode.dataset.i18nLabel = "turn.question";
+    const questionText = element("p", "message-text");
+    questionText.textContent = asked;
+    questionNode.appendChild(questionText);
 
     const answer = element("article", "message assistant");
     answer.id = id;
-    answer.setAttribute("aria-label", "Answer");
+    answer.setAttribute("aria-label", text.t("turn.answer"));
+    answer.dataset.i18nLabel = "turn.answer";
     answer.setAttribute("aria-busy", "true");
     answer.dataset.state = "waiting";
     const notes = element("div", "notes");
     const body = element("div", "answer");
-    const typing = element("p", "typing", "Answering…");
+    const typing = text.translate(element("p", "typing"), "turn.answering");
     const sources = element("section", "sources");
     sources.hidden = true;
     const ending = element("p", "ending");
@@ -65,18 +75,33 @@
     answer.append(notes, typing, body, sources, ending);
 
     welcome.hidden = true;
-    log.append(asked, answer);
+    log.append(questionNode, answer);
     answer.scrollIntoView({ block: "end" });
 
     let markdown = "";
     let sourceIds = new Set();
+    let frame = null; // a render waiting for the next animation frame
+
+    /**
+     * Keeps the answer in view while it streams: its end, until the answer is taller than the
+     * space above the question box; from then on its start, so that the reader (on a phone
+     * above all) reads it from its first line rather than being carried to the sources.
+     */
+    function follow() {
+      const room = form.getBoundingClientRect().top;
+      if (answer.getBoundingClientRect().height > room) answer.scrollIntoView({ block: "start" });
+      else answer.scrollIntoView({ block: "end" });
+    }
 
     const turn = {
+      asked: asked,
       append(delta) {
         markdown += delta;
       },
       render() {
-        const follow = nearBottom();
+        if (frame !== null) cancelAnimationFrame(frame);
+        frame = null;
+        const following = nearBottom(); // unless the reader scrolled away
         if (markdown && answer.dataset.state === "waiting") {
           typing.hidden = true;
           answer.dataset.state = "streaming";
@@ -84,15 +109,19 @@
         const citationHref = (number) =>
           sourceIds.has(number) ? "#" + id + "-source-" + number : null;
         body.replaceChildren(renderMarkdown(markdown, { citationHref: citationHref }));
-        if (follow) answer.scrollIntoView({ block: "end" }); // unless the reader scrolled up
+        if (following) follow();
       },
-      note(message) {
-        notes.appendChild(element("p", "note", message));
+      /** Renders at the next frame, once however many chunks arrive before it. */
+      scheduleRender() {
+        if (frame === null) frame = requestAnimationFrame(turn.render);
+      },
+      note(code, message) {
+        notes.appendChild(text.serverMessage(element("p", "note"), code, message));
       },
       showSources(items) {
         if (!Array.isArray(items) || items.length === 0) return;
         sourceIds = new Set(items.map((item) => item.id));
-        const heading = element("h2", "sources-title", "Sources");
+        const heading = text.translate(element("h2", "sources-title"), "turn.sources");
         heading.id = id + "-sources";
         sources.setAttribute("aria-labelledby", heading.id);
         const list = element("ol", "sources-list");
@@ -100,28 +129,33 @@
           const entry = element("li");
           entry.id = id + "-source-" + item.id;
           entry.value = item.id;
-          const where = [item.source, item.heading].filter(Boolean).join(" · ");
-          const page = Number.isInteger(item.page) ? ", p. " + item.page : "";
-          entry.appendChild(element("span", "source-name", where + page));
+          const name = element("span", "source-name");
+          name.textContent = [item.source, item.heading].filter(Boolean).join(" · ");
+          entry.appendChild(name);
+          if (Number.isInteger(item.page)) {
+            name.appendChild(text.translate(element("span"), "turn.page", { page: item.page }));
+          }
           if (item.snippet) {
             // The start of a passage: its markdown emphasis would only show as asterisks.
-            const snippet = item.snippet.replace(/\*\*|__/g, "");
-            entry.appendChild(element("span", "source-snippet", snippet));
+            const snippet = element("span", "source-snippet");
+            snippet.textContent = item.snippet.replace(/\*\*|__/g, "");
+            entry.appendChild(snippet);
           }
           list.appendChild(entry);
         }
         sources.replaceChildren(heading, list);
         sources.hidden = false;
       },
-      finish(state, message) {
+      /** Ends the turn; show(node) writes its closing message, if it has one. */
+      finish(state, show) {
         turn.render();
         typing.hidden = true;
         answer.dataset.state = state;
         answer.setAttribute("aria-busy", "false");
-        if (message) {
+        if (show) {
           if (state === "error") ending.setAttribute("role", "alert");
           ending.className = "ending " + state;
-          ending.textContent = message;
+          show(ending);
           ending.hidden = false;
         }
       },
@@ -137,7 +171,16 @@
     return Number.isNaN(date) ? null : Math.max(1, Math.ceil((date - Date.now()) / 1000));
   }
 
-  /** What to tell the recruiter about an HTTP error answer (4xx/5xx, JSON {code, message}). */
+  /** The numbers of "The input is 501 characters long; the limit is 500." */
+  function lengthAndLimit(message) {
+    const numbers = /(\d+)\D+(\d+)/.exec(message || "");
+    return numbers ? { length: numbers[1], limit: numbers[2] } : null;
+  }
+
+  /**
+   * What to tell the recruiter about an HTTP error answer (4xx/5xx, JSON {code, message}):
+   * {code, show(node)}.
+   */
   async function describeHttpError(response) {
     let body = null;
     try {
@@ -147,21 +190,25 @@
     }
     if (response.status === 429) {
       const seconds = retryAfterSeconds(response);
-      const unit = seconds === 1 ? " second" : " seconds";
-      const when = seconds === null ? "in a minute" : "in " + seconds + unit;
       return {
         code: "rate_limited",
-        message: "Too many questions for now. Please try again " + when + ".",
+        show: (node) =>
+          seconds === null
+            ? text.translate(node, "error.rateLimitedSoon")
+            : seconds === 1
+              ? text.translate(node, "error.rateLimitedInOne")
+              : text.translate(node, "error.rateLimitedIn", { seconds: seconds }),
       };
     }
     if (body && typeof body.message === "string" && body.message) {
-      return { code: body.code, message: body.message };
+      let code = typeof body.code === "string" ? body.code : null;
+      const numbers = code === "input_too_long" ? lengthAndLimit(body.message) : null;
+      if (code === "input_too_long" && numbers === null) code = "input_too_long.plain";
+      return { code: body.code, show: (node) => text.serverMessage(node, code, body.message, numbers) };
     }
     return {
       code: null,
-      message:
-        "The server answered with an error (HTTP " + response.status + "). " +
-        "Please try again in a moment.",
+      show: (node) => text.translate(node, "error.http", { status: response.status }),
     };
   }
 
@@ -171,17 +218,86 @@
     form.setAttribute("aria-busy", String(busy));
   }
 
-  async function ask(text) {
+  /** The state of one answer's stream, whichever response it is read from. */
+  function startAnswer(turn, controller) {
+    return { turn: turn, controller: controller, outcome: null, lastEventId: "" };
+  }
+
+  /** Ends the answer with an error; the question goes back in the box, ready to send again. */
+  function fail(stream, show) {
+    stream.outcome = "error";
+    stream.turn.finish("error", show);
+    if (!question.value) question.value = stream.turn.asked;
+  }
+
+  /** Handles one event of the answer's stream. */
+  function handleEvent(stream, event) {
+    const turn = stream.turn;
+    if (event.lastEventId) stream.lastEventId = event.lastEventId;
+    let data = null;
+    if (event.type !== "message") {
+      try {
+        data = JSON.parse(event.data);
+      } catch (_) {
+        return; // not ours: ignore it
+      }
+      if (data === null || typeof data !== "object") return;
+    }
+    switch (event.type) {
+      case "message":
+        turn.append(event.data);
+        break;
+      case "meta":
+        if (data.conversation_id) conversationId = data.conversation_id;
+        if (data.notice && data.notice.message) turn.note(data.notice.code, data.notice.message);
+        break;
+      case "sources":
+        turn.showSources(data);
+        break;
+      case "notice":
+        if (data.message) turn.note(data.code, data.message);
+        break;
+      case "done":
+        stream.outcome = "done";
+        turn.finish(
+          "done",
+          data.finish_reason && data.finish_reason !== "stop"
+            ? (node) => text.translate(node, "turn.cutShort", { reason: data.finish_reason })
+            : null
+        );
+        break;
+      case "error":
+        fail(stream, (node) =>
+          data.message
+            ? text.serverMessage(node, data.code, data.message)
+            : text.translate(node, "error.failed")
+        );
+        break;
+      default:
+        break; // "agent" and any event this page does not know
+    }
+  }
+
+  /**
+   * Reads an event-stream response into the answer until its terminal event or the end of
+   * the body. Rejects when the read fails (the network, or Stop: an AbortError).
+   */
+  async function readAnswer(stream, response) {
+    await readEventStream(response.body, (event) => handleEvent(stream, event), {
+      onChunk: stream.turn.scheduleRender,
+    });
+  }
+
+  async function ask(asked) {
     const controller = new AbortController();
-    const turn = createTurn(text);
+    const stream = startAnswer(createTurn(asked), controller);
     inFlight = controller;
     setBusy(true);
-    announce("Answering…");
+    announce("status.answering");
 
-    const request = { input: text };
+    const request = { input: asked };
     if (conversationId) request.conversation_id = conversationId;
 
-    let outcome = null; // "done", "error" or "stopped"
     try {
       let response;
       try {
@@ -193,8 +309,7 @@
         });
       } catch (error) {
         if (controller.signal.aborted) throw error;
-        outcome = "error";
-        turn.finish("error", "Could not reach the server. Check your connection and try again.");
+        fail(stream, (node) => text.translate(node, "error.unreachable"));
         return;
       }
       if (!response.ok) {
@@ -202,66 +317,19 @@
         if (problem.code === "conversation_not_found") {
           conversationId = null; // the next question starts a new conversation
         }
-        outcome = "error";
-        turn.finish("error", problem.message);
+        fail(stream, problem.show);
         return;
       }
-
-      const handle = function (event) {
-        let data = null;
-        if (event.type !== "message") {
-          try {
-            data = JSON.parse(event.data);
-          } catch (_) {
-            return; // not ours: ignore it
-          }
-          if (data === null || typeof data !== "object") return;
-        }
-        switch (event.type) {
-          case "message":
-            turn.append(event.data);
-            break;
-          case "meta":
-            if (data.conversation_id) conversationId = data.conversation_id;
-            if (data.notice && data.notice.message) turn.note(data.notice.message);
-            break;
-          case "sources":
-            turn.showSources(data);
-            break;
-          case "notice":
-            if (data.message) turn.note(data.message);
-            break;
-          case "done":
-            outcome = "done";
-            turn.finish(
-              "done",
-              data.finish_reason && data.finish_reason !== "stop"
-                ? "The answer was cut short (" + data.finish_reason + ")."
-                : null
-            );
-            break;
-          case "error":
-            outcome = "error";
-            turn.finish("error", data.message || "The answer failed. Please try again.");
-            break;
-          default:
-            break; // "agent" and any event this page does not know
-        }
-      };
-      await readEventStream(response.body, handle, { onChunk: turn.render });
-      if (!outcome) {
-        outcome = "error";
-        turn.finish("error", "The connection closed before the answer was complete.");
-      }
+      await readAnswer(stream, response);
+      if (!stream.outcome) fail(stream, (node) => text.translate(node, "error.closed"));
     } catch (error) {
       if (controller.signal.aborted) {
-        if (!outcome) {
-          outcome = "stopped";
-          turn.finish("stopped", "Stopped.");
+        if (!stream.outcome) {
+          stream.outcome = "stopped";
+          stream.turn.finish("stopped", (node) => text.translate(node, "turn.stopped"));
         }
-      } else if (!outcome) {
-        outcome = "error";
-        turn.finish("error", "The connection was lost before the answer was complete.");
+      } else if (!stream.outcome) {
+        fail(stream, (node) => text.translate(node, "error.lost"));
       }
     } finally {
       // Unless "New conversation" abandoned this answer (and another may be in flight now).
@@ -269,11 +337,11 @@
         inFlight = null;
         setBusy(false);
         announce(
-          outcome === "done"
-            ? "Answer complete."
-            : outcome === "stopped"
-              ? "Answer stopped."
-              : "The answer could not be completed."
+          stream.outcome === "done"
+            ? "status.done"
+            : stream.outcome === "stopped"
+              ? "status.stopped"
+              : "status.failed"
         );
       }
     }
@@ -285,10 +353,10 @@
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    const text = question.value.trim();
-    if (!text || inFlight) return;
+    const asked = question.value.trim();
+    if (!asked || inFlight) return;
     question.value = "";
-    ask(text);
+    ask(asked);
   });
 
   question.addEventListener("keydown", function (event) {
@@ -318,7 +386,7 @@
     welcome.hidden = false;
     question.value = "";
     question.focus();
-    announce("New conversation.");
+    announce("status.new");
   });
 
   for (const suggestion of document.querySelectorAll("[data-question]")) {
@@ -328,4 +396,15 @@
       form.requestSubmit();
     });
   }
+
+  for (const button of document.querySelectorAll("[data-language]")) {
+    button.addEventListener("click", function () {
+      text.setLanguage(button.dataset.language);
+    });
+  }
+  text.onChange(function (language) {
+    // The subtitle is the title in the other language.
+    subtitle.lang = language === "ko" ? "en" : "ko";
+  });
+  text.apply();
 })();

@@ -17,10 +17,20 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Route,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from testing.app_server import PROJECT_ROOT, RunningApp, run_app
 from testing.fake_responses_api import (
@@ -106,29 +116,63 @@ def browser(chromium: Path) -> Iterator[Browser]:
         launched.close()
 
 
+class OpenTab(Protocol):
+    def __call__(
+        self,
+        *,
+        locale: str = "en-US",
+        viewport: ViewportSize | None = None,
+        languages: list[str] | None = None,
+    ) -> Page: ...
+
+
 @pytest.fixture
-def page(browser: Browser, app: RunningApp, upstream: RunningFake) -> Iterator[Page]:
-    """A fresh tab on the chat page; fails the test on any script error or CSP violation."""
+def open_tab(browser: Browser, app: RunningApp, upstream: RunningFake) -> Iterator[OpenTab]:
+    """Opens fresh tabs on the chat page, each in a new browser profile (nothing stored), with
+    the browser's language (``locale``, or the whole ``navigator.languages``) and its window;
+    fails the test on any script error or CSP violation."""
     upstream.api.reset()
-    context = browser.new_context(
-        base_url=app.base_url, viewport={"width": 960, "height": 900}, locale="ko-KR"
-    )
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
+    contexts: list[BrowserContext] = []
     problems: list[str] = []
-    tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
 
     def on_console(message: ConsoleMessage) -> None:
         # Failed requests the tests provoke on purpose are logged too; nothing else may be.
         if message.type == "error" and "Failed to load resource" not in message.text:
             problems.append(f"console error: {message.text}")
 
-    tab.on("console", on_console)
-    tab.goto("/")
-    yield tab
+    def open_one(
+        *,
+        locale: str = "en-US",
+        viewport: ViewportSize | None = None,
+        languages: list[str] | None = None,
+    ) -> Page:
+        context = browser.new_context(
+            base_url=app.base_url, viewport=viewport or {"width": 960, "height": 900}, locale=locale
+        )
+        contexts.append(context)
+        context.set_default_timeout(10_000)
+        if languages is not None:
+            listed = json.dumps(languages)
+            context.add_init_script(
+                f"Object.defineProperty(navigator, 'languages', {{ get: () => {listed} }});"
+            )
+        tab = context.new_page()
+        tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        tab.on("console", on_console)
+        tab.goto("/")
+        return tab
+
+    yield open_one
     upstream.api.release_stalled_streams()
-    context.close()
+    for context in contexts:
+        context.close()
     assert problems == []
+
+
+@pytest.fixture
+def page(open_tab: OpenTab) -> Page:
+    """A fresh tab on the chat page, its interface in English."""
+    return open_tab()
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +348,7 @@ def screenshot(page: Page, tmp_path: Path) -> None:
 
 
 def ask(page: Page, text: str) -> None:
-    question = page.get_by_role("textbox", name="Your question")
+    question = page.locator("#question")  # in either language
     question.fill(text)
     question.press("Enter")
 
@@ -385,6 +429,279 @@ def test_notices_are_shown_as_notes(page: Page) -> None:
     assert answer.locator(".answer p").inner_text() == "Quoted\ntext"
     expect(answer.locator(".sources")).to_be_hidden()
     expect(answer.locator(".ending")).to_have_text("The answer was cut short (max_output_tokens).")
+
+
+def test_in_korean_the_server_notices_and_errors_are_translated_by_their_code(
+    open_tab: OpenTab,
+) -> None:
+    korean = open_tab(locale="ko-KR")
+    streams = [
+        'event: meta\ndata: {"conversation_id":"c1","mode":"offline"}\n\n'
+        'event: notice\ndata: {"code":"answered_offline","message":"The AI model could not be '
+        "reached: this answer quotes the applicant's documents.\"}\n\n"
+        "data: 부분\n\n"
+        'event: error\ndata: {"code":"upstream_timeout","message":"The answering service took '
+        'too long to respond. Please retry."}\n\n',
+        'event: meta\ndata: {"conversation_id":"c1"}\n\n'
+        'event: error\ndata: {"code":"some_future_code","message":"A message in English."}\n\n',
+    ]
+    korean.route(
+        f"**{SSE_PATH}",
+        lambda route: route.fulfill(
+            status=200, content_type="text/event-stream", body=streams.pop(0)
+        ),
+    )
+    ask(korean, "안녕하세요?")
+    answers = korean.locator(".message.assistant")
+    expect(answers.nth(0).locator(".note")).to_have_text(
+        "AI 모델을 사용할 수 없어 지원자의 문서를 인용해 답합니다."
+    )
+    expect(answers.nth(0).locator(".ending")).to_have_text(
+        "답변 서비스의 응답이 너무 늦습니다. 다시 시도해 주세요."
+    )
+    ask(korean, "다시 물어봅니다.")
+    # A code the page does not know: the server's message, as it is.
+    expect(answers.nth(1).locator(".ending")).to_have_text("A message in English.")
+    korean.get_by_role("button", name="English").click()
+    expect(answers.nth(0).locator(".note")).to_have_text(
+        "The AI model could not be reached: this answer quotes the applicant's documents."
+    )
+    expect(answers.nth(0).locator(".ending")).to_have_text(
+        "The answering service took too long to respond. Please retry."
+    )
+
+
+def rate_limited(route: Route) -> None:
+    route.fulfill(
+        status=429,
+        headers={"Retry-After": "17"},
+        content_type="application/json",
+        body=json.dumps({"code": "rate_limited", "message": "Too many questions."}),
+    )
+
+
+def test_the_interface_speaks_the_browser_language_and_keeps_the_one_chosen(
+    open_tab: OpenTab, upstream: RunningFake
+) -> None:
+    korean = open_tab(locale="ko-KR")
+    expect(korean.locator("html")).to_have_attribute("lang", "ko")
+    expect(korean).to_have_title("지원자에게 무엇이든 물어봐! · Ask the Applicant")
+    question = korean.get_by_role("textbox", name="질문")
+    expect(question).to_have_attribute("placeholder", "지원자에 대해 물어보세요…")
+    expect(korean.get_by_role("button", name="보내기")).to_be_visible()
+    expect(korean.get_by_role("button", name="새 대화")).to_be_visible()
+    expect(korean.get_by_role("button", name="한국어")).to_have_attribute("aria-pressed", "true")
+    expect(korean.get_by_role("button", name="English")).to_have_attribute("aria-pressed", "false")
+    expect(korean.locator("#keys")).to_have_text("Enter로 보내기 · Shift+Enter로 줄바꿈")
+
+    # An answer, its sources and its status; then the page's own errors and the server's.
+    upstream.api.enqueue(Scenario(deltas=["첫 번째 ", "부분만 ", "보냅니다."], terminal="stall"))
+    ask(korean, "어떤 프로젝트를 했나요?")
+    answers = korean.get_by_role("article", name="답변")
+    expect(answers.nth(0).locator(".typing")).to_have_text("답변하는 중…")
+    expect(answers.nth(0).locator(".answer")).to_have_text("첫 번째 부분만 보냅니다.")
+    expect(answers.nth(0).locator(".sources-title")).to_have_text("출처")
+    korean.get_by_role("button", name="중지").click()
+    expect(answers.nth(0).locator(".ending")).to_have_text("중지했습니다.")
+    expect(korean.locator("#status")).to_have_text("답변을 중지했습니다.")
+    korean.route(f"**{SSE_PATH}", rate_limited)
+    ask(korean, "지금 되나요?")
+    expect(answers.nth(1).locator(".ending")).to_have_text(
+        "질문이 너무 많습니다. 17초 후에 다시 시도해 주세요."
+    )
+    korean.unroute(f"**{SSE_PATH}")
+    korean.route(f"**{SSE_PATH}", lambda route: route.abort("connectionrefused"))
+    ask(korean, "지금은요?")
+    expect(answers.nth(2).locator(".ending")).to_have_text(
+        "서버에 연결할 수 없습니다. 인터넷 연결을 확인하고 다시 시도해 주세요."
+    )
+    korean.unroute(f"**{SSE_PATH}")
+    ask(korean, "가" * (MAX_INPUT_CHARS + 1))
+    expect(answers.nth(3).locator(".ending")).to_have_text(
+        f"질문이 너무 깁니다({MAX_INPUT_CHARS + 1}자, 최대 {MAX_INPUT_CHARS}자). "
+        "질문을 줄여 주세요."
+    )
+    expect(korean.locator("#status")).to_have_text("답변을 끝내지 못했습니다.")
+
+    # The switch: everything on the page in English, what was shown before included.
+    korean.get_by_role("button", name="English").click()
+    expect(korean.locator("html")).to_have_attribute("lang", "en")
+    expect(korean).to_have_title("Ask the Applicant · 지원자에게 무엇이든 물어봐!")
+    expect(korean.get_by_role("textbox", name="Your question")).to_have_attribute(
+        "placeholder", "Ask about the applicant…"
+    )
+    expect(korean.get_by_role("button", name="Send")).to_be_visible()
+    answers = korean.get_by_role("article", name="Answer")
+    expect(answers).to_have_count(4)
+    expect(answers.nth(0).locator(".sources-title")).to_have_text("Sources")
+    expect(answers.nth(0).locator(".ending")).to_have_text("Stopped.")
+    expect(answers.nth(1).locator(".ending")).to_have_text(
+        "Too many questions for now. Please try again in 17 seconds."
+    )
+    expect(answers.nth(3).locator(".ending")).to_contain_text(
+        f"the limit is {MAX_INPUT_CHARS}"
+    )  # the server's own message
+    expect(korean.locator("#status")).to_have_text("The answer could not be completed.")
+
+    # The choice is kept: it outweighs the browser's language from now on.
+    korean.reload()
+    expect(korean.locator("html")).to_have_attribute("lang", "en")
+    expect(korean.get_by_role("button", name="English")).to_have_attribute("aria-pressed", "true")
+    korean.get_by_role("button", name="한국어").click()
+    korean.reload()
+    expect(korean.get_by_role("button", name="보내기")).to_be_visible()
+
+    # The first of the browser's languages that the page speaks; English when none is.
+    second_choice = open_tab(locale="fr-FR", languages=["fr-FR", "ko-KR", "en"])
+    expect(second_choice.locator("html")).to_have_attribute("lang", "ko")
+    neither = open_tab(locale="de-DE", languages=["de-DE", "fr"])
+    expect(neither.locator("html")).to_have_attribute("lang", "en")
+    expect(neither.get_by_role("button", name="Send")).to_be_visible()
+
+
+@pytest.mark.parametrize(
+    ("question", "contact", "other_language"),
+    [
+        ("희망 연봉은 얼마인가요?", "이메일: minji.kim@example.com", "Email"),
+        ("What are her salary expectations?", "Email: minji.kim@example.com", "이메일"),
+    ],
+)
+def test_the_contact_block_is_in_the_language_of_the_question(
+    page: Page, upstream: RunningFake, question: str, contact: str, other_language: str
+) -> None:
+    # Salary is a topic the sample profile's policy declines, with the contact: no model call.
+    ask(page, question)
+    answer = page.locator(".message.assistant")
+    expect(answer).to_have_attribute("data-state", "done")
+    expect(answer.locator(".answer")).to_contain_text(contact)
+    expect(answer.locator(".answer")).not_to_contain_text(other_language)
+    assert upstream.api.requests == []
+
+
+def test_the_question_stays_in_the_box_after_an_error_ready_to_send_again(
+    page: Page, upstream: RunningFake
+) -> None:
+    sent = sse_requests(page)
+    question = page.get_by_role("textbox", name="Your question")
+    answers = page.locator(".message.assistant")
+    asked = "언제부터 출근할 수 있나요?\nWhen can she start?"
+
+    page.route(f"**{SSE_PATH}", rate_limited)
+    question.fill(asked)
+    question.press("Enter")
+    expect(answers.nth(0)).to_have_attribute("data-state", "error")
+    expect(question).to_have_value(asked)
+    page.unroute(f"**{SSE_PATH}")
+
+    page.route(f"**{SSE_PATH}", lambda route: route.abort("connectionrefused"))
+    question.press("Enter")  # as it is: the same question again
+    expect(answers.nth(1)).to_have_attribute("data-state", "error")
+    expect(question).to_have_value(asked)
+    page.unroute(f"**{SSE_PATH}")
+
+    # The model fails after some text: the question is back too.
+    upstream.api.enqueue(Scenario(deltas=["She can ", "start"], terminal="failed"))
+    question.press("Enter")
+    expect(answers.nth(2)).to_have_attribute("data-state", "error")
+    expect(question).to_have_value(asked)
+
+    question.press("Enter")
+    expect(answers.nth(3)).to_have_attribute("data-state", "done")
+    expect(question).to_have_value("")
+    assert [body["input"] for body in sent] == [asked] * 4
+
+    # What the recruiter typed meanwhile is not replaced.
+    upstream.api.enqueue(Scenario(deltas=["Partial"], terminal="stall"))
+    ask(page, "Another question")
+    expect(answers.nth(4).locator(".answer")).to_have_text("Partial")
+    question.fill("typed while waiting")
+    upstream.api.release_stalled_streams()
+    expect(answers.nth(4)).to_have_attribute("data-state", "error")
+    expect(question).to_have_value("typed while waiting")
+
+
+LONG_ANSWER = "\n\n".join(
+    ["## 김민지의 경력 요약"]
+    + [
+        f"{year}년: 한빛페이와 소라물류에서 결제 플랫폼, 배차 시스템, 쿠버네티스 인프라를 "
+        f"맡아 지연 시간을 줄이고 비용을 절감했습니다 [1]."
+        for year in range(2005, 2027)
+    ]
+)
+
+
+def test_on_a_phone_a_finished_answer_is_shown_from_its_first_line(
+    open_tab: OpenTab, upstream: RunningFake
+) -> None:
+    phone = open_tab(locale="ko-KR", viewport={"width": 390, "height": 844})
+    upstream.api.enqueue(
+        Scenario(deltas=split_into_deltas(LONG_ANSWER, 8), delay_between_deltas=0.002)
+    )
+    ask(phone, "김민지의 경력을 자세히 알려 주세요.")
+    answer = phone.locator(".message.assistant")
+    expect(answer).to_have_attribute("data-state", "done")
+    expect(answer.locator(".sources-list li").first).to_be_attached()
+
+    answer_box = answer.bounding_box()
+    first_line = answer.locator(".answer > :first-child").bounding_box()
+    composer = phone.locator("#ask").bounding_box()
+    assert answer_box is not None
+    assert first_line is not None
+    assert composer is not None
+    assert answer_box["height"] > 844  # longer than the screen: it cannot all be in view
+    # The first line is on screen, above the question box (positions are in the viewport).
+    assert first_line["y"] >= 0
+    assert first_line["y"] + first_line["height"] <= composer["y"]
+    expect(answer.locator(".answer > :first-child")).to_have_text("김민지의 경력 요약")
+
+
+HOSTILE_ANSWER = """\
+<script>window.pwned = "script"</script>
+<img src=x onerror="window.pwned = 'img'">
+<svg onload="window.pwned = 'svg'"></svg><iframe src="javascript:window.pwned='iframe'"></iframe>
+[click me](javascript:window.pwned='link') <a href="javascript:window.pwned='a'">raw</a>
+[data](data:text/html,<script>window.pwned='data'</script>) <javascript:window.pwned='auto'>
+**<b onmouseover="window.pwned='bold'">bold</b>** ![pixel](https://evil.example/pixel.png)
+| <img src=x onerror="window.pwned='cell'"> | b |
+|---|---|
+| [ok](https://example.com/safe) | <style>body{display:none}</style> |
+"""
+
+
+def test_a_hostile_answer_is_shown_as_text_and_runs_nothing(
+    page: Page, upstream: RunningFake
+) -> None:
+    upstream.api.enqueue(
+        Scenario(deltas=split_into_deltas(HOSTILE_ANSWER, 5), delay_between_deltas=0.002)
+    )
+    ask(page, "What did Minji lead?")
+    answer = page.locator(".message.assistant")
+    expect(answer).to_have_attribute("data-state", "done")
+    body = answer.locator(".answer")
+    for tag in ("script", "img", "svg", "iframe", "style", "b"):
+        expect(body.locator(tag)).to_have_count(0)
+    found = page.evaluate(
+        """() => {
+            const body = document.querySelector(".message.assistant .answer");
+            const nodes = [...body.querySelectorAll("*")];
+            return {
+                handlers: nodes.flatMap((node) => [...node.attributes])
+                    .map((attribute) => attribute.name)
+                    .filter((name) => name.startsWith("on") || name === "style" || name === "src"),
+                links: [...body.querySelectorAll("a")].map((a) => a.getAttribute("href")),
+                pwned: window.pwned === undefined ? null : String(window.pwned),
+            };
+        }"""
+    )
+    assert found["handlers"] == []
+    assert found["links"] == ["https://example.com/safe"]
+    body.hover()
+    page.get_by_text("click me", exact=False).click()
+    assert page.evaluate("window.pwned === undefined")
+    # The markup is there, as the model wrote it, as text.
+    expect(body).to_contain_text('<script>window.pwned = "script"</script>')
+    expect(body).to_contain_text("<img src=x onerror=")
+    expect(body.locator("table")).to_have_count(1)
 
 
 # --- the page's JavaScript, in the browser ------------------------------------------------
@@ -567,9 +884,28 @@ def test_markdown_renders_what_models_write(script_page: Page) -> None:
     assert {"blockquote", "hr", "ul", "li"} <= set(rendered["tags"])
     code = render(script_page, "```python\nprint('**not bold**')\n")
     assert code["tags"] == ["pre", "code"]
-    assert code["text"] == "print('**not bold**')"  # an unclosed fence, while streaming
+    # An unclosed fence, while streaming: code to the end, its asterisks as written.
+    assert code["text"].rstrip("\n") == "print('**not bold**')"
     lists = render(script_page, "경력:\n2023. 3월부터 리드\n\n주요 성과:\n1. 이전\n2. 절감")
     assert lists["tags"] == ["p", "br", "p", "ol", "li", "li"]
-    korean = render(script_page, "**결과:**입니다 그리고 snake_case_name")
-    assert korean["tags"] == ["p", "strong"]
-    assert korean["text"] == "결과:입니다 그리고 snake_case_name"
+    table = render(script_page, "| 연도 | 회사 |\n|---:|:---:|\n| 2021 | 한빛페이 |")
+    assert "style" not in table["attributes"]  # the CSP forbids inline styles: classes instead
+    assert 'class="align-right"' in table["html"]
+    assert 'class="align-center"' in table["html"]
+
+
+def test_korean_particles_stay_outside_links_and_emphasis(script_page: Page) -> None:
+    korean = render(
+        script_page,
+        "**한빛페이**에서 일했고 snake_case_name을 썼습니다. minji.kim@example.com으로 "
+        "연락하거나 https://github.com/minji-kim-example에서 보세요.",
+    )
+    assert korean["tags"] == ["p", "strong", "a", "a"]
+    assert korean["text"].strip() == (
+        "한빛페이에서 일했고 snake_case_name을 썼습니다. minji.kim@example.com으로 "
+        "연락하거나 https://github.com/minji-kim-example에서 보세요."
+    )
+    assert [link[:2] for link in korean["links"]] == [
+        ["minji.kim@example.com", "mailto:minji.kim@example.com"],
+        ["https://github.com/minji-kim-example", "https://github.com/minji-kim-example"],
+    ]

@@ -150,6 +150,23 @@ async def test_question_is_grounded_in_matching_passages() -> None:
     assert "jane@example.com" in request.contact.text
 
 
+@pytest.mark.parametrize(
+    ("question", "contact_line"),
+    [
+        ("What is Jane's favourite food?", "Email: jane@example.com"),
+        ("제인이 가장 좋아하는 음식은 무엇인가요?", "이메일: jane@example.com"),
+    ],
+)
+async def test_the_contact_given_to_the_engine_is_in_the_question_language(
+    question: str, contact_line: str
+) -> None:
+    engine = ScriptedEngine()
+    await make_ask(engine).answer([user(question)])
+    contact = engine.requests[0].contact
+    assert contact is not None
+    assert contact.text == contact_line
+
+
 async def test_korean_question_with_particles_finds_korean_passage() -> None:
     engine = ScriptedEngine()
     await make_ask(engine).answer([user("쿠버네티스 경험이 있나요?")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.page import ASSET_CACHE, ASSET_TYPES, PAGE_CACHE, PAGE_CSP, STATIC_DIR
 from bootstrap import create_app
-from settings import Settings
+from settings import PROJECT_ROOT, Settings
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
 
@@ -61,7 +62,14 @@ def test_the_page_is_html_under_a_strict_policy_of_its_own(client: TestClient) -
 def test_the_page_loads_its_scripts_in_order_and_nothing_inline(client: TestClient) -> None:
     parts = page_parts(client.get("/").text)
     scripts = [attributes.get("src") for tag, attributes in parts.tags if tag == "script"]
-    assert scripts == ["/static/sse.js", "/static/markdown.js", "/static/chat.js"]
+    assert scripts == [
+        "/static/i18n.js",
+        "/static/sse.js",
+        "/static/vendor/markdown-it/markdown-it.umd.min.js",
+        "/static/vendor/dompurify/purify.min.js",
+        "/static/markdown.js",
+        "/static/chat.js",
+    ]
     assert not [tag for tag, _ in parts.tags if tag == "style"]
     for tag, attributes in parts.tags:
         assert "style" not in attributes, tag
@@ -80,7 +88,8 @@ def test_the_page_references_no_other_origin(client: TestClient) -> None:
     for reference in references:
         assert reference.startswith(("/static/", "#")), reference
         assert not reference.startswith("//"), reference
-    for name in ("index.html", *ASSET_TYPES):
+    # The vendored libraries are checked in test_vendored_libraries_are_the_pinned_versions.
+    for name in ("index.html", *(name for name in ASSET_TYPES if not name.startswith("vendor/"))):
         code = without_comments((STATIC_DIR / name).read_text(encoding="utf-8"))
         # The SVG's XML namespace is a name, not a request.
         code = code.replace('xmlns="http://www.w3.org/2000/svg"', "")
@@ -126,7 +135,15 @@ def test_head_is_answered_for_cloudfront(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/static/missing.js", "/static/..%2Fpage.py", "/static/index.html", "/static/"]
+    "path",
+    [
+        "/static/missing.js",
+        "/static/..%2Fpage.py",
+        "/static/vendor/..%2F..%2Fpage.py",
+        "/static/vendor/dompurify/LICENSE",
+        "/static/index.html",
+        "/static/",
+    ],
 )
 def test_only_the_listed_files_are_served(client: TestClient, path: str) -> None:
     response = client.get(path)
@@ -138,3 +155,27 @@ def test_the_page_is_not_part_of_the_api_schema(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/" not in paths
     assert not [path for path in paths if path.startswith("/static")]
+
+
+def test_vendored_libraries_are_the_pinned_versions_with_their_licences() -> None:
+    lock = json.loads((PROJECT_ROOT / "tools" / "vendor" / "package-lock.json").read_text())
+    pinned = {
+        name: lock["packages"][f"node_modules/{name}"]["version"]
+        for name in ("markdown-it", "dompurify")
+    }
+    versions = (STATIC_DIR / "vendor" / "VERSIONS").read_text().split("\n")
+    assert sorted(line for line in versions if line) == sorted(
+        f"{name} {version}" for name, version in pinned.items()
+    )
+    vendored = [name for name in ASSET_TYPES if name.startswith("vendor/")]
+    assert {name.split("/")[1] for name in vendored} == set(pinned)
+    for name in vendored:
+        library = (STATIC_DIR / name).parent
+        assert (library / "LICENSE").read_text().strip(), library
+    banner = (STATIC_DIR / "vendor" / "dompurify" / "purify.min.js").read_text()[:200]
+    assert f"DOMPurify {pinned['dompurify']}" in banner
+    # The page's CSP has no 'unsafe-eval': the libraries must not need it.
+    for name in vendored:
+        code = (STATIC_DIR / name).read_text()
+        assert "new Function(" not in code, name
+        assert not re.search(r"\beval\(", code), name

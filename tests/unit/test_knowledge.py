@@ -290,6 +290,21 @@ def test_empty_index_finds_nothing() -> None:
     assert Bm25KnowledgeIndex([]).search("anything", 3) == []
 
 
+def test_the_contact_is_in_the_language_asked_for_when_the_documents_have_it(
+    sample: Bm25KnowledgeIndex,
+) -> None:
+    korean, english = sample.contact("ko"), sample.contact("en")
+    assert korean is not None
+    assert english is not None
+    assert korean.heading_path[-1] == "연락처"
+    assert "이메일: minji.kim@example.com" in korean.text
+    assert english.heading_path[-1] == "Contact"
+    assert "Email: minji.kim@example.com" in english.text
+    # A one-language profile has one contact block, given whatever the language.
+    only_english = Bm25KnowledgeIndex([p for p in sample.passages if p.source.startswith("en/")])
+    assert only_english.contact("ko") == only_english.contact() == english
+
+
 def test_the_contact_is_the_passage_with_an_email_line_when_no_heading_names_it() -> None:
     header = Passage("resume.md", ("Jane Doe",), "Email: jane@example.com\nPhone: 010-0000-0000")
     other = Passage("resume.md", ("Jane Doe", "Skills"), "Go, Kotlin")

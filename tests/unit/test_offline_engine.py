@@ -5,7 +5,7 @@ import re
 import pytest
 
 from domain.models import AnswerDone, AnswerRequest, Message, Passage, RetrievedPassage, TextDelta
-from domain.policy import unsure_intro
+from domain.policy import detect_language, unsure_intro
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.offline_engine import OfflineEngine
 from settings import SAMPLE_PROFILE_DIR
@@ -31,7 +31,7 @@ def request_for(sample: Bm25KnowledgeIndex, question: str) -> AnswerRequest:
         messages=(Message("user", question),),
         model="offline",
         grounding=tuple(sample.search(question, 4)),
-        contact=sample.contact(),
+        contact=sample.contact(detect_language(question)),
     )
 
 
@@ -122,18 +122,29 @@ async def test_an_unsure_answer_gives_the_nearest_sentence_marked_and_the_contac
 
 
 @pytest.mark.parametrize(
-    ("question", "expected"),
+    ("question", "expected", "contact", "other_language"),
     [
-        ("What is her favorite food?", "The applicant's profile does not cover this question."),
-        ("좋아하는 음식은 무엇인가요?", "지원자의 프로필 문서에는 이 질문에 대한 내용이 없습니다."),
+        (
+            "What is her favorite food?",
+            "The applicant's profile does not cover this question.",
+            "- Email: minji.kim@example.com",
+            "이메일",
+        ),
+        (
+            "좋아하는 음식은 무엇인가요?",
+            "지원자의 프로필 문서에는 이 질문에 대한 내용이 없습니다.",
+            "- 이메일: minji.kim@example.com",
+            "Email",
+        ),
     ],
 )
-async def test_uncovered_question_says_so_and_gives_the_contact(
-    sample: Bm25KnowledgeIndex, question: str, expected: str
+async def test_uncovered_question_says_so_and_gives_the_contact_in_its_language(
+    sample: Bm25KnowledgeIndex, question: str, expected: str, contact: str, other_language: str
 ) -> None:
     text = await answer(sample, question)
     assert text.startswith(expected)
-    assert "minji.kim@example.com" in text
+    assert contact in text
+    assert other_language not in text
 
 
 async def test_answer_streams_line_by_line_and_rebuilds_exactly(

@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deltas", type=int, default=2)
     parser.add_argument("--profile", type=Path, help="write cProfile statistics here")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--database-url", help="instead of a new SQLite file")
     parser.add_argument("--serve-profiled", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_profiled:
@@ -133,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_scenario(upstream, args.deltas, 0.0)
             env = {"HOST": "127.0.0.1", "PORT": str(port)}
             env |= app_environment(
-                f"{upstream.origin}/v1", f"sqlite+aiosqlite:///{Path(folder) / 'app.db'}"
+                f"{upstream.origin}/v1",
+                args.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'app.db'}",
             )
             stats = args.profile.resolve() if args.profile else Path(folder) / "unused.prof"
             server_argv = ["-m", "bench.start_profile", "--serve-profiled", str(stats)]

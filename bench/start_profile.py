@@ -24,6 +24,7 @@ import signal
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,6 +74,25 @@ def serve_profiled(out: Path) -> None:
         running = not running
 
     signal.signal(signal.SIGUSR1, toggle)
+    snapshots: list[tracemalloc.Snapshot] = []
+
+    def snapshot(_signum: int, _frame: object) -> None:
+        snapshots.append(tracemalloc.take_snapshot())
+        if len(snapshots) == 2:
+            before, after = snapshots
+            grown = after.compare_to(before, "filename")
+            total = sum(stat.size_diff for stat in grown)
+            lines = [f"heap grew by {total / 1024:.0f} KiB in all"]
+            lines += [
+                f"{stat.size_diff / 1024:8.0f} KiB {stat.count_diff:7d} objects  "
+                f"{stat.traceback[0].filename}"
+                for stat in grown[:30]
+            ]
+            out.with_suffix(".mem").write_text("\n".join(lines))
+
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        tracemalloc.start()
+        signal.signal(signal.SIGUSR2, snapshot)
     serve(app, settings)
 
 
@@ -91,6 +111,31 @@ async def burst(client: httpx2.AsyncClient, origin: str, size: int) -> float:
 
     firsts = sorted(await asyncio.gather(*(one(n) for n in range(size))))
     return firsts[len(firsts) // 2]
+
+
+async def hold(pid: int, origin: str, size: int) -> None:
+    """``size`` streams opened at once; a heap snapshot before, and once each has a delta."""
+    limits = httpx2.Limits(max_connections=size, max_keepalive_connections=0)
+    async with httpx2.AsyncClient(limits=limits, timeout=60) as client:
+        await burst(client, origin, 5)
+        os.kill(pid, signal.SIGUSR2)
+        await asyncio.sleep(1)
+        opened: list[asyncio.Event] = [asyncio.Event() for _ in range(size)]
+
+        async def one(n: int) -> None:
+            body = {"input": QUESTIONS[n % len(QUESTIONS)]}
+            async with client.stream("POST", origin + SSE_PATH, json=body) as response:
+                async for chunk in response.aiter_bytes():
+                    if b"\ndata:" in chunk or chunk.startswith(b"data:"):
+                        opened[n].set()
+
+        streams = [asyncio.create_task(one(n)) for n in range(size)]
+        await asyncio.gather(*(event.wait() for event in opened))
+        os.kill(pid, signal.SIGUSR2)
+        await asyncio.sleep(0.5)
+        for stream in streams:
+            stream.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
 
 
 async def drive(pid: int, origin: str, size: int, bursts: int, profiled: bool) -> None:
@@ -121,6 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="write cProfile statistics here")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--database-url", help="instead of a new SQLite file")
+    parser.add_argument(
+        "--hold",
+        type=int,
+        help="instead of bursts: hold this many paced streams open and report what the heap "
+        "grew by, per file (tracemalloc)",
+    )
     parser.add_argument("--serve-profiled", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_profiled:
@@ -131,8 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv_upstream = ["-m", "bench.upstream", "--port", str(upstream_port)]
         with started("upstream", argv_upstream, upstream_port, {}) as upstream:
             wait_until_listening(upstream, "/health")
-            set_scenario(upstream, args.deltas, 0.0)
+            set_scenario(upstream, 200 if args.hold else args.deltas, 0.02 if args.hold else 0.0)
             env = {"HOST": "127.0.0.1", "PORT": str(port)}
+            if args.hold:
+                env["BENCH_TRACEMALLOC"] = "1"
             env |= app_environment(
                 f"{upstream.origin}/v1",
                 args.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'app.db'}",
@@ -141,6 +194,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             server_argv = ["-m", "bench.start_profile", "--serve-profiled", str(stats)]
             with started("app", server_argv, port, env) as server:
                 wait_until_listening(server, "/ready")
+                if args.hold:
+                    asyncio.run(hold(server.pid, server.origin, args.hold))
+                    memory = stats.with_suffix(".mem")
+                    deadline = time.monotonic() + 120
+                    while not memory.exists() and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                    time.sleep(0.5)
+                    print(memory.read_text())
+                    return 0
                 asyncio.run(
                     drive(server.pid, server.origin, args.burst, args.bursts, bool(args.profile))
                 )

@@ -8,7 +8,7 @@ differ only in how many passages they want and which language and earlier questi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from domain.disclosure import DisclosurePolicy
 from domain.follow_up import Entry, anchor, asks_before, leans_on_previous, preceding, timeline
@@ -43,15 +43,36 @@ about, when the passages it was answered with do not (across languages)."""
 
 CONFIDENT_COVERAGE = 0.95
 """When the best lexical passage covers this much of the query (its terms, or their glossary
-translations, all found), semantic search is not asked: the embeddings call (a network round
-trip before the model can be called) would only confirm it. Half the evaluation set's
-questions skip it (and a tenth are declined before any search); all but one of the answerable
-ones among them find an acceptable source lexically (``python -m bench.semantic_skip``)."""
+translations, all found), semantic search may be skipped: the embeddings call (a network round
+trip before the model can be called) would only confirm it (``python -m bench.semantic_skip``
+counts how often, and how often wrongly, on the evaluation sets)."""
 
 
-def lexically_confident(hits: Sequence[RetrievedPassage]) -> bool:
-    """Whether lexical ranking answers the query well enough that embeddings are not asked."""
-    return bool(hits) and hits[0].score >= CONFIDENT_COVERAGE
+def lexically_confident(
+    hits: Sequence[RetrievedPassage],
+    language: Language,
+    *,
+    follow_up: bool = False,
+    twin: Callable[[Passage], Passage | None] | None = None,
+) -> bool:
+    """Whether lexical ranking answers a query in ``language`` well enough that embeddings
+    are not asked.
+
+    Only when the best passages (the first and any that cover the query as much) cover the
+    whole query in the query's own language, each of them or its translation (``twin``, as
+    ``KnowledgeIndex.twin``). A best passage in the other language matched through the
+    glossary's translations, or tied with passages in the other language that say something
+    else, leaves open which one holds the fact: the embeddings decide. Never for a follow-up
+    (a question asked after others, or searched with the one before it): its words lean on
+    the conversation, so covering them proves little.
+    """
+    if follow_up or not hits or hits[0].score < CONFIDENT_COVERAGE:
+        return False
+    tied = [hit.passage for hit in hits if hit.score >= hits[0].score]
+    own = {passage for passage in tied if passage_language(passage) == language}
+    return bool(own) and all(
+        passage in own or (twin is not None and twin(passage) in own) for passage in tied
+    )
 
 
 class SearchProfile:
@@ -96,7 +117,8 @@ class SearchProfile:
         least ``limit``). ``earlier`` are the recruiter's earlier questions, oldest first: a
         follow-up that matches little by itself is also searched with the last of them.
         """
-        language = language or detect_language(query)
+        asked_in = detect_language(query)
+        language = language or asked_in
         decline = self._disclosure.decline(query, language, self._knowledge.contact(language))
         if decline is not None:
             return SearchResult((), decline)
@@ -107,9 +129,12 @@ class SearchProfile:
                 resolved = [RetrievedPassage(passage, 1.0) for passage in entry.grounding]
                 chosen = choose_sources(resolved, language, limit, self._knowledge.twin)
                 return SearchResult(chosen)
-        hits = await self._retrieve(query, depth)
+        follow_up = bool(earlier)
+        hits = await self._retrieve(query, depth, asked_in, follow_up=follow_up)
         if earlier and (not hits or hits[0].score < FOLLOW_UP_COVERAGE):
-            with_context = await self._retrieve(f"{earlier[-1]}\n{query}", depth)
+            with_context = await self._retrieve(
+                f"{earlier[-1]}\n{query}", depth, asked_in, follow_up=True
+            )
             if with_context and (not hits or with_context[0].score > hits[0].score):
                 hits = with_context
         elif earlier and leans_on_previous(query):
@@ -170,9 +195,13 @@ class SearchProfile:
             self._timeline = (passages, entries, names)
         return entries, names
 
-    async def _retrieve(self, query: str, limit: int) -> list[RetrievedPassage]:
+    async def _retrieve(
+        self, query: str, limit: int, language: Language, *, follow_up: bool
+    ) -> list[RetrievedPassage]:
         lexical = self._knowledge.search(query, limit)
-        if self._semantic is None or lexically_confident(lexical):
+        if self._semantic is None or lexically_confident(
+            lexical, language, follow_up=follow_up, twin=self._knowledge.twin
+        ):
             return lexical
         semantic = await self._semantic.similar(query, limit)
         return fuse(lexical, semantic, limit)

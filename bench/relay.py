@@ -13,7 +13,9 @@ Responses API server (``bench.upstream``), the server under test and a load gene
   search on, the upstream answering ``/v1/embeddings`` after ``--embeddings-latency``; the
   first asks three questions lexical search does not answer confidently, again and again
   (their vectors are cached after the first time), the second a new question every time
-  (each needs an embeddings call).
+  (each needs an embeddings call);
+- ``app-agents``: the same app with ``ENGINE=agents`` (the OpenAI Agents SDK against the same
+  upstream), in every workload.
 
 Workloads (each target gets a fresh upstream and server per workload and per capacity step,
 unless ``--reuse-servers``):
@@ -62,8 +64,15 @@ from domain.policy import INSTRUCTIONS
 from settings import Settings
 from testing.app_server import PROJECT_ROOT, free_port
 
-Target = Literal["direct", "baseline", "app", "app-semantic", "app-semantic-new"]
-TARGETS: tuple[Target, ...] = ("direct", "baseline", "app", "app-semantic", "app-semantic-new")
+Target = Literal["direct", "baseline", "app", "app-semantic", "app-semantic-new", "app-agents"]
+TARGETS: tuple[Target, ...] = (
+    "direct",
+    "baseline",
+    "app",
+    "app-semantic",
+    "app-semantic-new",
+    "app-agents",
+)
 SEMANTIC_TARGETS: frozenset[Target] = frozenset({"app-semantic", "app-semantic-new"})
 WORKLOADS = ("saturation", "paced", "capacity")
 QUESTIONS = ("어떤 프로젝트를 했나요?", "When can she start?", "Kubernetes 경험이 있나요?")
@@ -200,6 +209,8 @@ class Servers:
         self.started_apps += 1
         env = {"HOST": "127.0.0.1", "PORT": str(port)}
         env |= self.app_environment(f"{upstream.origin}/v1")
+        if target == "app-agents":
+            env["ENGINE"] = "agents"
         if target in SEMANTIC_TARGETS:
             env["SEMANTIC_SEARCH"] = "true"
             env["EMBEDDINGS_CACHE"] = str(self.folder / f"embeddings-{self.started_apps}.sqlite3")
@@ -900,6 +911,17 @@ def verdicts(measurements: Sequence[Measurement], plan: Plan) -> list[Verdict]:
         )
         figure = f"not measured (largest step {largest})" if largest else "not measured"
         results.append(Verdict(name, figure, None))
+    agents = [m for m in measurements if m.target == "app-agents"]
+    name = "ENGINE=agents load-tested, with zero errors (CPU per delta; largest burst)"
+    if agents:
+        figure = ", ".join(
+            f"{m.workload}{f' {m.concurrency}' if m.workload == 'capacity' else ''}: "
+            f"{m.errors} errors, {m.cpu_ms_per_1k:.1f} ms per 1k deltas"
+            for m in agents
+        )
+        results.append(Verdict(name, figure, all(m.errors == 0 for m in agents)))
+    else:
+        results.append(Verdict(name, "not measured", None))
     return results
 
 

@@ -37,7 +37,8 @@ def classify(
             counts[question.kind, "declined"] += 1
             continue
         hits = index.search(question.question, CANDIDATES)
-        if not lexically_confident(hits):
+        follow_up = question.after is not None
+        if not lexically_confident(hits, language, follow_up=follow_up, twin=index.twin):
             counts[question.kind, "called"] += 1
             continue
         counts[question.kind, "skipped"] += 1

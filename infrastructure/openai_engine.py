@@ -278,14 +278,17 @@ class ResponsesEngine:
         try:
             response = await closing.enter_async_context(
                 self._responses.create(
-                    model=request.model,
-                    instructions=INSTRUCTIONS,
-                    max_output_tokens=self._max_output_tokens,
-                    store=False,
                     stream=True,
-                    # The same JSON as ``input=``, without the SDK's transform of each item
-                    # against every member of the input-item union: 4 ms of CPU per answer.
-                    extra_body={"input": build_input(request)},
+                    # The same JSON as the keyword arguments, without the SDK's transform of
+                    # each value against its declared type (the input items against every
+                    # member of their union: 4 ms of CPU per answer; the rest 0.1 ms more).
+                    extra_body={
+                        "model": request.model,
+                        "instructions": INSTRUCTIONS,
+                        "input": build_input(request),
+                        "max_output_tokens": self._max_output_tokens,
+                        "store": False,
+                    },
                 )
             )
         except openai.OpenAIError as error:

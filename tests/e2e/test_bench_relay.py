@@ -16,7 +16,7 @@ from testing.app_server import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
-TARGETS = {"direct", "baseline", "app"}
+TARGETS = {"direct", "baseline", "app", "app-agents"}
 WORKLOADS = {"saturation", "paced", "capacity"}
 # Semantic search changes the time to first delta: measured in the paced workload only.
 SEMANTIC_TARGETS = {"app-semantic", "app-semantic-new"}
@@ -43,3 +43,4 @@ def test_quick_relay_benchmark_measures_every_target_without_errors(tmp_path: Pa
         assert measurement["summary"]["errors"] == 0, (label, measurement["load"]["error_samples"])
         assert measurement["summary"]["deltas"] > 0, label
     assert "targets:" in finished.stdout
+    assert "ENGINE=agents load-tested" in finished.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 from collections.abc import Iterator
@@ -330,6 +331,25 @@ def test_the_server_runs_on_asyncios_event_loop(monkeypatch: pytest.MonkeyPatch)
     # uvloop accepts one connection per turn of the loop: under load a burst of new
     # connections would wait seconds to be accepted (docs/performance.md, third round).
     options: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **given: options.update(given))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **given: options.update(given, app=app))
     serve(create_app(settings()), settings())
     assert options["loop"] == "asyncio"
+    assert options["app"].state.freeze_heap
+
+
+def test_a_served_app_freezes_its_start_up_heap_until_it_stops(engine: ScriptedEngine) -> None:
+    app = create_app(
+        settings(), knowledge=small_profile(), engine=engine, conversations=InMemoryConversations()
+    )
+    app.state.freeze_heap = True  # as ``api.app.serve`` does
+    assert gc.get_freeze_count() == 0
+
+    with TestClient(app) as test_client:
+        assert gc.get_freeze_count() > 0
+        assert ask_sse(test_client, {"input": "Hello"}).names[-1] == "done"
+
+    assert gc.get_freeze_count() == 0
+
+
+def test_an_app_not_served_leaves_the_collector_alone(client: TestClient) -> None:
+    assert gc.get_freeze_count() == 0

@@ -16,14 +16,14 @@ from application.ask import AskApplicant
 from application.search import CONFIDENT_COVERAGE, SearchProfile, lexically_confident
 from bootstrap import bootstrap
 from domain.disclosure import DisclosurePolicy, UndisclosedTopic
-from domain.models import AnswerRequest, Message, RetrievedPassage
-from domain.policy import MIN_COVERAGE
+from domain.models import AnswerRequest, Message, Passage, RetrievedPassage
+from domain.policy import MIN_COVERAGE, passage_language
 from infrastructure.agents_engine import AgentsEngine
 from infrastructure.disclosure_file import load_disclosure_policy
-from infrastructure.knowledge import Bm25KnowledgeIndex, load_passages
+from infrastructure.knowledge import Bm25KnowledgeIndex, load_passages, split_markdown
 from settings import Settings
 from tests.agents_fakes import ScriptedProvider, streamed_text
-from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
+from tests.fakes import PROFILE_EN, InMemoryConversations, ScriptedEngine, small_profile
 
 SAMPLE_PROFILE_DIR = Path(__file__).resolve().parents[2] / "sample_profile"
 
@@ -188,12 +188,75 @@ async def test_a_question_lexical_search_covers_only_in_part_asks_the_embeddings
 
 def test_lexical_confidence_is_the_best_passage_covering_the_whole_question() -> None:
     passage = small_profile().passages[0]
-    assert lexically_confident([RetrievedPassage(passage, 1.0)])
-    assert lexically_confident([RetrievedPassage(passage, CONFIDENT_COVERAGE)])
-    assert not lexically_confident([RetrievedPassage(passage, CONFIDENT_COVERAGE - 0.01)])
+    assert lexically_confident([RetrievedPassage(passage, 1.0)], "en")
+    assert lexically_confident([RetrievedPassage(passage, CONFIDENT_COVERAGE)], "en")
+    assert not lexically_confident([RetrievedPassage(passage, CONFIDENT_COVERAGE - 0.01)], "en")
     # The first lexical passage decides, as it ranks first: a full match further down does not.
-    assert not lexically_confident([RetrievedPassage(passage, 0.4), RetrievedPassage(passage, 1.0)])
-    assert not lexically_confident([])
+    assert not lexically_confident(
+        [RetrievedPassage(passage, 0.4), RetrievedPassage(passage, 1.0)], "en"
+    )
+    assert not lexically_confident([], "en")
+
+
+def english_and_korean() -> tuple[Passage, Passage]:
+    profile = small_profile()
+    english = next(p for p in profile.passages if passage_language(p) == "en")
+    korean = next(p for p in profile.passages if passage_language(p) == "ko")
+    return english, korean
+
+
+def test_a_full_match_in_the_other_language_is_not_confident() -> None:
+    english, korean = english_and_korean()
+
+    assert not lexically_confident([RetrievedPassage(english, 1.0)], "ko")
+    assert not lexically_confident([RetrievedPassage(korean, 1.0)], "en")
+    assert lexically_confident([RetrievedPassage(korean, 1.0)], "ko")
+
+
+def test_a_full_match_tied_with_another_language_s_passage_is_not_confident() -> None:
+    english, korean = english_and_korean()
+    tied = [RetrievedPassage(english, 1.0), RetrievedPassage(korean, 1.0)]
+
+    assert not lexically_confident(tied, "en")
+    # Below the best, a passage in the other language does not matter.
+    assert lexically_confident([tied[0], RetrievedPassage(korean, 0.9)], "en")
+
+
+def test_a_full_match_tied_with_its_own_translation_is_confident() -> None:
+    english, korean = english_and_korean()
+    twins = {korean: english, english: korean}
+    tied = [RetrievedPassage(korean, 1.0), RetrievedPassage(english, 1.0)]
+
+    assert lexically_confident(tied, "en", twin=twins.get)
+    assert lexically_confident(tied, "ko", twin=twins.get)
+    assert not lexically_confident(tied, "en", twin={}.get)
+
+
+def test_a_follow_up_is_never_confident() -> None:
+    english, _ = english_and_korean()
+
+    assert not lexically_confident([RetrievedPassage(english, 1.0)], "en", follow_up=True)
+
+
+async def test_a_question_fully_matched_in_the_other_language_asks_the_embeddings() -> None:
+    english_only = Bm25KnowledgeIndex(split_markdown("en/profile.md", PROFILE_EN))
+    [best] = english_only.search("쿠버네티스 플랫폼", 4)
+    assert best.score >= CONFIDENT_COVERAGE
+    semantic = SemanticFake("led the search team")
+    search = SearchProfile(english_only, semantic=semantic)
+
+    await search.search("쿠버네티스 플랫폼")
+
+    assert semantic.asked == [("쿠버네티스 플랫폼", 4)]
+
+
+async def test_a_follow_up_lexical_search_answers_fully_still_asks_the_embeddings() -> None:
+    semantic = SemanticFake("led the search team")
+    search = SearchProfile(small_profile(), semantic=semantic)
+
+    await search.search("Kubernetes platform", earlier=["Where does she work?"])
+
+    assert semantic.asked == [("Kubernetes platform", 4)]
 
 
 # --- every caller goes through it ----------------------------------------------------------

@@ -1,0 +1,222 @@
+"""What starting an answer costs the server: ``uv run python -m bench.start_profile``.
+
+Starts the fake Responses API (answers of ``--deltas`` deltas, no pacing) and the app as
+``bench.relay`` runs it (SQLite, semantic search off), warms it up, then sends ``--bursts``
+bursts of ``--burst`` questions at once, each read to its end, and reports the server's CPU
+time (utime + stime, from ``/proc``) per answer. Short answers make that mostly the cost of
+starting one: validation, the rate limit, the search, storing the question, building the
+model request, the middleware and the SSE response.
+
+With ``--profile FILE`` the server runs under cProfile during the bursts only (SIGUSR1 turns
+it on and off) and writes its statistics to FILE; the top functions by cumulative and own time
+are printed. The profiler roughly doubles the CPU figures: compare runs with it off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import os
+import pstats
+import signal
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx2
+
+from bench.processes import started, wait_until_listening
+from bench.relay import QUESTIONS, SSE_PATH, app_environment, cpu_seconds, set_scenario
+from testing.app_server import free_port
+
+
+def serve_profiled(out: Path) -> None:
+    """The app under uvicorn, profiled between two SIGUSR1 (statistics written at the second)."""
+    from api.app import serve
+    from bootstrap import create_app
+    from settings import Settings
+
+    settings = Settings()
+    app = create_app(settings)
+    profiler = cProfile.Profile()
+    running = False
+    collections: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        elif running:
+            collections[info["generation"]].append(time.perf_counter() - began[0])
+
+    gc.callbacks.append(timed)
+
+    def toggle(_signum: int, _frame: object) -> None:
+        nonlocal running
+        if running:
+            profiler.disable()
+            profiler.dump_stats(out)
+            out.with_suffix(".gc").write_text(
+                " ".join(
+                    f"gen{g}: {len(t)} collections {sum(t) * 1000:.0f} ms"
+                    for g, t in collections.items()
+                )
+            )
+        else:
+            for times in collections.values():
+                times.clear()
+            profiler.enable()
+        running = not running
+
+    signal.signal(signal.SIGUSR1, toggle)
+    snapshots: list[tracemalloc.Snapshot] = []
+
+    def snapshot(_signum: int, _frame: object) -> None:
+        snapshots.append(tracemalloc.take_snapshot())
+        if len(snapshots) == 2:
+            before, after = snapshots
+            grown = after.compare_to(before, "filename")
+            total = sum(stat.size_diff for stat in grown)
+            lines = [f"heap grew by {total / 1024:.0f} KiB in all"]
+            lines += [
+                f"{stat.size_diff / 1024:8.0f} KiB {stat.count_diff:7d} objects  "
+                f"{stat.traceback[0].filename}"
+                for stat in grown[:30]
+            ]
+            out.with_suffix(".mem").write_text("\n".join(lines))
+
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        tracemalloc.start()
+        signal.signal(signal.SIGUSR2, snapshot)
+    serve(app, settings)
+
+
+async def burst(client: httpx2.AsyncClient, origin: str, size: int) -> float:
+    """``size`` questions at once, each read to its end; the median time to the first byte."""
+
+    async def one(n: int) -> float:
+        begun = time.perf_counter()
+        body = {"input": QUESTIONS[n % len(QUESTIONS)]}
+        async with client.stream("POST", origin + SSE_PATH, json=body) as response:
+            response.raise_for_status()
+            first = None
+            async for _ in response.aiter_bytes():
+                first = first or time.perf_counter() - begun
+            return first or float("nan")
+
+    firsts = sorted(await asyncio.gather(*(one(n) for n in range(size))))
+    return firsts[len(firsts) // 2]
+
+
+async def hold(pid: int, origin: str, size: int) -> None:
+    """``size`` streams opened at once; a heap snapshot before, and once each has a delta."""
+    limits = httpx2.Limits(max_connections=size, max_keepalive_connections=0)
+    async with httpx2.AsyncClient(limits=limits, timeout=60) as client:
+        await burst(client, origin, 5)
+        os.kill(pid, signal.SIGUSR2)
+        await asyncio.sleep(1)
+        opened: list[asyncio.Event] = [asyncio.Event() for _ in range(size)]
+
+        async def one(n: int) -> None:
+            body = {"input": QUESTIONS[n % len(QUESTIONS)]}
+            async with client.stream("POST", origin + SSE_PATH, json=body) as response:
+                async for chunk in response.aiter_bytes():
+                    if b"\ndata:" in chunk or chunk.startswith(b"data:"):
+                        opened[n].set()
+
+        streams = [asyncio.create_task(one(n)) for n in range(size)]
+        await asyncio.gather(*(event.wait() for event in opened))
+        os.kill(pid, signal.SIGUSR2)
+        await asyncio.sleep(0.5)
+        for stream in streams:
+            stream.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+
+
+async def drive(pid: int, origin: str, size: int, bursts: int, profiled: bool) -> None:
+    limits = httpx2.Limits(max_connections=size, max_keepalive_connections=0)
+    async with httpx2.AsyncClient(limits=limits, timeout=60) as client:
+        await burst(client, origin, min(size, 20))
+        await burst(client, origin, min(size, 20))
+        if profiled:
+            os.kill(pid, signal.SIGUSR1)
+        cpu = cpu_seconds(pid)
+        medians = [await burst(client, origin, size) for _ in range(bursts)]
+        cpu = cpu_seconds(pid) - cpu
+        if profiled:
+            os.kill(pid, signal.SIGUSR1)
+    answers = size * bursts
+    print(
+        f"burst {size} x {bursts}: server CPU {cpu * 1000 / answers:.2f} ms per answer, "
+        f"first byte median {sorted(medians)[len(medians) // 2] * 1000:.0f} ms "
+        f"(load average {os.getloadavg()[0]:.2f})"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.start_profile", description=__doc__)
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--bursts", type=int, default=5)
+    parser.add_argument("--deltas", type=int, default=2)
+    parser.add_argument("--profile", type=Path, help="write cProfile statistics here")
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--database-url", help="instead of a new SQLite file")
+    parser.add_argument(
+        "--hold",
+        type=int,
+        help="instead of bursts: hold this many paced streams open and report what the heap "
+        "grew by, per file (tracemalloc)",
+    )
+    parser.add_argument("--serve-profiled", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_profiled:
+        serve_profiled(args.serve_profiled)
+        return 0
+    with tempfile.TemporaryDirectory() as folder:
+        upstream_port, port = free_port(), free_port()
+        argv_upstream = ["-m", "bench.upstream", "--port", str(upstream_port)]
+        with started("upstream", argv_upstream, upstream_port, {}) as upstream:
+            wait_until_listening(upstream, "/health")
+            set_scenario(upstream, 200 if args.hold else args.deltas, 0.02 if args.hold else 0.0)
+            env = {"HOST": "127.0.0.1", "PORT": str(port)}
+            if args.hold:
+                env["BENCH_TRACEMALLOC"] = "1"
+            env |= app_environment(
+                f"{upstream.origin}/v1",
+                args.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'app.db'}",
+            )
+            stats = args.profile.resolve() if args.profile else Path(folder) / "unused.prof"
+            server_argv = ["-m", "bench.start_profile", "--serve-profiled", str(stats)]
+            with started("app", server_argv, port, env) as server:
+                wait_until_listening(server, "/ready")
+                if args.hold:
+                    asyncio.run(hold(server.pid, server.origin, args.hold))
+                    memory = stats.with_suffix(".mem")
+                    deadline = time.monotonic() + 120
+                    while not memory.exists() and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                    time.sleep(0.5)
+                    print(memory.read_text())
+                    return 0
+                asyncio.run(
+                    drive(server.pid, server.origin, args.burst, args.bursts, bool(args.profile))
+                )
+                if args.profile:
+                    deadline = time.monotonic() + 30
+                    while not stats.exists() and time.monotonic() < deadline:
+                        time.sleep(0.1)
+    if args.profile:
+        print(args.profile.resolve().with_suffix(".gc").read_text())
+        report = pstats.Stats(str(args.profile), stream=sys.stdout)
+        report.sort_stats("cumulative").print_stats(args.top)
+        report.sort_stats("tottime").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

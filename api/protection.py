@@ -136,6 +136,31 @@ def _content_length(scope: Scope) -> int | None:
     return int(value) if value is not None and value.strip().isdigit() else None
 
 
+async def _answer_before_start(
+    app: ASGIApp,
+    scope: Scope,
+    wrapped_receive: Receive,
+    receive: Receive,
+    send: Send,
+    refusal: type[BodyTooLarge | BodyReadTimeout],
+) -> None:
+    """Run ``app`` reading through ``wrapped_receive``; a ``refusal`` raised before the
+    response has started is answered with the usual error body (after, it propagates)."""
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, wrapped_receive, tracking_send)
+    except refusal as error:
+        if started:
+            raise
+        await http_error_response(error)(scope, receive, send)
+
+
 class BodySizeLimit:
     """413 for a request body over ``max_bytes``, before the app sees more than that."""
 
@@ -152,7 +177,6 @@ class BodySizeLimit:
             await http_error_response(BodyTooLarge(self.max_bytes))(scope, receive, send)
             return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -164,17 +188,7 @@ class BodySizeLimit:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge as error:
-            if started:
-                raise
-            await http_error_response(error)(scope, receive, send)
+        await _answer_before_start(self.app, scope, counting_receive, receive, send, BodyTooLarge)
 
 
 class BodyReadDeadline:
@@ -192,7 +206,6 @@ class BodyReadDeadline:
             return
         deadline = math.inf
         complete = False
-        started = False
 
         async def bounded_receive() -> Message:
             nonlocal deadline, complete
@@ -208,17 +221,7 @@ class BodyReadDeadline:
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, bounded_receive, tracking_send)
-        except BodyReadTimeout as error:
-            if started:
-                raise
-            await http_error_response(error)(scope, receive, send)
+        await _answer_before_start(self.app, scope, bounded_receive, receive, send, BodyReadTimeout)
 
 
 def install_protection(app: FastAPI, settings: Settings) -> None:

@@ -197,6 +197,29 @@ async def test_a_question_for_a_figure_is_answered_by_the_sentence_with_the_figu
     assert "35 ms" not in await answer(index, "What happened to the fraud models?")
 
 
+async def test_a_follow_up_about_the_result_is_answered_by_the_sentence_with_the_figure() -> None:
+    """After a question about a project, "그 결과는 어땠나요?": no sentence of the project holds
+    결과, the section was chosen for the question before; its result is the one with a figure."""
+    passage = Passage(
+        "notes.md",
+        ("프로젝트 노트", "2. 정산 시스템 재구축 (2023)"),
+        "정산 금액이 맞지 않는 문제가 자주 생겨서 파이프라인을 이벤트 기반으로 재구축했습니다. "
+        "정산 오류율이 0.3%에서 0.01%로 떨어졌습니다.",
+    )
+    index = Bm25KnowledgeIndex([passage, Passage("cv.md", ("학력",), "한국대학교 졸업.")])
+    request = AnswerRequest(
+        messages=(
+            Message("user", "정산 시스템은 왜 다시 만들었나요?"),
+            Message("user", "그 결과는 어땠나요?"),
+        ),
+        model="offline",
+        grounding=(RetrievedPassage(passage, 0.6),),
+    )
+    text = "".join(OfflineEngine(index).compose(request))
+    assert "0.01%" in sentences_of(text)[0]
+    assert "재구축했습니다" not in text
+
+
 async def test_an_abbreviation_does_not_end_a_sentence() -> None:
     passage = Passage("cv.md", ("Education",), "Yonsei University — B.Eng. in Electronics, 2017.")
     index = Bm25KnowledgeIndex([passage, Passage("cv.md", ("Skills",), "Swift, Kotlin.")])

@@ -221,6 +221,15 @@ def test_paraphrases_find_their_facts_through_the_glossary(
     assert any(fact in hit.passage.text for hit in hits for fact in expected_text)
 
 
+def test_prefer_finds_what_a_korean_document_says_the_applicant_likes() -> None:
+    # "~을 좋아합니다" is how a Korean document says what one prefers.
+    notes = Passage("노트.md", ("노트", "방식"), "작은 단위로 자주 배포하는 것을 좋아합니다.")
+    faq = Passage("faq.txt", (), "I live in Seongnam. I prefer hybrid work.")
+    [top, *_] = Bm25KnowledgeIndex([notes, faq]).search("How does he prefer to deploy?", 2)
+    assert top.passage == notes
+    assert top.score >= 0.5
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

@@ -232,6 +232,15 @@ def test_prefer_finds_what_a_korean_document_says_the_applicant_likes() -> None:
     assert top.score >= 0.5
 
 
+def test_a_part_is_a_team_in_a_korean_organisation() -> None:
+    # 파트 is the unit below a team in many Korean companies: leading one is leading a team.
+    job = Passage("경력.md", ("경력", "누리"), "3명으로 구성된 데이터 파트를 이끌었습니다.")
+    other = Passage("소개.md", ("소개",), "데이터 파이프라인을 설계했습니다.")
+    [top, *_] = Bm25KnowledgeIndex([job, other]).search("팀을 이끈 적이 있나요?", 2)
+    assert top.passage == job
+    assert top.score >= 0.5
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

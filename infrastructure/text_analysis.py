@@ -51,6 +51,16 @@ ENGLISH_STOPWORDS |= {"make", "makes", "made", "making"}
 # programming language ("Does she know Go?").
 _VERB_GO = re.compile(r"\bgo(?=\s+(?:to|for)\b)")
 
+# "based" says where someone lives or works before "in" ("based in Busan") or at the end of a
+# question ("Where is he based?"), else it is "Redis-based", "evidence based".
+_BASED_AT = re.compile(r"(?<![-\w])based(?=\s+(?:in|out of|near)\b|\s*[?!]|\s*$)")
+
+
+def _normalized(text: str) -> str:
+    lowered = unicodedata.normalize("NFKC", text).lower()
+    return _BASED_AT.sub("located", _VERB_GO.sub(" ", lowered))
+
+
 # Bigrams of Korean question forms and fillers: they say how something is asked, not what.
 KOREAN_STOP_BIGRAMS = frozenset(
     """나요 했나 있나 하나 어떤 무엇 엇을 엇인 인가 가요 니까 습니 세요 주세 알려 려주 해주 어요
@@ -136,7 +146,7 @@ def _korean_terms(stem: str) -> tuple[str, ...]:
 def _words(text: str) -> list[_Word]:
     """The words of ``text`` in order. English stop words are left out; Korean words whose
     bigrams are all question forms are kept, with no terms, so glossary phrases can match."""
-    normalized = _VERB_GO.sub(" ", unicodedata.normalize("NFKC", text).lower())
+    normalized = _normalized(text)
     words: list[_Word] = []
     english: list[tuple[int, str]] = []
     for run in _WORDS.findall(normalized):
@@ -161,7 +171,7 @@ def analyze(text: str) -> list[tuple[str, ...]]:
     the few one-syllable nouns of ``KOREAN_ONE_SYLLABLE_NOUNS``, which are a term themselves.
     Korean words come first, then English ones.
     """
-    normalized = _VERB_GO.sub(" ", unicodedata.normalize("NFKC", text).lower())
+    normalized = _normalized(text)
     words: list[tuple[str, ...]] = []
     english: list[str] = []
     for run in _WORDS.findall(normalized):

@@ -241,6 +241,16 @@ def test_a_part_is_a_team_in_a_korean_organisation() -> None:
     assert top.score >= 0.5
 
 
+def test_based_asks_for_a_location_only_where_it_names_one() -> None:
+    contact = Passage("cv.md", ("Jaehyun Oh",), "Email: jo@example.com\nLocation: Seongnam")
+    work = Passage("cv.md", ("Jaehyun Oh", "Work"), "Built an event-based settlement pipeline.")
+    index = Bm25KnowledgeIndex([contact, work])
+    [top, *_] = index.search("Where is he based?", 2)
+    assert (top.passage, top.score >= 0.5) == (contact, True)
+    assert index.search("Is she based in Seongnam?", 2)[0].passage == contact
+    assert index.search("Which pipeline was event-based?", 2)[0].passage == work
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

@@ -64,6 +64,8 @@ def test_one_syllable_nouns_lose_their_particle(text: str, terms: list[str]) -> 
         ("학력은 어떻게 되나요?", ["학력"]),
         ("얼마나 줄였나요?", ["줄였"]),
         ("제약이 있는지 없는지", ["제약"]),
+        ("학력은 어떤가요?", ["학력"]),
+        ("팀 분위기는 어때요?", ["팀", "분위", "위기"]),
     ],
 )
 def test_korean_question_forms_are_not_terms(question: str, terms: list[str]) -> None:
@@ -249,6 +251,15 @@ def test_based_asks_for_a_location_only_where_it_names_one() -> None:
     assert (top.passage, top.score >= 0.5) == (contact, True)
     assert index.search("Is she based in Seongnam?", 2)[0].passage == contact
     assert index.search("Which pipeline was event-based?", 2)[0].passage == work
+
+
+def test_a_how_i_work_section_answers_a_question_about_the_working_style() -> None:
+    # "How I work" names the working style in the applicant's words; "어떤가요" asks, and
+    # says nothing of what is asked about.
+    style = Passage("portfolio.md", ("Portfolio", "How I work"), "I write a design note first.")
+    move = Passage("경력.md", ("경력", "이직 사유"), "더 큰 조직에서 일하고 싶습니다.")
+    [top, *_] = Bm25KnowledgeIndex([style, move]).search("일하는 방식은 어떤가요?", 2)
+    assert (top.passage, top.score >= 0.5) == (style, True)
 
 
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(

@@ -43,9 +43,10 @@ ENGLISH_STOPWORDS = frozenset(
 # Superlatives frame a question ("her biggest weakness", "his greatest strength"); the noun
 # says what it is about.
 ENGLISH_STOPWORDS |= {"biggest", "greatest"}
-# "make" is a light verb in a question ("How did she make deployments faster?"): the words
-# around it say what was done.
-ENGLISH_STOPWORDS |= {"make", "makes", "made", "making"}
+# "make" and "take" are light verbs in a question ("How did she make deployments faster?",
+# "How long did a deploy take?"): the words around them say what was done. ("took" stays:
+# the glossary reads it as a duration, "it took 40 minutes".)
+ENGLISH_STOPWORDS |= {"make", "makes", "made", "making", "take", "takes", "taking"}
 
 # "go" is a verb before "to" or "for" ("Where did she go to university?"), else it may be the
 # programming language ("Does she know Go?").

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from application.search import SearchProfile
 from domain.models import AnswerDone, AnswerRequest, Message, Passage, RetrievedPassage, TextDelta
 from domain.policy import detect_language, unsure_intro
 from infrastructure.knowledge import Bm25KnowledgeIndex
@@ -218,6 +219,18 @@ async def test_a_follow_up_about_the_result_is_answered_by_the_sentence_with_the
     text = "".join(OfflineEngine(index).compose(request))
     assert "0.01%" in sentences_of(text)[0]
     assert "재구축했습니다" not in text
+
+
+async def test_a_light_verb_does_not_choose_the_passage(sample: Bm25KnowledgeIndex) -> None:
+    # "take" says nothing of what is asked (the duration of a deploy), yet "takes reliability
+    # seriously" used to put the team the applicant wants first.
+    question = "How long did a deploy take before the developer platform?"
+    found = await SearchProfile(sample).search(question)
+    request = AnswerRequest(
+        messages=(Message("user", question),), model="offline", grounding=found.passages
+    )
+    text = "".join(OfflineEngine(sample).compose(request))
+    assert "40 min" in sentences_of(text)[0]
 
 
 async def test_an_abbreviation_does_not_end_a_sentence() -> None:

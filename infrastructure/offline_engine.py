@@ -180,7 +180,15 @@ class OfflineEngine:
                 scored.append(_Sentence(number, position, text, score))
             if not scored:
                 continue
-            ordered = sorted(scored, key=lambda s: (-s.score, s.position))
+            # Among equals, a question for a figure takes the sentence that states one.
+            ordered = sorted(
+                scored,
+                key=lambda s: (
+                    -s.score,
+                    -(quantity and bool(_FIGURE.search(s.text))),
+                    s.position,
+                ),
+            )
             subsections = self._knowledge.subsections(passage)
             if subsections:
                 # An overview section ("Projects") answers with what it contains.

@@ -198,6 +198,25 @@ async def test_a_question_for_a_figure_is_answered_by_the_sentence_with_the_figu
     assert "35 ms" not in await answer(index, "What happened to the fraud models?")
 
 
+async def test_among_equal_sentences_a_question_for_a_figure_takes_the_one_with_a_figure() -> None:
+    # The second passage gives one sentence: of two that hold as much, the one with the figure.
+    resume = Passage("cv.md", ("CV", "Hanbit"), "Own the dispatch API and its batch jobs.")
+    notes = Passage(
+        "notes.md",
+        ("Projects", "Dispatch rework"),
+        "The dispatch batch was redesigned. The dispatch run went from 12 minutes to 90 seconds.",
+    )
+    index = Bm25KnowledgeIndex([resume, notes])
+    request = AnswerRequest(
+        messages=(Message("user", "How much faster did the dispatch batch get?"),),
+        model="offline",
+        grounding=(RetrievedPassage(resume, 0.6), RetrievedPassage(notes, 0.6)),
+    )
+    text = "".join(OfflineEngine(index).compose(request))
+    assert "90 seconds" in text
+    assert "redesigned" not in text
+
+
 async def test_a_follow_up_about_the_result_is_answered_by_the_sentence_with_the_figure() -> None:
     """After a question about a project, "그 결과는 어땠나요?": no sentence of the project holds
     결과, the section was chosen for the question before; its result is the one with a figure."""

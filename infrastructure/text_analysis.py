@@ -57,9 +57,14 @@ _VERB_GO = re.compile(r"\bgo(?=\s+(?:to|for)\b)")
 _BASED_AT = re.compile(r"(?<![-\w])based(?=\s+(?:in|out of|near)\b|\s*[?!]|\s*$)")
 
 
+# "worked with" asks about experience with what follows ("Has he worked with caching?"): the
+# verb is a filler there, as "used" would be. "Where has she worked?" keeps it.
+_WORKED_WITH = re.compile(r"\bwork(?:s|ed|ing)?(?=\s+with\b)")
+
+
 def _normalized(text: str) -> str:
     lowered = unicodedata.normalize("NFKC", text).lower()
-    return _BASED_AT.sub("located", _VERB_GO.sub(" ", lowered))
+    return _BASED_AT.sub("located", _WORKED_WITH.sub(" ", _VERB_GO.sub(" ", lowered)))
 
 
 # Bigrams of Korean question forms and fillers: they say how something is asked, not what.

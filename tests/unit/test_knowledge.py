@@ -262,6 +262,15 @@ def test_a_how_i_work_section_answers_a_question_about_the_working_style() -> No
     assert (top.passage, top.score >= 0.5) == (style, True)
 
 
+def test_worked_with_asks_about_what_follows() -> None:
+    assert tokenize("Has he worked with caching?") == ["cach"]
+    assert tokenize("Where has she worked?") == ["work"]
+    cv = Passage("cv.md", ("CV", "Hanbit"), "Moved route lookups to an in-memory cache.")
+    faq = Passage("faq.txt", (), "I prefer hybrid work.")
+    [top, *_] = Bm25KnowledgeIndex([cv, faq]).search("Has he worked with caching?", 2)
+    assert (top.passage, top.score >= 0.5) == (cv, True)
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

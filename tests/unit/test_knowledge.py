@@ -271,6 +271,14 @@ def test_worked_with_asks_about_what_follows() -> None:
     assert (top.passage, top.score >= 0.5) == (cv, True)
 
 
+def test_slow_finds_a_korean_delay() -> None:
+    notes = Passage("노트.md", ("노트", "단점"), "문서를 쓰려다 일정이 늦어질 때가 있습니다.")
+    faq = Passage("faq.txt", (), "I prefer hybrid work.")
+    question = "What does he do when writing documents slows him down?"
+    [top, *_] = Bm25KnowledgeIndex([notes, faq]).search(question, 2)
+    assert (top.passage, top.score >= 0.5) == (notes, True)
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

@@ -205,7 +205,10 @@ class OfflineEngine:
             return []
         best, rest = candidates[0], candidates[1:]
         floor = max(1, (best.score + 1) // 2)
-        chosen = [best, *(s for s in rest if s.score >= floor)][:MAX_SENTENCES]
+        # The others by how much of the question they hold, the passages' order among equals:
+        # the best passage's second sentence does not crowd out another passage's better one.
+        others = sorted((s for s in rest if s.score >= floor), key=lambda s: -s.score)
+        chosen = [best, *others][:MAX_SENTENCES]
         return sorted(chosen, key=lambda s: (s.number, s.position))
 
 

@@ -216,6 +216,7 @@ def test_unrelated_questions_cover_little(sample: Bm25KnowledgeIndex, question: 
         ("원하는 팀 문화는?", ("팀 문화", "team culture")),
         # faster: less time taken ("deploy lead time 40 min → 8 min"); "make" says nothing.
         ("How did she make deployments faster?", ("40 min", "40분")),
+        ("근무 가능한 도시는 어디인가요?", ("Pangyo", "판교")),
     ],
 )
 def test_paraphrases_find_their_facts_through_the_glossary(

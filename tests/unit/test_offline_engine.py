@@ -217,6 +217,21 @@ async def test_among_equal_sentences_a_question_for_a_figure_takes_the_one_with_
     assert "redesigned" not in text
 
 
+async def test_a_weaker_second_sentence_of_one_passage_gives_way_to_another_passage() -> None:
+    faq = Passage("faq.txt", (), "Hanbit Logistics gave notice rules. I can start soon.")
+    notes = Passage("notes.md", ("Notes", "Dispatch"), "Hanbit Logistics dispatch was redesigned.")
+    cv = Passage("cv.md", ("CV", "Work"), "Hanbit Logistics, March 2021 to now.")
+    index = Bm25KnowledgeIndex([faq, notes, cv])
+    request = AnswerRequest(
+        messages=(Message("user", "When did he start at Hanbit Logistics?"),),
+        model="offline",
+        grounding=tuple(RetrievedPassage(p, 0.8) for p in (faq, notes, cv)),
+    )
+    text = "".join(OfflineEngine(index).compose(request))
+    assert "March 2021" in text
+    assert "I can start soon" not in text
+
+
 async def test_a_follow_up_about_the_result_is_answered_by_the_sentence_with_the_figure() -> None:
     """After a question about a project, "그 결과는 어땠나요?": no sentence of the project holds
     결과, the section was chosen for the question before; its result is the one with a figure."""

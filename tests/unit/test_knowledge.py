@@ -280,6 +280,18 @@ def test_slow_finds_a_korean_delay() -> None:
     assert (top.passage, top.score >= 0.5) == (notes, True)
 
 
+def test_a_word_ending_in_ra_keeps_its_last_syllable() -> None:
+    # 인프라 + 는, not 인프 + 라는 ("called"): the glossary knows 인프라.
+    assert tokenize("인프라는") == tokenize("인프라")
+
+
+def test_tools_are_found_under_skills() -> None:
+    skills = Passage("cv.md", ("CV", "Skills"), "- Infrastructure: Kubernetes, Terraform, AWS")
+    work = Passage("cv.md", ("CV", "Work"), "Moved order events to Kafka.")
+    [top, *_] = Bm25KnowledgeIndex([skills, work]).search("인프라는 어떤 도구로 관리하나요?", 2)
+    assert (top.passage, top.score >= 0.5) == (skills, True)
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

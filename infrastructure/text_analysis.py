@@ -57,9 +57,10 @@ _VERB_GO = re.compile(r"\bgo(?=\s+(?:to|for)\b)")
 _BASED_AT = re.compile(r"(?<![-\w])based(?=\s+(?:in|out of|near)\b|\s*[?!]|\s*$)")
 
 
-# "worked with" asks about experience with what follows ("Has he worked with caching?"): the
-# verb is a filler there, as "used" would be. "Where has she worked?" keeps it.
-_WORKED_WITH = re.compile(r"\bwork(?:s|ed|ing)?(?=\s+with\b)")
+# "worked with", "familiar with" ask about experience with what follows ("Has he worked with
+# caching?", "Is he comfortable with databases?"): the verb or adjective is a filler there.
+# "Where has she worked?" keeps it.
+_WORKED_WITH = re.compile(r"\b(?:work(?:s|ed|ing)?|comfortable|familiar|proficient)(?=\s+with\b)")
 
 
 def _normalized(text: str) -> str:

@@ -265,6 +265,7 @@ def test_a_how_i_work_section_answers_a_question_about_the_working_style() -> No
 
 def test_worked_with_asks_about_what_follows() -> None:
     assert tokenize("Has he worked with caching?") == ["cach"]
+    assert tokenize("Is he familiar with Kafka?") == tokenize("Kafka")
     assert tokenize("Where has she worked?") == ["work"]
     cv = Passage("cv.md", ("CV", "Hanbit"), "Moved route lookups to an in-memory cache.")
     faq = Passage("faq.txt", (), "I prefer hybrid work.")

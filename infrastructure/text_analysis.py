@@ -47,6 +47,8 @@ ENGLISH_STOPWORDS |= {"biggest", "greatest"}
 # "How long did a deploy take?"): the words around them say what was done. ("took" stays:
 # the glossary reads it as a duration, "it took 40 minutes".)
 ENGLISH_STOPWORDS |= {"make", "makes", "made", "making", "take", "takes", "taking"}
+# "What kind of …?", "what sort of …?" say how the question is asked.
+ENGLISH_STOPWORDS |= {"kind", "kinds", "sort", "sorts"}
 
 # "go" is a verb before "to" or "for" ("Where did she go to university?"), else it may be the
 # programming language ("Does she know Go?").

@@ -217,6 +217,8 @@ def test_unrelated_questions_cover_little(sample: Bm25KnowledgeIndex, question: 
         # faster: less time taken ("deploy lead time 40 min → 8 min"); "make" says nothing.
         ("How did she make deployments faster?", ("40 min", "40분")),
         ("근무 가능한 도시는 어디인가요?", ("Pangyo", "판교")),
+        # "kind of" frames the question; interested: the roles she is looking for.
+        ("What kind of positions is she interested in?", ("Site Reliability Engineer",)),
     ],
 )
 def test_paraphrases_find_their_facts_through_the_glossary(

@@ -66,6 +66,7 @@ def test_one_syllable_nouns_lose_their_particle(text: str, terms: list[str]) -> 
         ("제약이 있는지 없는지", ["제약"]),
         ("학력은 어떤가요?", ["학력"]),
         ("팀 분위기는 어때요?", ["팀", "분위", "위기"]),
+        ("장애가 나면", ["장애"]),  # -면: "if it happens"
     ],
 )
 def test_korean_question_forms_are_not_terms(question: str, terms: list[str]) -> None:

@@ -194,12 +194,6 @@ def test_recall_of_a_follow_up_is_measured_on_what_the_service_retrieves_for_it(
     assert "Dalbit Games" in (last_heading(outcome.retrieved[0].passage) or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 is not finished: the one-language profiles miss the fact-rate, "
-    "cross-language and false-refusal targets (docs/evaluation.md); strict, so it is noticed "
-    "the day they are met",
-)
 def test_every_profile_meets_the_targets_held_out_half_included(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

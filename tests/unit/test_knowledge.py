@@ -296,6 +296,13 @@ def test_tools_are_found_under_skills() -> None:
     assert (top.passage, top.score >= 0.5) == (skills, True)
 
 
+def test_people_led_are_the_engineers_of_a_team() -> None:
+    job = Passage("cv.md", ("CV", "Hanbit"), "Lead a team of 5 backend engineers.")
+    other = Passage("cv.md", ("CV", "Skills"), "Go, Kotlin, Kafka.")
+    [top, *_] = Bm25KnowledgeIndex([job, other]).search("Has he led people before?", 2)
+    assert (top.passage, top.score >= 0.5) == (job, True)
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

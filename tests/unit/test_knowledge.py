@@ -67,6 +67,7 @@ def test_one_syllable_nouns_lose_their_particle(text: str, terms: list[str]) -> 
         ("학력은 어떤가요?", ["학력"]),
         ("팀 분위기는 어때요?", ["팀", "분위", "위기"]),
         ("장애가 나면", ["장애"]),  # -면: "if it happens"
+        ("온콜을 서 본 적이 있나요?", ["온콜"]),  # 본 적이 있나요: "have you ever"
     ],
 )
 def test_korean_question_forms_are_not_terms(question: str, terms: list[str]) -> None:

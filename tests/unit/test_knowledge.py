@@ -304,6 +304,13 @@ def test_people_led_are_the_engineers_of_a_team() -> None:
     assert (top.passage, top.score >= 0.5) == (job, True)
 
 
+def test_an_english_test_score_is_a_language_test() -> None:
+    languages = Passage("이력서.md", ("이력서", "어학"), "영어 회화 가능 (OPIc IH, 2023년)")
+    talks = Passage("portfolio.md", ("Portfolio", "Talks"), "Testing data pipelines like software")
+    [top, *_] = Bm25KnowledgeIndex([languages, talks]).search("What is her English test score?", 2)
+    assert (top.passage, top.score >= 0.5) == (languages, True)
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

@@ -311,6 +311,14 @@ def test_an_english_test_score_is_a_language_test() -> None:
     assert (top.passage, top.score >= 0.5) == (languages, True)
 
 
+def test_orchestration_finds_airflow() -> None:
+    job = Passage("경력.md", ("경력", "누리"), "Airflow DAG를 재설계하여 처리 시간을 단축했습니다.")
+    talks = Passage("portfolio.md", ("Portfolio", "Talks"), "Cheap BigQuery, 2022")
+    question = "Which orchestration tool did she redesign?"
+    [top, *_] = Bm25KnowledgeIndex([job, talks]).search(question, 2)
+    assert (top.passage, top.score >= 0.5) == (job, True)
+
+
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(
     sample: Bm25KnowledgeIndex,
 ) -> None:

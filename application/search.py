@@ -117,18 +117,34 @@ class SearchProfile:
         least ``limit``). ``earlier`` are the recruiter's earlier questions, oldest first: a
         follow-up that matches little by itself is also searched with the last of them.
         """
-        asked_in = detect_language(query)
-        language = language or asked_in
+        language = language or detect_language(query)
         decline = self._disclosure.decline(query, language, self._knowledge.contact(language))
         if decline is not None:
             return SearchResult((), decline)
         depth = max(candidates or self._candidates, limit)
+        hits = await self.ranked(query, depth=depth, language=language, earlier=earlier)
+        chosen = choose_sources(hits, language, limit, self._knowledge.twin)
+        # Nothing covers the query: the nearest passage, for an answer marked as unsure.
+        return SearchResult(chosen, nearest=() if chosen else nearest(hits))
+
+    async def ranked(
+        self,
+        query: str,
+        *,
+        depth: int = CANDIDATES,
+        language: Language | None = None,
+        earlier: Sequence[str] = (),
+    ) -> list[RetrievedPassage]:
+        """The passages the choice is made from, best first, each with its coverage: what
+        the service retrieves for ``query`` (at most ``depth`` per retriever), follow-ups and
+        questions about the whole profile resolved as ``search`` resolves them. No disclosure
+        policy here: ``search`` applies it first. The evaluation measures recall on it."""
+        asked_in = detect_language(query)
+        language = language or asked_in
         if earlier and asks_before(query):
             entry = await self._before(earlier[-FOLLOW_UP_CHAIN:])
             if entry is not None:
-                resolved = [RetrievedPassage(passage, 1.0) for passage in entry.grounding]
-                chosen = choose_sources(resolved, language, limit, self._knowledge.twin)
-                return SearchResult(chosen)
+                return [RetrievedPassage(passage, 1.0) for passage in entry.grounding]
         follow_up = bool(earlier)
         hits = await self._retrieve(query, depth, asked_in, follow_up=follow_up)
         if earlier and (not hits or hits[0].score < FOLLOW_UP_COVERAGE):
@@ -147,9 +163,7 @@ class SearchProfile:
             sections = own_language or sections
             if sections:
                 hits = [RetrievedPassage(passage, 1.0) for passage in sections]
-        chosen = choose_sources(hits, language, limit, self._knowledge.twin)
-        # Nothing covers the query: the nearest passage, for an answer marked as unsure.
-        return SearchResult(chosen, nearest=() if chosen else nearest(hits))
+        return hits
 
     def _on_the_same_subject(
         self, hits: list[RetrievedPassage], with_previous: str, depth: int

@@ -5,7 +5,9 @@ offline engine the way the service does (the disclosure policy declines protecte
 undisclosed topics first, with ``policy.yaml`` from the knowledge folder; then the relevant
 passages are chosen and quoted) and reports:
 
-- recall@3 (answerable questions): one of the top 3 retrieved passages is an acceptable source;
+- recall@3 (answerable questions): one of the top 3 passages the service retrieves
+  (``SearchProfile.ranked``: follow-ups and questions about the whole profile resolved) is an
+  acceptable source;
 - fact rate (answerable): the offline answer contains one of the expected facts;
 - false refusals (answerable): the answer refuses or declines without giving an expected fact;
 - refusal accuracy (unanswerable and protected): the offline answer refuses or declines;
@@ -262,6 +264,23 @@ Answerer = Callable[[str, Sequence[str]], tuple[str, str | None]]
 """(Question, earlier questions) -> (answer text, the reason it was declined before
 retrieval, if it was)."""
 
+Ranker = Callable[[str, Sequence[str]], list[RetrievedPassage]]
+"""(Question, earlier questions) -> the passages retrieved for it, best first."""
+
+RANKED = 10
+"""How deep the ranking goes, to give the rank of an acceptable passage below the top 3."""
+
+
+def service_ranker(search: SearchProfile) -> Ranker:
+    """The passages the service retrieves, as ``SearchProfile.ranked``: a follow-up resolved
+    against the question before it ("Where did he work before that?": the job before the one
+    it was about), a question about the whole profile grounded in its sections."""
+
+    def ranked(question: str, earlier: Sequence[str] = ()) -> list[RetrievedPassage]:
+        return asyncio.run(search.ranked(question, depth=RANKED, earlier=earlier))
+
+    return ranked
+
 
 def offline_answerer(
     index: Bm25KnowledgeIndex, disclosure: DisclosurePolicy | None = None
@@ -292,14 +311,15 @@ def evaluate(
     index: Bm25KnowledgeIndex,
     questions: Sequence[Question],
     answerer: Answerer | None = None,
+    ranker: Ranker | None = None,
 ) -> list[Outcome]:
     answer_for = answerer or offline_answerer(index)
+    rank = ranker or service_ranker(SearchProfile(index))
     markers = refusal_markers()
     outcomes: list[Outcome] = []
     for question in questions:
         earlier = (question.after,) if question.after else ()
-        query = f"{question.after}\n{question.question}" if question.after else question.question
-        ranked = index.search(query, 10)
+        ranked = rank(question.question, earlier)
         answer, declined = answer_for(question.question, earlier)
         refused = declined is not None or any(marker in answer for marker in markers)
         # A refusal ends with the contact block: it is not an answer to the question.

@@ -314,6 +314,11 @@ def _text(passage: Passage) -> str:
 
 # Dates that run to the present, closing a heading: "(March 2021 – present)", "(2020.03 ~ 현재)".
 _UNTIL_NOW = re.compile(r"[–—~-]\s*(?:present|now|current|today|현재|재직\s*중)\s*\)", re.I)
+_HOW_I_WORK = re.compile(
+    r"\bhow (?:i|she|he|they|we) (?:like to )?work\b|\bworking with (?:me|her|him|them)\b",
+    re.I,
+)
+"""A heading of a working-style section in its applicant's own words ("How I work")."""
 
 SYNONYM_WEIGHT = 0.5
 """What a glossary synonym of a question word counts for in the BM25 ranking (the word: 1)."""
@@ -388,10 +393,14 @@ class Bm25KnowledgeIndex:
     def _searchable_text(passage: Passage) -> str:
         # Headings name what a section is about ("Contact", "경력"): search them too. A
         # heading whose dates run to the present ("(March 2021 – present)", "(2020.03 ~
-        # 현재)") is the current job: it is found as "current" in either language.
+        # 현재)") is the current job: it is found as "current" in either language. A
+        # heading such as "How I work" is found as the working style it describes.
+        text = _text(passage)
         if any(_UNTIL_NOW.search(heading) for heading in passage.heading_path):
-            return f"{_text(passage)}\ncurrent 현재"
-        return _text(passage)
+            text += "\ncurrent 현재"
+        if passage.heading_path and _HOW_I_WORK.search(passage.heading_path[-1]):
+            text += "\nworking style"
+        return text
 
     @property
     def passages(self) -> Sequence[Passage]:

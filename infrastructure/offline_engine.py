@@ -53,10 +53,11 @@ _ABBREVIATIONS = frozenset(
 _ITEM = re.compile(r"^(?:[-*+]|\d{1,2}[.)])\s+")
 _QUESTION_LINE = re.compile(r"^(?:Q|질문)\s*[:：]|[?？]$")
 _QUANTITY = re.compile(
-    r"\bhow (?:much|many|long|fast|big|large|often|soon)\b|\bwhat percent|얼마|몇|어느 정도",
+    r"\bhow (?:much|many|long|fast|big|large|often|soon)\b|\bwhat percent|얼마|몇|어느 정도"
+    r"|\b(?:results?|outcomes?|impact|effects?)\b|결과|성과|효과",
     re.IGNORECASE,
 )
-"""A question that asks for a figure."""
+"""A question that asks for a figure, or for a result (which a profile states as one)."""
 _FIGURE = re.compile(r"\d")
 _ANSWER_LABEL = re.compile(r"^(?:A|답변?)\s*[:：]\s*")
 
@@ -164,18 +165,30 @@ class OfflineEngine:
             # Words the heading already holds (the project's name) tell less about which
             # sentence answers than the others ("결과", "learn").
             in_heading = _held(words, " ".join(passage.heading_path))
+            texts = _sentences(passage.text)
+            helds = [_held(words, text) for text in texts]
+            # No sentence holds a word of the question: the passage answers through its
+            # heading or the question before ("그 결과는 어땠나요?" after one about a project).
+            through_heading = not any(helds)
             scored = []
-            for position, text in enumerate(_sentences(passage.text)):
-                held = _held(words, text)
+            for position, (text, held) in enumerate(zip(texts, helds, strict=True)):
                 # A word the heading lacks counts twice; one the heading has already, once.
                 score = 2 * len(held - in_heading) + len(held & in_heading)
                 # "How much …?", "얼마나 …?": a figure counts as one more word of the question.
-                if quantity and held and _FIGURE.search(text):
+                if quantity and (held or through_heading) and _FIGURE.search(text):
                     score += 2
                 scored.append(_Sentence(number, position, text, score))
             if not scored:
                 continue
-            ordered = sorted(scored, key=lambda s: (-s.score, s.position))
+            # Among equals, a question for a figure takes the sentence that states one.
+            ordered = sorted(
+                scored,
+                key=lambda s: (
+                    -s.score,
+                    -(quantity and bool(_FIGURE.search(s.text))),
+                    s.position,
+                ),
+            )
             subsections = self._knowledge.subsections(passage)
             if subsections:
                 # An overview section ("Projects") answers with what it contains.
@@ -192,7 +205,10 @@ class OfflineEngine:
             return []
         best, rest = candidates[0], candidates[1:]
         floor = max(1, (best.score + 1) // 2)
-        chosen = [best, *(s for s in rest if s.score >= floor)][:MAX_SENTENCES]
+        # The others by how much of the question they hold, the passages' order among equals:
+        # the best passage's second sentence does not crowd out another passage's better one.
+        others = sorted((s for s in rest if s.score >= floor), key=lambda s: -s.score)
+        chosen = [best, *others][:MAX_SENTENCES]
         return sorted(chosen, key=lambda s: (s.number, s.position))
 
 

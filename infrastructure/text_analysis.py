@@ -43,17 +43,40 @@ ENGLISH_STOPWORDS = frozenset(
 # Superlatives frame a question ("her biggest weakness", "his greatest strength"); the noun
 # says what it is about.
 ENGLISH_STOPWORDS |= {"biggest", "greatest"}
+# "make" and "take" are light verbs in a question ("How did she make deployments faster?",
+# "How long did a deploy take?"): the words around them say what was done. ("took" stays:
+# the glossary reads it as a duration, "it took 40 minutes".)
+ENGLISH_STOPWORDS |= {"make", "makes", "made", "making", "take", "takes", "taking"}
+# "What kind of …?", "what sort of …?" say how the question is asked.
+ENGLISH_STOPWORDS |= {"kind", "kinds", "sort", "sorts"}
 
 # "go" is a verb before "to" or "for" ("Where did she go to university?"), else it may be the
 # programming language ("Does she know Go?").
 _VERB_GO = re.compile(r"\bgo(?=\s+(?:to|for)\b)")
+
+# "based" says where someone lives or works before "in" ("based in Busan") or at the end of a
+# question ("Where is he based?"), else it is "Redis-based", "evidence based".
+_BASED_AT = re.compile(r"(?<![-\w])based(?=\s+(?:in|out of|near)\b|\s*[?!]|\s*$)")
+
+
+# "worked with", "familiar with" ask about experience with what follows ("Has he worked with
+# caching?", "Is he comfortable with databases?"): the verb or adjective is a filler there.
+# "Where has she worked?" keeps it.
+_WORKED_WITH = re.compile(r"\b(?:work(?:s|ed|ing)?|comfortable|familiar|proficient)(?=\s+with\b)")
+
+
+def _normalized(text: str) -> str:
+    lowered = unicodedata.normalize("NFKC", text).lower()
+    return _BASED_AT.sub("located", _WORKED_WITH.sub(" ", _VERB_GO.sub(" ", lowered)))
+
 
 # Bigrams of Korean question forms and fillers: they say how something is asked, not what.
 KOREAN_STOP_BIGRAMS = frozenset(
     """나요 했나 있나 하나 어떤 무엇 엇을 엇인 인가 가요 니까 습니 세요 주세 알려 려주 해주 어요
     까요 는지 었나 였나 인지 되나 했어 있어 있습 합니 입니 했습 었습 지원 원자 그녀 그는 해서
     대해 에서 으로 하고 관한 한번 혹시 정도 무슨 어느 어디 언제 누구 얼마
-    어떻 떻게 어땠 땠나 마나 없나 없는 있는 없어 없습 됐나 됩니 셨나 하셨 싶은 싶으""".split()
+    어떻 떻게 어땠 땠나 마나 없나 없는 있는 없어 없습 됐나 됩니 셨나 하셨 싶은 싶으
+    떤가 떤지 어때 때요 나면 되면 하면 적이""".split()
 )
 
 
@@ -64,7 +87,7 @@ KOREAN_SUFFIXES = tuple(
     sorted(
         """에서는 으로는 에게서 이라는 했나요 하나요 인가요 습니까 입니까 했어요 했는지 하는지
         하셨나요 셨나요 였나요 었나요 됐나요 되나요 한가요 할까요 일까요 이라고 에서도 으로도
-        께서 에서 에게 한테 으로 부터 까지 처럼 보다 이나 이랑 라는 나요 세요 해요 인지 는지
+        께서 에서 에게 한테 으로 부터 까지 처럼 보다 이나 이랑 나요 세요 해요 인지 는지
         하는 했던 하며 해서 하다 했다 했고 하고 이고 이며 인데 이에요 예요 에요 라고 에도 에는
         은 는 이 가 을 를 의 에 로 와 과 도 만 할 한 함""".split(),
         key=len,
@@ -133,7 +156,7 @@ def _korean_terms(stem: str) -> tuple[str, ...]:
 def _words(text: str) -> list[_Word]:
     """The words of ``text`` in order. English stop words are left out; Korean words whose
     bigrams are all question forms are kept, with no terms, so glossary phrases can match."""
-    normalized = _VERB_GO.sub(" ", unicodedata.normalize("NFKC", text).lower())
+    normalized = _normalized(text)
     words: list[_Word] = []
     english: list[tuple[int, str]] = []
     for run in _WORDS.findall(normalized):
@@ -158,7 +181,7 @@ def analyze(text: str) -> list[tuple[str, ...]]:
     the few one-syllable nouns of ``KOREAN_ONE_SYLLABLE_NOUNS``, which are a term themselves.
     Korean words come first, then English ones.
     """
-    normalized = _VERB_GO.sub(" ", unicodedata.normalize("NFKC", text).lower())
+    normalized = _normalized(text)
     words: list[tuple[str, ...]] = []
     english: list[str] = []
     for run in _WORDS.findall(normalized):

@@ -197,6 +197,10 @@ async def test_a_short_follow_up_prefers_the_previous_subject(company: str) -> N
         ("Where has he worked?", "employers"),
         ("현재 어느 회사에 다니고 있나요?", "current_employer"),
         ("Where does Alex Park work now?", "current_employer"),
+        ("What was his first job?", "first_employer"),
+        ("Where did he start his career?", "first_employer"),
+        ("첫 직장은 어디였나요?", "first_employer"),
+        ("What was his first project at Cobalt Maps?", None),
         ("Summarize the telemetry pipeline project", None),
         ("Where would he like to work?", None),
         ("무슨 일을 했나요?", None),
@@ -227,6 +231,21 @@ async def test_the_current_employer_from_a_list_of_jobs() -> None:
     assert [hit.passage.text for hit in found.passages] == [
         "누리랩스 — 백엔드 개발자 (2021년 3월 ~ 현재)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("language", "question", "first"),
+    [
+        ("en", "What was his first job?", "Ember Games"),
+        ("ko", "첫 직장은 어디였나요?", "하늘소프트"),
+    ],
+)
+async def test_the_first_job_is_the_one_that_started_first(
+    language: str, question: str, first: str
+) -> None:
+    found = await SearchProfile(index(language)).search(question)
+    assert len(found.passages) == 1
+    assert first in "\n".join((found.passages[0].passage.heading, found.passages[0].passage.text))
 
 
 async def test_nothing_is_walked_back_from_a_declined_question() -> None:

@@ -64,6 +64,10 @@ def test_one_syllable_nouns_lose_their_particle(text: str, terms: list[str]) -> 
         ("학력은 어떻게 되나요?", ["학력"]),
         ("얼마나 줄였나요?", ["줄였"]),
         ("제약이 있는지 없는지", ["제약"]),
+        ("학력은 어떤가요?", ["학력"]),
+        ("팀 분위기는 어때요?", ["팀", "분위", "위기"]),
+        ("장애가 나면", ["장애"]),  # -면: "if it happens"
+        ("온콜을 서 본 적이 있나요?", ["온콜"]),  # 본 적이 있나요: "have you ever"
     ],
 )
 def test_korean_question_forms_are_not_terms(question: str, terms: list[str]) -> None:
@@ -212,6 +216,11 @@ def test_unrelated_questions_cover_little(sample: Bm25KnowledgeIndex, question: 
         ("Did she manage a team?", ("4 engineers", "4명")),
         ("인터뷰는 언제 가능한가요?", ("면접", "interviews")),
         ("원하는 팀 문화는?", ("팀 문화", "team culture")),
+        # faster: less time taken ("deploy lead time 40 min → 8 min"); "make" says nothing.
+        ("How did she make deployments faster?", ("40 min", "40분")),
+        ("근무 가능한 도시는 어디인가요?", ("Pangyo", "판교")),
+        # "kind of" frames the question; interested: the roles she is looking for.
+        ("What kind of positions is she interested in?", ("Site Reliability Engineer",)),
     ],
 )
 def test_paraphrases_find_their_facts_through_the_glossary(
@@ -219,6 +228,95 @@ def test_paraphrases_find_their_facts_through_the_glossary(
 ) -> None:
     hits = [hit for hit in sample.search(question, limit=4) if hit.score >= 0.5]
     assert any(fact in hit.passage.text for hit in hits for fact in expected_text)
+
+
+def test_prefer_finds_what_a_korean_document_says_the_applicant_likes() -> None:
+    # "~을 좋아합니다" is how a Korean document says what one prefers.
+    notes = Passage("노트.md", ("노트", "방식"), "작은 단위로 자주 배포하는 것을 좋아합니다.")
+    faq = Passage("faq.txt", (), "I live in Seongnam. I prefer hybrid work.")
+    [top, *_] = Bm25KnowledgeIndex([notes, faq]).search("How does he prefer to deploy?", 2)
+    assert top.passage == notes
+    assert top.score >= 0.5
+
+
+def test_a_part_is_a_team_in_a_korean_organisation() -> None:
+    # 파트 is the unit below a team in many Korean companies: leading one is leading a team.
+    job = Passage("경력.md", ("경력", "누리"), "3명으로 구성된 데이터 파트를 이끌었습니다.")
+    other = Passage("소개.md", ("소개",), "데이터 파이프라인을 설계했습니다.")
+    [top, *_] = Bm25KnowledgeIndex([job, other]).search("팀을 이끈 적이 있나요?", 2)
+    assert top.passage == job
+    assert top.score >= 0.5
+
+
+def test_based_asks_for_a_location_only_where_it_names_one() -> None:
+    contact = Passage("cv.md", ("Jaehyun Oh",), "Email: jo@example.com\nLocation: Seongnam")
+    work = Passage("cv.md", ("Jaehyun Oh", "Work"), "Built an event-based settlement pipeline.")
+    index = Bm25KnowledgeIndex([contact, work])
+    [top, *_] = index.search("Where is he based?", 2)
+    assert (top.passage, top.score >= 0.5) == (contact, True)
+    assert index.search("Is she based in Seongnam?", 2)[0].passage == contact
+    assert index.search("Which pipeline was event-based?", 2)[0].passage == work
+
+
+def test_a_how_i_work_section_answers_a_question_about_the_working_style() -> None:
+    # "How I work" names the working style in the applicant's words; "어떤가요" asks, and
+    # says nothing of what is asked about.
+    style = Passage("portfolio.md", ("Portfolio", "How I work"), "I write a design note first.")
+    move = Passage("경력.md", ("경력", "이직 사유"), "더 큰 조직에서 일하고 싶습니다.")
+    [top, *_] = Bm25KnowledgeIndex([style, move]).search("일하는 방식은 어떤가요?", 2)
+    assert (top.passage, top.score >= 0.5) == (style, True)
+
+
+def test_worked_with_asks_about_what_follows() -> None:
+    assert tokenize("Has he worked with caching?") == ["cach"]
+    assert tokenize("Is he familiar with Kafka?") == tokenize("Kafka")
+    assert tokenize("Where has she worked?") == ["work"]
+    cv = Passage("cv.md", ("CV", "Hanbit"), "Moved route lookups to an in-memory cache.")
+    faq = Passage("faq.txt", (), "I prefer hybrid work.")
+    [top, *_] = Bm25KnowledgeIndex([cv, faq]).search("Has he worked with caching?", 2)
+    assert (top.passage, top.score >= 0.5) == (cv, True)
+
+
+def test_slow_finds_a_korean_delay() -> None:
+    notes = Passage("노트.md", ("노트", "단점"), "문서를 쓰려다 일정이 늦어질 때가 있습니다.")
+    faq = Passage("faq.txt", (), "I prefer hybrid work.")
+    question = "What does he do when writing documents slows him down?"
+    [top, *_] = Bm25KnowledgeIndex([notes, faq]).search(question, 2)
+    assert (top.passage, top.score >= 0.5) == (notes, True)
+
+
+def test_a_word_ending_in_ra_keeps_its_last_syllable() -> None:
+    # 인프라 + 는, not 인프 + 라는 ("called"): the glossary knows 인프라.
+    assert tokenize("인프라는") == tokenize("인프라")
+
+
+def test_tools_are_found_under_skills() -> None:
+    skills = Passage("cv.md", ("CV", "Skills"), "- Infrastructure: Kubernetes, Terraform, AWS")
+    work = Passage("cv.md", ("CV", "Work"), "Moved order events to Kafka.")
+    [top, *_] = Bm25KnowledgeIndex([skills, work]).search("인프라는 어떤 도구로 관리하나요?", 2)
+    assert (top.passage, top.score >= 0.5) == (skills, True)
+
+
+def test_people_led_are_the_engineers_of_a_team() -> None:
+    job = Passage("cv.md", ("CV", "Hanbit"), "Lead a team of 5 backend engineers.")
+    other = Passage("cv.md", ("CV", "Skills"), "Go, Kotlin, Kafka.")
+    [top, *_] = Bm25KnowledgeIndex([job, other]).search("Has he led people before?", 2)
+    assert (top.passage, top.score >= 0.5) == (job, True)
+
+
+def test_an_english_test_score_is_a_language_test() -> None:
+    languages = Passage("이력서.md", ("이력서", "어학"), "영어 회화 가능 (OPIc IH, 2023년)")
+    talks = Passage("portfolio.md", ("Portfolio", "Talks"), "Testing data pipelines like software")
+    [top, *_] = Bm25KnowledgeIndex([languages, talks]).search("What is her English test score?", 2)
+    assert (top.passage, top.score >= 0.5) == (languages, True)
+
+
+def test_orchestration_finds_airflow() -> None:
+    job = Passage("경력.md", ("경력", "누리"), "Airflow DAG를 재설계하여 처리 시간을 단축했습니다.")
+    talks = Passage("portfolio.md", ("Portfolio", "Talks"), "Cheap BigQuery, 2022")
+    question = "Which orchestration tool did she redesign?"
+    [top, *_] = Bm25KnowledgeIndex([job, talks]).search(question, 2)
+    assert (top.passage, top.score >= 0.5) == (job, True)
 
 
 def test_a_passage_and_its_translation_cover_a_mixed_question_together(

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from application.search import SearchProfile
 from domain.models import AnswerDone, AnswerRequest, Message, Passage, RetrievedPassage, TextDelta
 from domain.policy import detect_language, unsure_intro
 from infrastructure.knowledge import Bm25KnowledgeIndex
@@ -195,6 +196,75 @@ async def test_a_question_for_a_figure_is_answered_by_the_sentence_with_the_figu
     index = Bm25KnowledgeIndex([passage, Passage("cv.md", ("Education",), "B.S., 2018.")])
     assert "35 ms" in await answer(index, "How fast are the fraud models?")
     assert "35 ms" not in await answer(index, "What happened to the fraud models?")
+
+
+async def test_among_equal_sentences_a_question_for_a_figure_takes_the_one_with_a_figure() -> None:
+    # The second passage gives one sentence: of two that hold as much, the one with the figure.
+    resume = Passage("cv.md", ("CV", "Hanbit"), "Own the dispatch API and its batch jobs.")
+    notes = Passage(
+        "notes.md",
+        ("Projects", "Dispatch rework"),
+        "The dispatch batch was redesigned. The dispatch run went from 12 minutes to 90 seconds.",
+    )
+    index = Bm25KnowledgeIndex([resume, notes])
+    request = AnswerRequest(
+        messages=(Message("user", "How much faster did the dispatch batch get?"),),
+        model="offline",
+        grounding=(RetrievedPassage(resume, 0.6), RetrievedPassage(notes, 0.6)),
+    )
+    text = "".join(OfflineEngine(index).compose(request))
+    assert "90 seconds" in text
+    assert "redesigned" not in text
+
+
+async def test_a_weaker_second_sentence_of_one_passage_gives_way_to_another_passage() -> None:
+    faq = Passage("faq.txt", (), "Hanbit Logistics gave notice rules. I can start soon.")
+    notes = Passage("notes.md", ("Notes", "Dispatch"), "Hanbit Logistics dispatch was redesigned.")
+    cv = Passage("cv.md", ("CV", "Work"), "Hanbit Logistics, March 2021 to now.")
+    index = Bm25KnowledgeIndex([faq, notes, cv])
+    request = AnswerRequest(
+        messages=(Message("user", "When did he start at Hanbit Logistics?"),),
+        model="offline",
+        grounding=tuple(RetrievedPassage(p, 0.8) for p in (faq, notes, cv)),
+    )
+    text = "".join(OfflineEngine(index).compose(request))
+    assert "March 2021" in text
+    assert "I can start soon" not in text
+
+
+async def test_a_follow_up_about_the_result_is_answered_by_the_sentence_with_the_figure() -> None:
+    """After a question about a project, "그 결과는 어땠나요?": no sentence of the project holds
+    결과, the section was chosen for the question before; its result is the one with a figure."""
+    passage = Passage(
+        "notes.md",
+        ("프로젝트 노트", "2. 정산 시스템 재구축 (2023)"),
+        "정산 금액이 맞지 않는 문제가 자주 생겨서 파이프라인을 이벤트 기반으로 재구축했습니다. "
+        "정산 오류율이 0.3%에서 0.01%로 떨어졌습니다.",
+    )
+    index = Bm25KnowledgeIndex([passage, Passage("cv.md", ("학력",), "한국대학교 졸업.")])
+    request = AnswerRequest(
+        messages=(
+            Message("user", "정산 시스템은 왜 다시 만들었나요?"),
+            Message("user", "그 결과는 어땠나요?"),
+        ),
+        model="offline",
+        grounding=(RetrievedPassage(passage, 0.6),),
+    )
+    text = "".join(OfflineEngine(index).compose(request))
+    assert "0.01%" in sentences_of(text)[0]
+    assert "재구축했습니다" not in text
+
+
+async def test_a_light_verb_does_not_choose_the_passage(sample: Bm25KnowledgeIndex) -> None:
+    # "take" says nothing of what is asked (the duration of a deploy), yet "takes reliability
+    # seriously" used to put the team the applicant wants first.
+    question = "How long did a deploy take before the developer platform?"
+    found = await SearchProfile(sample).search(question)
+    request = AnswerRequest(
+        messages=(Message("user", question),), model="offline", grounding=found.passages
+    )
+    text = "".join(OfflineEngine(sample).compose(request))
+    assert "40 min" in sentences_of(text)[0]
 
 
 async def test_an_abbreviation_does_not_end_a_sentence() -> None:

@@ -4,9 +4,9 @@
  * The reference client of the SSE contract (README, "The API"): fetch() with a JSON body,
  * the body read with readEventStream (sse.js, a WHATWG event-stream parser), the answer
  * rendered with renderMarkdown (markdown.js: markdown-it, then DOMPurify), at most once a
- * frame. Its words come from pageText (i18n.js), in English or Korean. Stop aborts the fetch;
- * the server sees the disconnect, closes the model's stream and stores the answer so far as
- * "interrupted". A follow-up sends the conversation_id from `meta` and only the new question.
+ * frame. Its words come from pageText (i18n.js), in English or Korean. Stop aborts the fetch
+ * and asks the server to stop the answer (DELETE /conversations/{id}/stream): it closes the
+ * model's stream and stores the answer so far as "interrupted". A follow-up sends the conversation_id from `meta` and only the new question.
  *
  * One answer's stream is an object (startAnswer) that readAnswer reads a response into: the
  * events it has seen, the id of the last one, and how it ended. A resume after a dropped
@@ -348,7 +348,14 @@
   }
 
   function stop() {
-    if (inFlight) inFlight.abort();
+    if (!inFlight) return;
+    inFlight.abort();
+    // The server keeps an answer whose connection closed going for a while, for a resume
+    // (RESUME_WINDOW_SECONDS): a Stop says that this one is not wanted.
+    if (conversationId) {
+      const url = "/conversations/" + encodeURIComponent(conversationId) + "/stream";
+      fetch(url, { method: "DELETE", keepalive: true }).catch(function () {});
+    }
   }
 
   form.addEventListener("submit", function (event) {

@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 from api.container import Container
 from api.observability import Metrics
 from application.ask import AnswerStream
-from application.resume import EncodedEvent, Reading, ResumableAnswers
+from application.resume import Reading, ResumableAnswers
 from common.deadline import DeadlinePassed, RollingDeadline
 from domain.conversation import utf8_text
 from domain.errors import UPSTREAM_MESSAGES, AskError, ErrorCode
@@ -248,14 +248,6 @@ async def answer_events(
         await stream.events.aclose()
 
 
-async def _encoded(events: AsyncGenerator[ServerSentEvent, None]) -> AsyncIterator[EncodedEvent]:
-    try:
-        async for event in events:
-            yield event.event, event.data or ""
-    finally:
-        await events.aclose()
-
-
 class ReadingEvents(AsyncIterator[ServerSentEvent]):
     """A reading of an answer from its log as SSE events, each with its ``id``.
 
@@ -290,7 +282,7 @@ async def streamed(
     so that a client that loses the connection can resume (``application/resume.py``)."""
     if resumable is None:
         return events
-    reading = await resumable.begin(_encoded(events), protocol=protocol, keys=keys)
+    reading = await resumable.begin(events, protocol=protocol, keys=keys)
     return ReadingEvents(reading)
 
 

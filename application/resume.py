@@ -21,14 +21,25 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from domain.errors import InvalidLastEventId, ResumeUnavailable
 from domain.ports import AnswerLog, LoggedAnswer, LoggedEvent
 
 logger = logging.getLogger(__name__)
 
-EncodedEvent = tuple[str | None, str]
-"""An answer's event as its protocol encodes it: SSE event name (or ``None``) and data."""
+
+class EncodedEvent(Protocol):
+    """An answer's event as its protocol encodes it (``api/``'s SSE events are these)."""
+
+    @property
+    def event(self) -> str | None:
+        """The SSE event name; ``None`` for an unnamed event."""
+        ...
+
+    @property
+    def data(self) -> Any: ...
+
 
 _EVENT_ID = re.compile(r"([A-Za-z0-9_-]{16})\.([0-9]{1,9})")
 
@@ -214,8 +225,8 @@ class ResumableAnswers:
     async def _run(self, running: _Running, events: AsyncIterator[EncodedEvent]) -> None:
         log, answer_id = self._log, running.answer_id
         try:
-            async for name, data in events:
-                log.append(answer_id, name, data)
+            async for encoded in events:
+                log.append(answer_id, encoded.event, encoded.data)
         finally:
             try:
                 close = getattr(events, "aclose", None)

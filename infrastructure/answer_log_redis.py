@@ -6,17 +6,18 @@ which this log keeps too); a reader on another replica reads the answer's stream
 Writing never holds up an answer: ``append`` only queues the event, and one writer task
 sends whatever is queued, for every answer, in one pipeline (a burst of deltas is one round
 trip, and each answer's share of it one ``XADD`` entry holding its events as JSON, with
-``MAXLEN ~ 20000``). Each call goes through the process's Redis breaker with
-REDIS_TIMEOUT_SECONDS: when Redis is down the answer goes on, only its resume elsewhere is
-lost (the events that could not be written are not written later, and a reader that would
-see a gap stops instead).
+``MAXLEN ~ 20000``; the writer pauses ``FLUSH_INTERVAL_SECONDS`` between rounds, so that a
+round carries the deltas of every answer in flight). Each call goes through the process's
+Redis breaker with REDIS_TIMEOUT_SECONDS: when Redis is down the answer goes on, only its
+resume elsewhere is lost (the events that could not be written are not written later, and a
+reader that would see a gap stops instead).
 
 Keys (under ``ask-the-applicant:answer-log:``): ``key:<key>`` → ``<protocol> <answer id>``;
 ``events:<answer id>``, the stream, entry ``0-<number of its last event>`` =
 ``{"e": [first number, [[event, data], ...]]}``, then ``1-0`` = ``{"end": "1"}``;
 ``reader:<answer id>``, set for a few seconds and refreshed by a reader on another replica;
 ``stop:<answer id>``, a Stop asked on another replica. Everything expires 15 minutes after
-its last write, the stream 60 s after the end.
+its first write (an answer lasts less), the stream 60 s after the end.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ READER_SECONDS = 5
 BLOCK_SECONDS = 1.0
 """How long one ``XREAD BLOCK`` of a reader on another replica waits."""
 READ_BATCH = 512
+FLUSH_INTERVAL_SECONDS = 0.05
+"""The writer's pause after each round: the events of every answer in flight that arrive
+meanwhile go out together, one XADD per answer."""
 GIVE_UP_AFTER_SECONDS = 120.0
 """A reader on another replica that sees nothing for this long stops (the replica that ran
 the answer died): no stream hangs."""
@@ -71,6 +75,7 @@ class RedisAnswerLog:
         keep_after_end: float = KEEP_AFTER_END_SECONDS,
         block_seconds: float = BLOCK_SECONDS,
         give_up_after: float = GIVE_UP_AFTER_SECONDS,
+        flush_interval: float = FLUSH_INTERVAL_SECONDS,
         prefix: str = PREFIX,
     ) -> None:
         self._redis = redis
@@ -87,6 +92,9 @@ class RedisAnswerLog:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._flush_interval = flush_interval
+        self._expiring: set[str] = set()
+        """Answers whose stream has its idle expiry set."""
         self.failed_writes = 0
 
     # --- writing (the replica that runs the answer) ------------------------------------------
@@ -126,6 +134,10 @@ class RedisAnswerLog:
             await self._wake.wait()
             self._wake.clear()
             await self._write_pending()
+            # What arrives meanwhile goes in the next round: every answer's deltas of the
+            # interval in one XADD each (a reader elsewhere lags by as much, at most).
+            if not self._closing:
+                await asyncio.sleep(self._flush_interval)
 
     async def _write_pending(self) -> None:
         batch, self._pending = self._pending, {}
@@ -156,8 +168,11 @@ class RedisAnswerLog:
             if pending.ended:
                 pipe.xadd(stream, {"end": "1"}, id="1-0")
                 pipe.expire(stream, self._keep_after_end)
-            else:
+                self._expiring.discard(answer_id)
+            elif events and answer_id not in self._expiring:
+                # Once: an answer lasts less (UPSTREAM_TOTAL_TIMEOUT_SECONDS, the window).
                 pipe.expire(stream, IDLE_SECONDS)
+                self._expiring.add(answer_id)
         try:
             await self._breaker.call(pipe.execute)
         except Exception as error:
@@ -167,6 +182,7 @@ class RedisAnswerLog:
                 type(error).__name__,
             )
             for answer_id, pending in batch.items():
+                self._expiring.discard(answer_id)
                 if pending.ended:
                     self._to_delete.add(answer_id)
                 else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -26,6 +27,12 @@ from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 KEY = conversation_key("c" * 22)
 
 
+@dataclass(frozen=True)
+class Encoded:
+    event: str | None
+    data: str
+
+
 class ScriptedAnswer:
     """Encoded events a test releases one by one; records whether the answer was closed."""
 
@@ -33,9 +40,9 @@ class ScriptedAnswer:
         self.queue: asyncio.Queue[EncodedEvent | None] = asyncio.Queue()
         self.closed = asyncio.Event()
 
-    def send(self, *events: EncodedEvent) -> None:
-        for event in events:
-            self.queue.put_nowait(event)
+    def send(self, *events: tuple[str | None, str]) -> None:
+        for name, data in events:
+            self.queue.put_nowait(Encoded(name, data))
 
     def finish(self) -> None:
         self.queue.put_nowait(None)

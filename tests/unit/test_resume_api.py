@@ -162,3 +162,19 @@ def test_resume_outcomes_are_counted(client: TestClient) -> None:
     assert 'answer_resumes_total{outcome="resumed"} 1.0' in metrics
     assert 'answer_resumes_total{outcome="none"} 1.0' in metrics
     assert 'answer_resumes_total{outcome="invalid_last_event_id"} 1.0' in metrics
+
+
+def test_a_portfolio_on_another_origin_may_resume_and_stop() -> None:
+    origin = "https://portfolio.example"
+    with make_client(cors_origins=origin) as client:
+        for method, header in (("GET", "last-event-id"), ("DELETE", None)):
+            preflight = client.options(
+                "/conversations/" + "x" * 22 + "/stream",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": method,
+                    **({"Access-Control-Request-Headers": header} if header else {}),
+                },
+            )
+            assert preflight.status_code == 200, (method, preflight.text)
+            assert method in preflight.headers["access-control-allow-methods"]

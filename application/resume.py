@@ -148,7 +148,6 @@ class ResumableAnswers:
         self._poll = min(poll_seconds, window_seconds / 4)
         self._answer_ids = answer_ids
         self._running: dict[str, _Running] = {}
-        self._closing = False
 
     @property
     def in_flight(self) -> int:
@@ -204,8 +203,12 @@ class ResumableAnswers:
         running = self._running.get(answer.answer_id)
         if running is not None:
             self._cancel(running, "stopped by the client")
-        else:
+            return True
+        try:
             await self._log.request_stop(answer.answer_id)
+        except Exception as error:  # Redis down: the answer ends after the window instead
+            logger.warning("could not ask for a stop: %s", type(error).__name__)
+            return False
         return True
 
     def _attach(
@@ -273,7 +276,6 @@ class ResumableAnswers:
     async def close(self) -> None:
         """Shut down: cancel every answer still running (each is stored ``interrupted``) and
         wait for them, at most ``CLOSE_TIMEOUT_SECONDS``."""
-        self._closing = True
         tasks: list[asyncio.Task[None]] = []
         for running in list(self._running.values()):
             for task in (running.task, running.watchdog):

@@ -21,6 +21,7 @@ from application.resume import (
 )
 from domain.errors import InvalidLastEventId, ResumeUnavailable
 from domain.models import Message, TextDelta
+from domain.ports import LoggedAnswer
 from infrastructure.answer_log import MemoryAnswerLog
 from tests.fakes import InMemoryConversations, ScriptedEngine, small_profile
 
@@ -241,3 +242,18 @@ async def test_the_memory_log_forgets_an_answer_after_its_end() -> None:
     answer.finish()
     await until(lambda: len(log) == 0)
     assert await resumable.resume(KEY, None) is None
+
+
+class LogThatFailsToStop(MemoryAnswerLog):
+    """Names an answer another replica runs, and cannot pass a Stop on (Redis just failed)."""
+
+    async def find(self, key: str) -> LoggedAnswer | None:
+        return LoggedAnswer("elsewhere0000001", "sse")
+
+    async def request_stop(self, answer_id: str) -> None:
+        raise TimeoutError
+
+
+async def test_a_stop_the_log_cannot_pass_on_fails_quietly() -> None:
+    resumable = answers(log=LogThatFailsToStop())
+    assert not await resumable.stop(KEY)  # the answer ends after its window instead

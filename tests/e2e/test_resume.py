@@ -184,3 +184,36 @@ def test_the_ai_sdk_resumes_a_chat_with_reconnect_to_stream(
     assert stored[1]["content"] == LONG_ANSWER
     # Once the answer is no longer kept, reconnecting finds nothing: 204, and useChat is ready.
     assert httpx2.get(f"{two.base_url}/api/chat/{'z' * 16}/stream", timeout=5).status_code == 204
+
+
+def test_shutdown_ends_an_answer_no_one_reads_and_stores_it(
+    upstream: RunningFake, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("resume-shutdown")
+    environment = {
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "OPENAI_BASE_URL": upstream.base_url,
+        "UPSTREAM_MAX_RETRIES": "0",
+        "SEMANTIC_SEARCH": "false",
+        "FALLBACK_TO_OFFLINE": "false",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'conversations.db'}",
+        "SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    upstream.api.enqueue(Scenario(deltas=["Nobody reads this"], terminal="stall"))
+    with run_app(environment) as app:
+        with httpx2.stream(
+            "POST", f"{app.base_url}/openai-response/sse", json={"input": "Hi"}, timeout=15
+        ) as response:
+            _, _, conversation_id = read_until(response, 1)
+        # The client left; its answer waits for it (the window) when the server is stopped.
+        app.process.terminate()
+        app.process.wait(timeout=15)
+        log = app.log()
+        assert "Traceback" not in log
+        assert '"level": "ERROR"' not in log, log
+    assert upstream.api.wait_for(lambda: upstream.api.open_streams == 0)
+    with run_app({**environment, "ENGINE": "offline"}) as restarted:
+        stored = restarted.stored_messages(conversation_id)
+    assert stored[1]["content"] == "Nobody reads this"
+    # Ended by the grace period (failed, server_shutting_down) or cancelled at the end.
+    assert stored[1]["status"] in ("failed", "interrupted")

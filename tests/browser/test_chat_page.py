@@ -1002,11 +1002,23 @@ def test_a_dropped_connection_resumes_in_the_same_answer(
             ),
         )
         page.goto("/")
+        page.evaluate(
+            """() => {
+                window.statusLines = [];
+                const status = document.getElementById("status");
+                new MutationObserver(() => window.statusLines.push(status.textContent))
+                    .observe(status, { subtree: true, childList: true, characterData: true });
+            }"""
+        )
         ask(page, "경력을 요약해 주세요")
         answer = page.locator(".message.assistant")
         expect(answer).to_have_attribute("data-state", "done", timeout=15_000)
         assert proxy.cut.is_set(), "the connection was cut mid-answer"
         expect(page.locator("#status")).to_have_text("답변이 끝났습니다.")
+        # The drop was said quietly, in the interface's language, then the answer went on.
+        lines = page.evaluate("window.statusLines")
+        reconnecting = lines.index("연결이 끊겼습니다. 다시 연결하는 중…")
+        assert "답변하는 중…" in lines[reconnecting:]
         # One bubble, the whole answer once: what the server stored.
         expect(answer).to_have_count(1)
         [resume] = resumes[:1]

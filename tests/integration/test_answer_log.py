@@ -4,7 +4,9 @@ TEST_REDIS_URL), and what only the shared log does: a reader on another replica.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -24,6 +26,15 @@ async def until(condition: Callable[[], object], seconds: float = 5.0) -> None:
         while True:
             if condition():
                 return
+            await asyncio.sleep(0.01)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], seconds: float = 5.0) -> Any:
+    """``check()``'s first true result, polled (the Redis log writes in the background)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            if result := await check():
+                return result
             await asyncio.sleep(0.01)
 
 
@@ -71,13 +82,8 @@ async def test_a_reader_gets_every_event_in_order_then_the_end(
     sent = [("meta", '{"a":1}'), (None, "안녕하세요\n"), (None, "line\r\nbreak"), ("done", "{}")]
     for name, data in sent:
         writer.append(ANSWER.answer_id, name, data)
-    await until(lambda: True)
-    found = None
-    async with asyncio.timeout(5):
-        while found is None:
-            found = await reader.find(KEY)
-    assert found == ANSWER
-    events = await reader.read(ANSWER.answer_id, 0)
+    assert await eventually(lambda: reader.find(KEY)) == ANSWER
+    events = await eventually(lambda: reader.read(ANSWER.answer_id, 0))
     writer.end(ANSWER.answer_id)
     assert await collect(events) == [(n, *event) for n, event in enumerate(sent, start=1)]
 
@@ -89,12 +95,10 @@ async def test_a_reader_waits_for_the_events_still_to_come(
     writer.open(ANSWER, [KEY])
     writer.append(ANSWER.answer_id, None, "one")
     writer.append(ANSWER.answer_id, None, "two")
-    await asyncio.sleep(0.05)  # written (the Redis log writes in the background)
-    events = await reader.read(ANSWER.answer_id, 1)
-    assert events is not None
+    events = await eventually(lambda: reader.read(ANSWER.answer_id, 1))
     assert await anext(events) == (2, None, "two")
     waiting = asyncio.ensure_future(anext(events))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # nothing comes meanwhile
     assert not waiting.done()
     writer.append(ANSWER.answer_id, "done", "{}")
     assert await asyncio.wait_for(waiting, 5) == (3, "done", "{}")
@@ -128,8 +132,7 @@ async def test_a_key_names_the_latest_answer_opened_with_it(
     writer.open(ANSWER, [KEY])
     writer.end(ANSWER.answer_id)
     writer.open(later, [KEY, "chat:c"])
-    await asyncio.sleep(0.05)
-    assert await reader.find(KEY) == later
+    await eventually(lambda: _is(reader.find(KEY), later))
     assert await reader.find("chat:c") == later
     writer.end(later.answer_id)
 
@@ -141,7 +144,7 @@ async def test_a_reader_on_another_replica_counts_as_attached(redis: Redis) -> N
     owner, other = replicas(redis)
     owner.open(ANSWER, [KEY])
     owner.append(ANSWER.answer_id, None, "x")
-    await asyncio.sleep(0.05)
+    await eventually(lambda: redis.exists(f"{PREFIX}events:{ANSWER.answer_id}"))
     assert not await owner.reader_attached(ANSWER.answer_id)
     events = await other.read(ANSWER.answer_id, 0)
     assert events is not None
@@ -158,11 +161,10 @@ async def test_a_burst_of_events_is_written_in_few_entries(redis: Redis) -> None
     for number in range(1, 501):
         owner.append(ANSWER.answer_id, None, f"delta {number} ")
     owner.end(ANSWER.answer_id)
-    await until(lambda: not owner._pending)  # written
-    await asyncio.sleep(0.05)
     stream = f"{PREFIX}events:{ANSWER.answer_id}"
+    # The end is written last, with the stream's expiry: a minute.
+    assert 0 < await eventually(lambda: _ttl_after_end(redis, stream)) <= 60
     assert await redis.xlen(stream) <= 3  # the events, the end marker
-    assert 0 < await redis.ttl(stream) <= 60  # kept a minute after the end
     assert len(await collect(await other.read(ANSWER.answer_id, 0))) == 500
     rest = await collect(await other.read(ANSWER.answer_id, 498))
     assert [number for number, _, _ in rest] == [499, 500]
@@ -171,20 +173,31 @@ async def test_a_burst_of_events_is_written_in_few_entries(redis: Redis) -> None
 
 
 async def test_events_no_longer_kept_are_refused(redis: Redis) -> None:
-    owner, other = replicas(redis)
+    owner, other = replicas(redis, flush_interval=0)
     owner.open(ANSWER, [KEY])
+    stream = f"{PREFIX}events:{ANSWER.answer_id}"
     for number in range(1, 5):
         owner.append(ANSWER.answer_id, None, str(number))
-        await asyncio.sleep(0.02)  # one entry each
-    stream = f"{PREFIX}events:{ANSWER.answer_id}"
-    await until(lambda: not owner._pending)
-    await asyncio.sleep(0.05)
+        await eventually(partial(_has_entries, redis, stream, number))  # one entry each
     await redis.xtrim(stream, maxlen=2, approximate=False)  # as MAXLEN does to a long answer
     with pytest.raises(ResumeUnavailable):
         await other.read(ANSWER.answer_id, 0)
     assert [n for n, _, _ in await collect_until_end(owner, other, after=2)] == [3, 4]
     await owner.close()
     await other.close()
+
+
+async def _is(found: Awaitable[Any], expected: Any) -> bool:
+    return bool(await found == expected)
+
+
+async def _ttl_after_end(redis: Redis, stream: str) -> int:
+    ttl: int = await redis.ttl(stream)
+    return ttl if 0 < ttl <= 60 else 0
+
+
+async def _has_entries(redis: Redis, stream: str, count: int) -> bool:
+    return bool(await redis.xlen(stream) >= count)
 
 
 async def collect_until_end(

@@ -8,7 +8,8 @@
 // which the package treats as a resumable disconnect), after some text deltas. The resume
 // goes to replica two (the same URL the package builds, on the other replica's origin).
 // Prints one JSON object: whether the drop happened, the resume's status, the errors the chat
-// reported after the drop, its final status and the assistant message it assembled.
+// reported after the drop, its final status and the assistant message it assembled; then what
+// a chat with no answer in flight gets from its resume (204: ready, nothing added).
 import { AbstractChat, DefaultChatTransport } from "ai";
 
 const [one, two, chatId, question] = process.argv.slice(2);
@@ -117,4 +118,12 @@ result.message = {
     .map((part) => part.text)
     .join(""),
 };
+
+// A chat with no answer in flight: the resume gets 204, and the chat is ready, empty.
+const first = { resumeUrl: result.resumeUrl, resumeStatus: result.resumeStatus };
+const idle = new Chat({ id: `${chatId}-idle`, transport });
+await idle.resumeStream();
+result.idle = { status: idle.status, messages: idle.messages.length, resumeStatus: result.resumeStatus };
+Object.assign(result, first);
+
 process.stdout.write(JSON.stringify(result));

@@ -86,6 +86,9 @@ class _Running:
     """When the last reader here left."""
     watchdog: asyncio.Task[None] | None = None
     stopped: bool = False
+    started: bool = False
+    """Whether the task has taken its first step: one cancelled before would never run its
+    ``finally`` (nor close the answer, nor store it)."""
 
 
 @dataclass(eq=False)
@@ -168,9 +171,6 @@ class ResumableAnswers:
         reading = self._attach(running, answer, reader)
         running.task = asyncio.create_task(self._run(running, events))
         self._running[answer.answer_id] = running
-        # Let the task start: one cancelled before its first step would never close ``events``
-        # (nor store the answer).
-        await asyncio.sleep(0)
         return reading
 
     async def resume(self, key: str, last_event_id: str | None) -> Reading | None:
@@ -226,6 +226,7 @@ class ResumableAnswers:
         return Reading(answer, reader, detach)
 
     async def _run(self, running: _Running, events: AsyncIterator[EncodedEvent]) -> None:
+        running.started = True
         log, answer_id = self._log, running.answer_id
         try:
             async for encoded in events:
@@ -271,11 +272,15 @@ class ResumableAnswers:
         if task is not None and not task.done() and not running.stopped:
             running.stopped = True
             logger.info("answer %s ended early: %s", running.answer_id, why)
-            task.cancel()
+            if running.started:
+                task.cancel()
+            else:  # after its first step, which was scheduled first
+                asyncio.get_running_loop().call_soon(task.cancel)
 
     async def close(self) -> None:
         """Shut down: cancel every answer still running (each is stored ``interrupted``) and
         wait for them, at most ``CLOSE_TIMEOUT_SECONDS``."""
+        await asyncio.sleep(0)  # every answer task takes its first step: see ``_Running.started``
         tasks: list[asyncio.Task[None]] = []
         for running in list(self._running.values()):
             for task in (running.task, running.watchdog):

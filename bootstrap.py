@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from api.app import build_app
 from api.container import Container
 from application.ask import AskApplicant
+from application.resume import ResumableAnswers
 from application.review import ReviewConversations
 from application.search import SearchProfile
 from application.spool import SpooledAnswers
@@ -26,6 +27,7 @@ from common.lifecycle import Lifecycle
 from domain.disclosure import DisclosurePolicy
 from domain.ports import (
     AnswerEngine,
+    AnswerLog,
     AnswerSpool,
     ConversationRepository,
     KnowledgeIndex,
@@ -33,6 +35,7 @@ from domain.ports import (
     SemanticSearch,
     TokenBudget,
 )
+from infrastructure.answer_log import MemoryAnswerLog
 from infrastructure.answer_spool import SqliteAnswerSpool
 from infrastructure.budget import MemoryTokenBudget
 from infrastructure.conversation_store import SqlConversationRepository
@@ -67,6 +70,7 @@ def create_app(
     engine: AnswerEngine | None = None,
     conversations: ConversationRepository | None = None,
     spool: AnswerSpool | None = None,
+    answer_log: AnswerLog | None = None,
 ) -> FastAPI:
     """The app for ``settings``; the keyword arguments replace the configured adapters."""
 
@@ -78,6 +82,7 @@ def create_app(
             conversations=conversations,
             spool=spool,
             lifecycle=lifecycle,
+            answer_log=answer_log,
         )
 
     return build_app(settings, open_container)
@@ -123,6 +128,7 @@ async def bootstrap(
     conversations: ConversationRepository | None = None,
     spool: AnswerSpool | None = None,
     lifecycle: Lifecycle | None = None,
+    answer_log: AnswerLog | None = None,
 ) -> AsyncIterator[Container]:
     """Build every adapter, yield them wired, and close what they opened.
 
@@ -203,6 +209,9 @@ async def bootstrap(
         rate_limiter = build_rate_limiter(settings, breaker)
         if rate_limiter is not None:
             stack.push_async_callback(rate_limiter.close)
+        resumable = await stack.enter_async_context(
+            _resumable_answers(settings, breaker, answer_log)
+        )
         yield Container(
             settings=settings,
             knowledge=knowledge,
@@ -215,6 +224,7 @@ async def bootstrap(
             rate_limiter=rate_limiter,
             mcp_toolbox=toolbox,
             spooled=spooled,
+            resumable=resumable,
         )
 
 
@@ -373,6 +383,46 @@ async def _token_budget(
             yield RedisTokenBudget(redis, settings.daily_token_budget, breaker=breaker)
         finally:
             await redis.aclose()
+
+
+@asynccontextmanager
+async def _resumable_answers(
+    settings: Settings, breaker: RedisBreaker, log: AnswerLog | None
+) -> AsyncIterator[ResumableAnswers | None]:
+    """RESUME_WINDOW_SECONDS: answers that outlive their connection, their events kept in Redis
+    with REDIS_URL (any replica serves a resume), in memory otherwise. On the way out (after
+    the streams had their grace), answers still running are cancelled and stored
+    ``interrupted``, before the database closes."""
+    if settings.resume_window_seconds <= 0:
+        yield None
+        return
+    async with AsyncExitStack() as stack:
+        if log is None:
+            if settings.redis_url is None:
+                memory = MemoryAnswerLog()
+                stack.push_async_callback(memory.close)
+                log = memory
+            else:
+                from redis.asyncio import Redis
+
+                from infrastructure.answer_log_redis import BLOCK_SECONDS, RedisAnswerLog
+
+                # A reader's XREAD BLOCK waits on purpose; every other call is bounded by the
+                # breaker's REDIS_TIMEOUT_SECONDS.
+                timeout = BLOCK_SECONDS + settings.redis_timeout_seconds
+                redis = Redis.from_url(
+                    settings.redis_url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=settings.redis_timeout_seconds,
+                    decode_responses=True,
+                )
+                stack.push_async_callback(redis.aclose)
+                shared = RedisAnswerLog(redis, breaker)
+                stack.push_async_callback(shared.close)
+                log = shared
+        resumable = ResumableAnswers(log, window_seconds=settings.resume_window_seconds)
+        stack.push_async_callback(resumable.close)
+        yield resumable
 
 
 def _run_in_background(stack: AsyncExitStack, work: Coroutine[Any, Any, None], name: str) -> None:

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     upstream_total_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
     fallback_to_offline: bool = True
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
+    # How long an answer whose client went away goes on, waiting for a resume; 0: no resume.
+    resume_window_seconds: float = Field(default=15.0, ge=0, le=600)
     max_body_bytes: int = Field(default=65_536, ge=1024, le=10_000_000)
     # From the first read of a request's body to its last byte; a body that stalls or trickles
     # longer gets 408 and the connection is closed.

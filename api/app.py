@@ -107,7 +107,8 @@ def build_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
+            # DELETE: stopping an answer in flight (DELETE /conversations/{id}/stream).
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Content-Type", "Last-Event-ID", "Mcp-Protocol-Version"],
             expose_headers=[REQUEST_ID_HEADER, "Retry-After", "X-RateLimit-Limit"],
             max_age=600,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from application.ask import AskApplicant
+from application.resume import ResumableAnswers
 from application.review import ReviewConversations
 from application.search import SearchProfile
 from application.spool import SpooledAnswers
@@ -40,3 +41,6 @@ class Container:
     """The MCP_SERVERS the agents may use (with ENGINE=agents), kept connected."""
     spooled: SpooledAnswers | None = None
     """Answers the store could not take, kept in the spool until it can (with the SQL store)."""
+    resumable: ResumableAnswers | None = None
+    """Answers that outlive their connection for a resume; ``None`` with RESUME_WINDOW_SECONDS=0
+    (answers stream directly)."""

@@ -44,6 +44,8 @@ STATUS_BY_CODE: dict[ErrorCode | HttpErrorCode, int] = {
     ErrorCode.UPSTREAM_BAD_REQUEST: 502,
     ErrorCode.SERVER_SHUTTING_DOWN: 503,
     ErrorCode.STORAGE_UNAVAILABLE: 503,
+    ErrorCode.INVALID_LAST_EVENT_ID: 400,
+    ErrorCode.RESUME_UNAVAILABLE: 409,
     ErrorCode.INTERNAL_ERROR: 500,
     HttpErrorCode.UNAUTHORIZED: 401,
     HttpErrorCode.NOT_FOUND: 404,
@@ -77,6 +79,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     404: {"model": ErrorBody, "description": "No conversation has this `conversation_id`."},
     422: {"model": ErrorBody, "description": "The request is invalid; the message says why."},
+}
+RESUME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "No answer is in flight (or it ended more than 60 s ago)."},
+    400: {
+        "model": ErrorBody,
+        "description": "`invalid_last_event_id`: the Last-Event-ID is not an id this service sent.",
+    },
+    409: {
+        "model": ErrorBody,
+        "description": "`resume_unavailable`: the Last-Event-ID names another answer, or "
+        "events no longer kept; read the stored conversation instead.",
+    },
 }
 UPSTREAM_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorBody, "description": "The model provider failed or rejected the call."},

@@ -285,6 +285,16 @@ class Metrics:
             ("route",),
             registry=registry,
         )
+        self.resumes = Counter(
+            "answer_resumes",
+            "Requests to resume an answer (GET /conversations/{id}/stream, GET "
+            "/api/chat/{id}/stream), by outcome: resumed, none (204: nothing in flight), "
+            "invalid_last_event_id (400), resume_unavailable (409).",
+            ("outcome",),
+            registry=registry,
+        )
+        for outcome in ("resumed", "none", "invalid_last_event_id", "resume_unavailable"):
+            self.resumes.labels(outcome)
         # Resolved once: the counters are touched on every answer.
         self._input_tokens = self.tokens.labels("input")
         self._output_tokens = self.tokens.labels("output")
@@ -322,6 +332,9 @@ class Metrics:
         """Count a declined question by its category (bounded: the taxonomy's ids)."""
         if category is not None:
             self.declined.labels(category).inc()
+
+    def count_resume(self, outcome: str) -> None:
+        self.resumes.labels(outcome).inc()
 
     def count_failure(self, code: ErrorCode) -> None:
         if _is_upstream(code):

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.dependencies import AskDep, ContainerDep, MetricsDep, RateLimited, ReviewDep
-from api.errors import ERROR_RESPONSES, RATE_LIMIT_RESPONSES, UPSTREAM_ERROR_RESPONSES
+from api.errors import (
+    ERROR_RESPONSES,
+    RATE_LIMIT_RESPONSES,
+    RESUME_RESPONSES,
+    UPSTREAM_ERROR_RESPONSES,
+)
 from api.schemas import (
     AnswerResponse,
     AskRequest,
@@ -24,13 +29,18 @@ from api.schemas import (
     Usage,
 )
 from api.sse import (
-    SEPARATOR,
     SSE_DESCRIPTION,
     SSE_EXAMPLE,
+    STREAM_HEADERS,
     AnswerEventSource,
     answer_events,
+    event_source,
+    resume_response,
     source_items,
+    streamed,
 )
+from api.ui_message_stream import UI_MESSAGE_STREAM_HEADERS
+from application.resume import conversation_key
 from domain.conversation import utf8_text
 from domain.errors import AnswerNotCompleted
 
@@ -92,14 +102,76 @@ async def ask_streaming(
 ) -> AnswerEventSource:
     # Validation happens here, before the response starts: a bad request gets a 4xx, not a stream.
     stream = await ask.start(body.messages(), body.model, body.conversation_id)
-    return AnswerEventSource(
+    content = await streamed(
         answer_events(stream, metrics),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        ping=container.settings.sse_ping_seconds,
-        # A client that stops reading must not hold the stream (and the upstream call) forever.
-        send_timeout=container.settings.sse_send_timeout_seconds,
-        sep=SEPARATOR,
+        container.resumable,
+        protocol="sse",
+        keys=[conversation_key(stream.meta.conversation_id)],
     )
+    settings = container.settings
+    return event_source(
+        content, ping=settings.sse_ping_seconds, send_timeout=settings.sse_send_timeout_seconds
+    )
+
+
+@router.get(
+    "/conversations/{conversation_id}/stream",
+    summary="Resume the answer in flight for a conversation (Last-Event-ID)",
+    response_class=AnswerEventSource,
+    status_code=200,
+    responses={
+        200: {
+            "description": "The rest of the conversation's answer in flight, after the event "
+            "`Last-Event-ID` names (from its start without one), framed as it was first sent: "
+            "the events of `POST /openai-response/sse`, each with its `id` "
+            "(`<answer id>.<number>`); an answer asked on `POST /api/chat` continues in the "
+            "AI SDK's protocol (header `x-vercel-ai-ui-message-stream: v1`).",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **RESUME_RESPONSES,
+        **RATE_LIMIT_RESPONSES,
+    },
+    dependencies=[RateLimited],
+    tags=["conversations"],
+)
+async def resume_conversation(
+    conversation_id: str,
+    container: ContainerDep,
+    metrics: MetricsDep,
+    last_event_id_header: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="The `id` of the last event received (EventSource sends it itself).",
+        ),
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Query(description="The same, for clients that cannot set the header."),
+    ] = None,
+) -> Response:
+    return await resume_response(
+        container,
+        metrics,
+        conversation_key(conversation_id),
+        last_event_id_header if last_event_id_header is not None else last_event_id,
+        headers={"sse": STREAM_HEADERS, "ui": UI_MESSAGE_STREAM_HEADERS},
+    )
+
+
+@router.delete(
+    "/conversations/{conversation_id}/stream",
+    summary="Stop the answer in flight for a conversation",
+    status_code=204,
+    responses={204: {"description": "Stopped (stored `interrupted`), or none was in flight."}},
+    tags=["conversations"],
+)
+async def stop_conversation_answer(conversation_id: str, container: ContainerDep) -> Response:
+    # With resumable answers a closed connection does not stop an answer at once (the client
+    # may come back): a Stop button says so here.
+    if container.resumable is not None:
+        await container.resumable.stop(conversation_key(conversation_id))
+    return Response(status_code=204)
 
 
 @router.post(

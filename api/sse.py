@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, assert_never, get_args
 
+from fastapi import Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
+from api.container import Container
 from api.observability import Metrics
 from application.ask import AnswerStream
+from application.resume import Reading, ResumableAnswers
 from common.deadline import DeadlinePassed, RollingDeadline
 from domain.conversation import utf8_text
-from domain.errors import UPSTREAM_MESSAGES, ErrorCode
+from domain.errors import UPSTREAM_MESSAGES, AskError, ErrorCode
 from domain.models import (
     AgentStep,
     AnswerDone,
@@ -65,6 +68,9 @@ A `text/event-stream` of these events, in order:
 
 Comment lines (`: ping`) keep idle connections open at most 15 s apart; parsers ignore them.
 Clients should ignore named events they do not know.
+
+Every event has an `id`, `<answer id>.<number>` (unless RESUME_WINDOW_SECONDS is 0): after a
+dropped connection, `GET /conversations/{id}/stream` with `Last-Event-ID` sends the rest.
 """
 
 SSE_EXAMPLE = (
@@ -214,7 +220,9 @@ async def observed_events(
             await stream.events.aclose()
 
 
-async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator[ServerSentEvent]:
+async def answer_events(
+    stream: AnswerStream, metrics: Metrics
+) -> AsyncGenerator[ServerSentEvent, None]:
     """``meta`` first, then the deltas, then one ``done`` or ``error``; never raises."""
     events = observed_events(stream, metrics)
     try:
@@ -238,6 +246,93 @@ async def answer_events(stream: AnswerStream, metrics: Metrics) -> AsyncIterator
         await events.aclose()
         # Closed before its first event, ``events`` never reached its own ``finally``.
         await stream.events.aclose()
+
+
+class ReadingEvents(AsyncIterator[ServerSentEvent]):
+    """A reading of an answer from its log as SSE events, each with its ``id``.
+
+    A class, not a generator: closing it detaches the reader even if it was never iterated
+    (a client that left before the response started)."""
+
+    __slots__ = ("_reading",)
+
+    def __init__(self, reading: Reading) -> None:
+        self._reading = reading
+
+    def __aiter__(self) -> ReadingEvents:
+        return self
+
+    async def __anext__(self) -> ServerSentEvent:
+        event_id, name, data = await self._reading.__anext__()
+        return ServerSentEvent(data, event=name, id=event_id, sep=SEPARATOR)
+
+    async def aclose(self) -> None:
+        await self._reading.aclose()
+
+
+async def streamed(
+    events: AsyncGenerator[ServerSentEvent, None],
+    resumable: ResumableAnswers | None,
+    *,
+    protocol: str,
+    keys: Sequence[str],
+) -> AsyncIterator[ServerSentEvent]:
+    """What a question's response sends: ``events`` as they come (RESUME_WINDOW_SECONDS=0), or
+    the answer run in its own task through the answer log, each event with its SSE ``id``,
+    so that a client that loses the connection can resume (``application/resume.py``)."""
+    if resumable is None:
+        return events
+    reading = await resumable.begin(events, protocol=protocol, keys=keys)
+    return ReadingEvents(reading)
+
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def event_source(
+    content: AsyncIterator[ServerSentEvent],
+    *,
+    ping: float,
+    send_timeout: float,
+    headers: Mapping[str, str] = STREAM_HEADERS,
+) -> AnswerEventSource:
+    return AnswerEventSource(
+        content,
+        headers=dict(headers),
+        ping=ping,
+        # A client that stops reading must not hold the stream (and the upstream call) forever.
+        send_timeout=send_timeout,
+        sep=SEPARATOR,
+    )
+
+
+async def resume_response(
+    container: Container,
+    metrics: Metrics,
+    key: str,
+    last_event_id: str | None,
+    *,
+    headers: Mapping[str, Mapping[str, str]],
+) -> Response:
+    """The rest of the answer ``key`` names, after ``last_event_id``, with the ``headers`` of
+    its protocol; 204 when none is in flight. ``AskError`` (400, 409) before the response."""
+    resumable = container.resumable
+    try:
+        reading = await resumable.resume(key, last_event_id) if resumable is not None else None
+    except AskError as error:
+        metrics.count_resume(error.code.value)
+        raise
+    if reading is None:
+        metrics.count_resume("none")
+        return Response(status_code=204)
+    metrics.count_resume("resumed")
+    settings = container.settings
+    return event_source(
+        ReadingEvents(reading),
+        ping=settings.sse_ping_seconds,
+        send_timeout=settings.sse_send_timeout_seconds,
+        headers=headers.get(reading.answer.protocol, STREAM_HEADERS),
+    )
 
 
 class AnswerEventSource(EventSourceResponse):
@@ -266,6 +361,9 @@ class AnswerEventSource(EventSourceResponse):
         finally:
             for deadline in self._send_deadlines.values():
                 deadline.close()
+            # Even one never iterated (the client left first): a reading detaches.
+            if isinstance(self.body_iterator, ReadingEvents):
+                await self.body_iterator.aclose()
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         timeout = self.send_timeout

@@ -22,18 +22,28 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal, assert_never
+from collections.abc import AsyncGenerator, Sequence
+from typing import Annotated, Any, Literal, assert_never
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from sse_starlette import ServerSentEvent
 
 from api.dependencies import AskDep, ContainerDep, MetricsDep, RateLimited
-from api.errors import ERROR_RESPONSES, RATE_LIMIT_RESPONSES
+from api.errors import ERROR_RESPONSES, RATE_LIMIT_RESPONSES, RESUME_RESPONSES
 from api.observability import Metrics
-from api.sse import SEPARATOR, AnswerEventSource, observed_events, source_items
+from api.sse import (
+    SEPARATOR,
+    STREAM_HEADERS,
+    AnswerEventSource,
+    event_source,
+    observed_events,
+    resume_response,
+    source_items,
+    streamed,
+)
 from application.ask import AnswerStream
+from application.resume import chat_key, conversation_key
 from domain.conversation import utf8_text
 from domain.models import (
     AgentStep,
@@ -195,7 +205,7 @@ def source_chunks(sources: Sequence[Passage]) -> list[dict[str, Any]]:
 
 async def ui_message_chunks(
     stream: AnswerStream, metrics: Metrics
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """``start`` (with the metadata), the sources, the text part, then ``finish`` or ``error``,
     then ``[DONE]``; never raises."""
     events = observed_events(stream, metrics)
@@ -294,11 +304,49 @@ async def chat(
 ) -> AnswerEventSource:
     messages, conversation_id = body.question_and_history()
     stream = await ask.start(messages, body.model, conversation_id)
-    settings = container.settings
-    return AnswerEventSource(
+    content = await streamed(
         ui_message_chunks(stream, metrics),
-        headers=UI_MESSAGE_STREAM_HEADERS,
+        container.resumable,
+        protocol="ui",
+        keys=[conversation_key(stream.meta.conversation_id), chat_key(body.id)],
+    )
+    settings = container.settings
+    return event_source(
+        content,
         ping=settings.sse_ping_seconds,
         send_timeout=settings.sse_send_timeout_seconds,
-        sep=SEPARATOR,
+        headers=UI_MESSAGE_STREAM_HEADERS,
+    )
+
+
+@router.get(
+    "/api/chat/{chat_id}/stream",
+    summary="Resume the chat's answer in flight: what DefaultChatTransport.reconnectToStream "
+    "(useChat's `resume: true`) asks for",
+    response_class=AnswerEventSource,
+    status_code=200,
+    responses={
+        200: {
+            "description": "The chat's answer in flight, replayed from its start in the UI "
+            "message stream protocol (as `resumeStreamIsReplay` expects), then live until "
+            "its end.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **RESUME_RESPONSES,
+        **RATE_LIMIT_RESPONSES,
+    },
+    dependencies=[RateLimited],
+    tags=["ask"],
+)
+async def resume_chat(
+    chat_id: Annotated[str, Path(pattern=CHAT_ID_PATTERN)],
+    container: ContainerDep,
+    metrics: MetricsDep,
+) -> Response:
+    return await resume_response(
+        container,
+        metrics,
+        chat_key(chat_id),
+        None,
+        headers={"ui": UI_MESSAGE_STREAM_HEADERS, "sse": STREAM_HEADERS},
     )

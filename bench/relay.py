@@ -128,6 +128,9 @@ def app_environment(upstream: str, database_url: str) -> dict[str, str]:
         # A watcher thread polling the profile folder is not part of relaying.
         "KNOWLEDGE_WATCH": "false",
         "LOG_LEVEL": "warning",
+        # RESUME_WINDOW_SECONDS from the environment, to compare resumable answers (the
+        # default) with the direct path (0).
+        **{k: v for k, v in os.environ.items() if k == "RESUME_WINDOW_SECONDS"},
     }
 
 

@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     UPSTREAM_BAD_REQUEST = "upstream_bad_request"
     SERVER_SHUTTING_DOWN = "server_shutting_down"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    INVALID_LAST_EVENT_ID = "invalid_last_event_id"
+    RESUME_UNAVAILABLE = "resume_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -87,6 +89,32 @@ class InputTooLong(AskError):
         super().__init__(
             f"The input is {length} characters long; the limit is {limit}. "
             "Shorten the question or send fewer earlier turns."
+        )
+
+
+class InvalidLastEventId(AskError):
+    """A ``Last-Event-ID`` that no event of ours ever carried."""
+
+    code = ErrorCode.INVALID_LAST_EVENT_ID
+
+    def __init__(self) -> None:
+        super().__init__(
+            "'Last-Event-ID' must be the 'id' of the last event you received, as sent "
+            "('<answer id>.<number>'); omit it to receive the answer from its start."
+        )
+
+
+class ResumeUnavailable(AskError):
+    """The answer a ``Last-Event-ID`` names cannot be continued here: another answer is in
+    flight for the conversation, or the events after it are no longer kept."""
+
+    code = ErrorCode.RESUME_UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The answer this 'Last-Event-ID' belongs to cannot be continued: it is no longer "
+            "the conversation's answer in flight, or its events are no longer kept. Read the "
+            "stored conversation (GET /conversations/{id}) or ask again."
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -282,4 +282,67 @@ class ToolServers(Protocol):
 
     def health(self) -> Sequence[ToolServerHealth]:
         """Every configured server, connected or not, with the tools it offers."""
+        ...
+
+
+LoggedEvent = tuple[int, str | None, str]
+"""One encoded event of an answer, as the answer log keeps it: its number (from 1, in the
+order the answer sent them), its SSE event name (``None`` for an unnamed event) and data."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAnswer:
+    """An answer the log keeps: in flight, or ended a short while ago."""
+
+    answer_id: str
+    protocol: str
+    """How its events are encoded: ``sse`` (the native stream) or ``ui`` (the AI SDK's)."""
+
+
+class AnswerLog(Protocol):
+    """The encoded events of the answers in flight, kept so that a client whose connection
+    dropped can read the rest (``application.resume``): in this process, or in Redis, where
+    any replica can read them. An answer is found by its keys (``conversation:<id>``,
+    ``chat:<id>``) and forgotten shortly after it ends.
+
+    Writing never waits and never fails: a log that cannot keep an answer (Redis down) costs
+    the resume, never the answer being sent. ``tests/contract`` runs these rules against
+    every implementation.
+    """
+
+    def open(self, answer: LoggedAnswer, keys: Sequence[str]) -> None:
+        """Start keeping ``answer``, found by each of ``keys`` from now on (a key names the
+        latest answer opened with it)."""
+        ...
+
+    def append(self, answer_id: str, event: str | None, data: str) -> None:
+        """Keep the answer's next event; it is numbered one more than the previous one."""
+        ...
+
+    def end(self, answer_id: str) -> None:
+        """The answer sent its last event (or was cut short): readers stop after it, and the
+        log forgets the answer shortly after."""
+        ...
+
+    async def find(self, key: str) -> LoggedAnswer | None:
+        """The answer ``key`` names, if the log still keeps it."""
+        ...
+
+    async def read(self, answer_id: str, after: int = 0) -> AsyncIterator[LoggedEvent] | None:
+        """The answer's events numbered above ``after``, waiting for those not sent yet, until
+        its end; ``None`` if the log no longer keeps it. Raises ``ResumeUnavailable`` if the
+        events after ``after`` are no longer all kept. Closing the iterator detaches the
+        reader."""
+        ...
+
+    async def reader_attached(self, answer_id: str) -> bool:
+        """Whether someone, in this process or another, is reading the answer now."""
+        ...
+
+    async def request_stop(self, answer_id: str) -> None:
+        """Ask the process that runs the answer to stop it (a client pressed Stop)."""
+        ...
+
+    async def stop_requested(self, answer_id: str) -> bool:
+        """Whether a client asked for the answer to stop, through any process."""
         ...

@@ -72,9 +72,12 @@ class RedisBreaker:
         state = self._breaker.state
         return bool(self._breaker.opened or (state == STATE_HALF_OPEN and self._trying))
 
-    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def call(
+        self, operation: Callable[[], Awaitable[T]], *, limit_seconds: float | None = None
+    ) -> T:
         """``operation()``'s result; raises ``RedisSkipped`` while the breaker is open, or what
-        the call raised (``TimeoutError`` after ``timeout_seconds``), which opens it."""
+        the call raised (``TimeoutError`` after ``timeout_seconds``, or ``limit_seconds`` for a call
+        that waits on purpose, such as ``XREAD BLOCK``), which opens it."""
         if self.open:
             raise RedisSkipped()
         trial = self._breaker.state == STATE_HALF_OPEN
@@ -82,7 +85,7 @@ class RedisBreaker:
             self._trying = True
         try:
             with self._breaker:
-                async with asyncio.timeout(self.timeout_seconds):
+                async with asyncio.timeout(limit_seconds or self.timeout_seconds):
                     return await operation()
         finally:
             if trial:

@@ -4,18 +4,24 @@
  * The reference client of the SSE contract (README, "The API"): fetch() with a JSON body,
  * the body read with readEventStream (sse.js, a WHATWG event-stream parser), the answer
  * rendered with renderMarkdown (markdown.js: markdown-it, then DOMPurify), at most once a
- * frame. Its words come from pageText (i18n.js), in English or Korean. Stop aborts the fetch;
- * the server sees the disconnect, closes the model's stream and stores the answer so far as
- * "interrupted". A follow-up sends the conversation_id from `meta` and only the new question.
+ * frame. Its words come from pageText (i18n.js), in English or Korean. Stop aborts the fetch
+ * and asks the server to stop the answer (DELETE /conversations/{id}/stream): it closes the
+ * model's stream and stores the answer so far as "interrupted". A follow-up sends the conversation_id from `meta` and only the new question.
  *
  * One answer's stream is an object (startAnswer) that readAnswer reads a response into: the
- * events it has seen, the id of the last one, and how it ended. A resume after a dropped
- * connection can give readAnswer the response of a GET with Last-Event-ID for the same object.
+ * events it has seen, the id of the last one, and how it ended. When the connection drops
+ * before the answer's end (a network error or a body cut short, not a Stop), the page
+ * reconnects to GET /conversations/{id}/stream with the id of the last event it received
+ * (Last-Event-ID) and reads the rest into the same object: the same answer bubble goes on,
+ * with no text twice. It tries again with back-off for a few seconds (the server keeps the
+ * answer going for RESUME_WINDOW_SECONDS, 15 by default), saying so in the status line.
  */
 (function () {
   "use strict";
 
   const ENDPOINT = "/openai-response/sse";
+  // Waits before each reconnection after a drop: about 7 s in all, within the server's window.
+  const RESUME_DELAYS_MS = [300, 600, 1200, 2000, 3000];
   const text = globalThis.pageText;
 
   const form = document.getElementById("ask");
@@ -220,7 +226,13 @@
 
   /** The state of one answer's stream, whichever response it is read from. */
   function startAnswer(turn, controller) {
-    return { turn: turn, controller: controller, outcome: null, lastEventId: "" };
+    return {
+      turn: turn,
+      controller: controller,
+      outcome: null,
+      lastEventId: "",
+      conversationId: null,
+    };
   }
 
   /** Ends the answer with an error; the question goes back in the box, ready to send again. */
@@ -248,7 +260,10 @@
         turn.append(event.data);
         break;
       case "meta":
-        if (data.conversation_id) conversationId = data.conversation_id;
+        if (data.conversation_id) {
+          conversationId = data.conversation_id;
+          stream.conversationId = data.conversation_id;
+        }
         if (data.notice && data.notice.message) turn.note(data.notice.code, data.notice.message);
         break;
       case "sources":
@@ -288,6 +303,76 @@
     });
   }
 
+  /** Resolves after ``ms``; rejects at once if ``signal`` aborts (Stop) meanwhile. */
+  function pause(ms, signal) {
+    return new Promise(function (resolve, reject) {
+      const aborted = () => reject(new DOMException("Stopped", "AbortError"));
+      if (signal.aborted) return aborted();
+      const timer = setTimeout(function () {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      }, ms);
+      function onAbort() {
+        clearTimeout(timer);
+        aborted();
+      }
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Reads the answer from ``response``; if the connection drops before its end, reconnects
+   * with the id of the last event received and reads the rest, until the answer ends or the
+   * attempts run out. Rejects only on Stop (an AbortError).
+   */
+  async function readToTheEnd(stream, response) {
+    const signal = stream.controller.signal;
+    let lost = "error.closed";
+    try {
+      await readAnswer(stream, response);
+    } catch (error) {
+      if (signal.aborted) throw error;
+      lost = "error.lost";
+    }
+    let attempt = 0;
+    while (!stream.outcome) {
+      if (!stream.conversationId || !stream.lastEventId || attempt >= RESUME_DELAYS_MS.length) {
+        fail(stream, (node) => text.translate(node, lost));
+        return;
+      }
+      announce("status.reconnecting");
+      await pause(RESUME_DELAYS_MS[attempt], signal);
+      attempt += 1;
+      const before = stream.lastEventId;
+      let resumed;
+      try {
+        resumed = await fetch(
+          "/conversations/" + encodeURIComponent(stream.conversationId) + "/stream",
+          {
+            headers: { Accept: "text/event-stream", "Last-Event-ID": stream.lastEventId },
+            cache: "no-store",
+            signal: signal,
+          }
+        );
+      } catch (error) {
+        if (signal.aborted) throw error;
+        continue; // still offline: try again
+      }
+      if (resumed.status !== 200) {
+        // 204: the answer is over and no longer kept; 409: it cannot be continued.
+        attempt = RESUME_DELAYS_MS.length;
+        continue;
+      }
+      announce("status.answering");
+      try {
+        await readAnswer(stream, resumed);
+      } catch (error) {
+        if (signal.aborted) throw error;
+      }
+      if (stream.lastEventId !== before) attempt = 0; // it went on: a later drop starts afresh
+    }
+  }
+
   async function ask(asked) {
     const controller = new AbortController();
     const stream = startAnswer(createTurn(asked), controller);
@@ -320,8 +405,7 @@
         fail(stream, problem.show);
         return;
       }
-      await readAnswer(stream, response);
-      if (!stream.outcome) fail(stream, (node) => text.translate(node, "error.closed"));
+      await readToTheEnd(stream, response);
     } catch (error) {
       if (controller.signal.aborted) {
         if (!stream.outcome) {
@@ -348,7 +432,14 @@
   }
 
   function stop() {
-    if (inFlight) inFlight.abort();
+    if (!inFlight) return;
+    inFlight.abort();
+    // The server keeps an answer whose connection closed going for a while, for a resume
+    // (RESUME_WINDOW_SECONDS): a Stop says that this one is not wanted.
+    if (conversationId) {
+      const url = "/conversations/" + encodeURIComponent(conversationId) + "/stream";
+      fetch(url, { method: "DELETE", keepalive: true }).catch(function () {});
+    }
   }
 
   form.addEventListener("submit", function (event) {

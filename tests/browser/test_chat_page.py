@@ -13,8 +13,12 @@ CI (``CI=true``), where they fail. ``SAVE_SCREENSHOTS=1`` also writes the screen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -909,3 +913,122 @@ def test_korean_particles_stay_outside_links_and_emphasis(script_page: Page) -> 
         ["minji.kim@example.com", "mailto:minji.kim@example.com"],
         ["https://github.com/minji-kim-example", "https://github.com/minji-kim-example"],
     ]
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the app that cuts the first answer stream that passes through it
+    after ``cut_after`` of its events, as a phone changing networks does: both connections
+    reset mid-answer. Everything else (the page, its files, the resume) passes untouched."""
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cut = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [client, upstream]
+            watching = threading.Event()
+            threading.Thread(target=self._requests, args=(client, upstream, watching)).start()
+            threading.Thread(target=self._responses, args=(upstream, client, watching)).start()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket, watching: Any) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if b"POST " + SSE_PATH.encode() in data and not self.cut.is_set():
+                    watching.set()
+                upstream.sendall(data)
+
+    def _responses(self, upstream: socket.socket, client: socket.socket, watching: Any) -> None:
+        events = 0
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                if watching.is_set() and not self.cut.is_set():
+                    events += data.count(b"\n\n")
+                    if events >= self.cut_after:
+                        self.cut.set()
+                        for end in (client, upstream):  # the body cut short, mid-event
+                            end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                            # shutdown wakes the other thread's recv; close alone would not.
+                            end.shutdown(socket.SHUT_RDWR)
+                            end.close()
+                        return
+                client.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+        for end in self._sockets:
+            with contextlib.suppress(OSError):
+                end.close()
+
+
+RESUMED_ANSWER = " ".join(
+    f"{year}년에 김민지는 결제 플랫폼과 배차 시스템을 맡았고, in {year} she cut latency again."
+    for year in range(2001, 2027)
+)
+
+
+def test_a_dropped_connection_resumes_in_the_same_answer(
+    browser: Browser, app: RunningApp, upstream: RunningFake
+) -> None:
+    upstream.api.reset()
+    upstream.api.enqueue(
+        Scenario(deltas=split_into_deltas(RESUMED_ANSWER, 4), delay_between_deltas=0.01)
+    )
+    port = int(app.base_url.rsplit(":", 1)[1])
+    proxy = CuttingProxy(port, cut_after=12)  # meta, sources, ten deltas
+    context = browser.new_context(base_url=proxy.base_url, locale="ko-KR")
+    context.set_default_timeout(15_000)
+    problems: list[str] = []
+    resumes: list[dict[str, str]] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on(
+            "request",
+            lambda request: (
+                resumes.append({"url": request.url, **request.headers})
+                if request.url.endswith("/stream")
+                else None
+            ),
+        )
+        page.goto("/")
+        page.evaluate(
+            """() => {
+                window.statusLines = [];
+                const status = document.getElementById("status");
+                new MutationObserver(() => window.statusLines.push(status.textContent))
+                    .observe(status, { subtree: true, childList: true, characterData: true });
+            }"""
+        )
+        ask(page, "경력을 요약해 주세요")
+        answer = page.locator(".message.assistant")
+        expect(answer).to_have_attribute("data-state", "done", timeout=15_000)
+        assert proxy.cut.is_set(), "the connection was cut mid-answer"
+        expect(page.locator("#status")).to_have_text("답변이 끝났습니다.")
+        # The drop was said quietly, in the interface's language, then the answer went on.
+        lines = page.evaluate("window.statusLines")
+        reconnecting = lines.index("연결이 끊겼습니다. 다시 연결하는 중…")
+        assert "답변하는 중…" in lines[reconnecting:]
+        # One bubble, the whole answer once: what the server stored.
+        expect(answer).to_have_count(1)
+        [resume] = resumes[:1]
+        assert "/conversations/" in resume["url"]
+        assert re.fullmatch(r"[A-Za-z0-9_-]{16}\.[0-9]+", resume["last-event-id"])
+        conversation_id = resume["url"].split("/conversations/")[1].split("/")[0]
+        stored = app.wait_for_messages(conversation_id, 2)
+        assert (stored[1]["status"], stored[1]["content"]) == ("completed", RESUMED_ANSWER)
+        assert answer.locator(".answer").inner_text() == RESUMED_ANSWER
+        assert problems == []
+    finally:
+        context.close()
+        proxy.close()

@@ -68,8 +68,12 @@ def test_swagger_ui_renders_every_operation_from_the_apps_own_assets(
     tab.goto("/docs")
     expect(tab.locator(".opblock-summary-path", has_text="/openai-response/sse")).to_be_visible()
     expect(
-        tab.locator(".opblock-summary-path", has_text="/conversations/{conversation_id}")
+        # GET, and the stream's GET and DELETE (resume, stop).
+        tab.locator(".opblock-summary-path", has_text="/conversations/{conversation_id}").first
     ).to_be_visible()
+    expect(
+        tab.locator(".opblock-summary-path", has_text="/conversations/{conversation_id}/stream")
+    ).to_have_count(2)
     assert problems == []
 
 

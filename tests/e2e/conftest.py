@@ -53,6 +53,9 @@ def openai_app(
         "DATABASE_URL": sqlite_url(tmp_path_factory.mktemp("openai")),
         # To find answers whose client never got a conversation id (it left).
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        # These tests see a client that leaves close the upstream within a second: the direct
+        # path. Resumable answers (the default window, 15 s) are tested in test_resume.py.
+        "RESUME_WINDOW_SECONDS": "0",
     }
     with run_app(environment, via="main.py") as app:
         yield app

@@ -201,13 +201,14 @@ def test_a_frozen_redis_costs_one_short_timeout_and_no_tokens_go_uncounted(
     key = f"ask-the-applicant:tokens:{datetime.now(UTC).date().isoformat()}"
     client = Redis.from_url(redis.url, socket_timeout=5)
 
-    def ask() -> None:
+    def ask() -> str:
         with httpx2.stream(
             "POST", f"{app.base_url}{SSE}", json={"input": "Where?"}, timeout=30
         ) as response:
             assert response.status_code == 200
             body = response.read().decode()
         assert "event: done" in body
+        return body
 
     try:
         with run_app(env) as app:
@@ -222,6 +223,15 @@ def test_a_frozen_redis_costs_one_short_timeout_and_no_tokens_go_uncounted(
                 # the budget alone waited 2 s twice per answer.
                 elapsed = time.monotonic() - started
                 assert elapsed < 4, f"10 answers took {elapsed:.1f}s with Redis frozen"
+                # The answers' events could not go to Redis: a resume on this replica reads
+                # them from memory.
+                meta = ask().split("event: meta\ndata: ")[1].split("\n")[0]
+                conversation_id = json.loads(meta)["conversation_id"]
+                replay = httpx2.get(
+                    f"{app.base_url}/conversations/{conversation_id}/stream", timeout=5
+                )
+                assert replay.status_code == 200
+                assert "event: done" in replay.text
             finally:
                 redis.thaw()
 

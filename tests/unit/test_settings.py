@@ -96,3 +96,10 @@ def test_cloudfront_proxy_kind_without_its_addresses_is_refused() -> None:
         settings(trusted_proxy_kind="CloudFront", trusted_proxies="10.0.0.0/8").trusted_proxy_kind
         == "cloudfront"
     )
+
+
+def test_resume_window_defaults_to_15_seconds_and_refuses_a_negative_one() -> None:
+    assert settings().resume_window_seconds == 15
+    assert settings(resume_window_seconds="0").resume_window_seconds == 0
+    with pytest.raises(ValidationError, match="resume_window_seconds"):
+        settings(resume_window_seconds="-1")

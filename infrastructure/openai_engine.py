@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -229,14 +229,17 @@ class ResponsesEngine:
             except _Stop as stop:
                 yield stop.event
             finally:
-                reads.close()
                 try:
                     if ended:
                         # The rest of the body is the end of its chunked encoding: reading it
                         # lets the connection go back to the pool instead of being closed.
-                        with anyio.move_on_after(UPSTREAM_DRAIN_SECONDS):
-                            await upstream.body.drain()
+                        with suppress(DeadlinePassed):
+                            await reads.run(
+                                upstream.body.drain(),
+                                min(deadline, reads.now() + UPSTREAM_DRAIN_SECONDS),
+                            )
                 finally:
+                    reads.close()
                     await _close(upstream.response)
 
     async def _open_with_retries(
@@ -384,5 +387,5 @@ class ResponsesEngine:
 
 async def _close(response: httpx2.Response) -> None:
     """Close the upstream HTTP stream even while the task is being cancelled (client left)."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(UPSTREAM_CLOSE_SECONDS):
+    with anyio.move_on_after(UPSTREAM_CLOSE_SECONDS, shield=True):
         await response.aclose()

@@ -89,12 +89,19 @@ def serve_profiled(out: Path) -> None:
 
     def snapshot(_signum: int, _frame: object) -> None:
         snapshots.append(tracemalloc.take_snapshot())
+        if len(snapshots) == 1:
+            tracemalloc.reset_peak()
+            return
+        traced, peak = tracemalloc.get_traced_memory()
         if len(snapshots) == 2:
             before, after = snapshots
             grouping = os.environ.get("BENCH_TRACEMALLOC", "filename")
             grown = after.compare_to(before, grouping)
             total = sum(stat.size_diff for stat in grown)
-            lines = [f"heap grew by {total / 1024:.0f} KiB in all"]
+            lines = [
+                f"heap grew by {total / 1024:.0f} KiB in all; while the streams opened it "
+                f"peaked {(peak - traced) / 1024:.0f} KiB above where it is now"
+            ]
             for stat in grown[: 30 if grouping == "filename" else 60]:
                 lines.append(
                     f"{stat.size_diff / 1024:8.0f} KiB {stat.count_diff:7d} objects  "

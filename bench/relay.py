@@ -128,6 +128,8 @@ def app_environment(upstream: str, database_url: str) -> dict[str, str]:
         # A watcher thread polling the profile folder is not part of relaying.
         "KNOWLEDGE_WATCH": "false",
         "LOG_LEVEL": "warning",
+        # As the image runs it (Dockerfile): fewer malloc arenas, less RSS per open stream.
+        "MALLOC_ARENA_MAX": "2",
     }
 
 

@@ -87,7 +87,7 @@ _RATE_DECISION = "ask_the_applicant.rate_decision"
 async def rate_limit_decision(scope: Scope) -> RateDecision | None:
     """Count this request against its client's RATE_LIMIT_PER_MINUTE, once per request.
 
-    ``None`` when limits are off. The decision is kept in the scope: ``RateLimitFirst``
+    ``None`` when limits are off. The decision is kept in the scope: ``RequestBodyGuard``
     (``api/protection.py``) takes it before the body is read, so that invalid bodies are
     counted too, and the dependency below then finds it instead of counting again.
     """

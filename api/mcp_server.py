@@ -337,7 +337,7 @@ def _origin_allowed(scope: Scope, allowed: Sequence[str]) -> bool:
 
 
 async def _read_body(receive: Receive) -> bytes:
-    # The app's BodySizeLimit has already bounded the body to MAX_BODY_BYTES.
+    # The app's RequestBodyGuard has already bounded the body to MAX_BODY_BYTES.
     chunks: list[bytes] = []
     while True:
         message = await receive()

@@ -5,13 +5,13 @@ From the outside in:
 
 - ``SecurityHeaders`` adds the security headers to every response, SSE streams and errors
   included.
-- ``BodyReadDeadline`` answers 408 to a body that has not all arrived
+- ``RequestBodyGuard`` applies the rules for reading a request body: a request to a route
+  that declares ``RateLimited`` is counted before its body is read (a flood of invalid bodies
+  is limited like valid questions); 408 for a body that has not all arrived
   REQUEST_BODY_TIMEOUT_SECONDS after the app began to read it (a client that sends the
-  headers, then stalls or trickles the body, must not hold a connection and a task forever).
-- ``RateLimitFirst`` counts a request to a route that declares ``RateLimited`` before its
-  body is read, so a flood of invalid bodies is limited like valid questions.
-- ``BodySizeLimit`` answers 413 to a body over MAX_BODY_BYTES: at once when its
-  ``Content-Length`` says so, else as soon as the bytes received pass the limit.
+  headers, then stalls or trickles the body, must not hold a connection and a task forever);
+  413 for a body over MAX_BODY_BYTES, at once when its ``Content-Length`` says so, else as
+  soon as the bytes received pass the limit.
 """
 
 from __future__ import annotations
@@ -98,75 +98,38 @@ def _declares_rate_limit(route: object) -> bool:
     )
 
 
-class RateLimitFirst:
-    """Applies ``RateLimited`` before FastAPI reads and parses the body.
-
-    FastAPI parses JSON before it solves a route's dependencies, so a malformed body would
-    get its 422 without being counted. Routing has chosen the route (``scope["route"]``) by
-    the time the body is first read; at that moment, if the route declares ``RateLimited``,
-    the request is counted, and over the limit ``TooManyRequests`` is raised instead of
-    reading: FastAPI hands it to the error handlers like any ``HTTPException``. The
-    dependency then reuses the decision instead of counting the request twice.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        checked = False
-
-        async def receive_within_limit() -> Message:
-            nonlocal checked
-            if not checked:
-                checked = True
-                if _declares_rate_limit(scope.get("route")):
-                    decision = await rate_limit_decision(scope)
-                    if decision is not None and not decision.allowed:
-                        raise TooManyRequests(decision.limit, decision.retry_after_seconds)
-            return await receive()
-
-        await self.app(scope, receive_within_limit, send)
-
-
 def _content_length(scope: Scope) -> int | None:
     value = Headers(scope=scope).get("content-length")
     return int(value) if value is not None and value.strip().isdigit() else None
 
 
-async def _answer_before_start(
-    app: ASGIApp,
-    scope: Scope,
-    wrapped_receive: Receive,
-    receive: Receive,
-    send: Send,
-    refusal: type[BodyTooLarge | BodyReadTimeout],
-) -> None:
-    """Run ``app`` reading through ``wrapped_receive``; a ``refusal`` raised before the
-    response has started is answered with the usual error body (after, it propagates)."""
-    started = False
+class RequestBodyGuard:
+    """Three rules for reading a request body, applied in one wrapper of ``receive``:
 
-    async def tracking_send(message: Message) -> None:
-        nonlocal started
-        started = started or message["type"] == "http.response.start"
-        await send(message)
+    - **rate limit first** (``RateLimited``): FastAPI parses JSON before it solves a route's
+      dependencies, so a malformed body would get its 422 without being counted. Routing has
+      chosen the route (``scope["route"]``) by the time the body is first read; at that
+      moment, if the route declares ``RateLimited``, the request is counted, and over the limit
+      ``TooManyRequests`` is raised instead of reading: FastAPI hands it to the error handlers
+      like any ``HTTPException``. The dependency then reuses the decision instead of counting
+      the request twice. Its Redis call is not counted in the body's time.
+    - **size** (``max_bytes``): 413 for a body over the limit, before the app sees more than
+      that: at once when its ``Content-Length`` says so, else as soon as the bytes received
+      pass the limit.
+    - **deadline** (``timeout``): 408 for a body that has not all arrived ``timeout`` seconds
+      after the app first asked for it, whether the client stalls or trickles it; once it
+      has, reads are not bounded (a route may wait for ``http.disconnect``).
 
-    try:
-        await app(scope, wrapped_receive, tracking_send)
-    except refusal as error:
-        if started:
-            raise
-        await http_error_response(error)(scope, receive, send)
+    The refusals are raised inside the app, whose handlers answer with the usual error body;
+    one raised where no handler sees it, before the response has started, is answered here.
+    One middleware, not three: a streamed answer holds each middleware's frame and closures
+    for its whole life, and each message passes through each of them.
+    """
 
-
-class BodySizeLimit:
-    """413 for a request body over ``max_bytes``, before the app sees more than that."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -176,62 +139,60 @@ class BodySizeLimit:
         if declared is not None and declared > self.max_bytes:
             await http_error_response(BodyTooLarge(self.max_bytes))(scope, receive, send)
             return
+        checked = complete = False
+        deadline = math.inf
         received = 0
 
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # Raised inside the app: its handler answers with the usual error body.
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        await _answer_before_start(self.app, scope, counting_receive, receive, send, BodyTooLarge)
-
-
-class BodyReadDeadline:
-    """408 for a body that has not all arrived ``timeout`` seconds after the app first asked
-    for it, whether the client stalls or trickles it; once it has, reads are not bounded (a
-    route may wait for ``http.disconnect``)."""
-
-    def __init__(self, app: ASGIApp, timeout: float) -> None:
-        self.app = app
-        self.timeout = timeout
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        deadline = math.inf
-        complete = False
-
-        async def bounded_receive() -> Message:
-            nonlocal deadline, complete
+        async def guarded_receive() -> Message:
+            nonlocal checked, complete, deadline, received
             if complete:
                 return await receive()
+            if not checked:
+                checked = True
+                if _declares_rate_limit(scope.get("route")):
+                    decision = await rate_limit_decision(scope)
+                    if decision is not None and not decision.allowed:
+                        raise TooManyRequests(decision.limit, decision.retry_after_seconds)
             if deadline == math.inf:
                 deadline = time.monotonic() + self.timeout
             with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waiting:
                 message = await receive()
             if waiting.cancelled_caught:
-                # Raised inside the app: its handler answers with the usual error body.
                 raise BodyReadTimeout(self.timeout)
-            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+                complete = not message.get("more_body", False)
+            else:
+                complete = True
             return message
 
-        await _answer_before_start(self.app, scope, bounded_receive, receive, send, BodyReadTimeout)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, tracking_send)
+        except (BodyTooLarge, BodyReadTimeout) as error:
+            if started:
+                raise
+            await http_error_response(error)(scope, receive, send)
 
 
 def install_protection(app: FastAPI, settings: Settings) -> None:
-    """Body limit, body deadline, rate limit before the body, and security headers (outermost).
+    """The request body's rules (rate limit before it is read, size, deadline) and the
+    security headers (outermost).
 
-    Call it before adding CORS, so that CORS (outside) adds its headers to 413 and 429 too
-    and a browser can read them.
+    Call it before adding CORS, so that CORS (outside) adds its headers to 408, 413 and 429
+    too and a browser can read them.
     """
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RateLimitFirst)
-    # Outside the rate limit: its Redis call, made on the first read, is not the client's time.
-    app.add_middleware(BodyReadDeadline, timeout=settings.request_body_timeout_seconds)
+    app.add_middleware(
+        RequestBodyGuard,
+        max_bytes=settings.max_body_bytes,
+        timeout=settings.request_body_timeout_seconds,
+    )
     app.add_middleware(SecurityHeaders, trusted=trusted_networks(settings.trusted_proxies))

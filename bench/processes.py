@@ -40,11 +40,19 @@ class Server:
 
 
 @contextmanager
-def started(name: str, argv: Sequence[str], port: int, env: Mapping[str, str]) -> Iterator[Server]:
-    """Start ``argv`` (not waiting for it to listen); SIGTERM, then SIGKILL, at the end."""
+def started(
+    name: str,
+    argv: Sequence[str],
+    port: int,
+    env: Mapping[str, str],
+    launcher: Sequence[str] = (),
+) -> Iterator[Server]:
+    """Start ``argv`` (not waiting for it to listen); SIGTERM, then SIGKILL, at the end.
+
+    ``launcher`` goes before the interpreter (``valgrind --tool=callgrind ...``)."""
     with tempfile.NamedTemporaryFile("wb", prefix=f"bench-{name}-", suffix=".log") as log:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-            [sys.executable, *argv],
+            [*launcher, sys.executable, *argv],
             cwd=PROJECT_ROOT,
             env=child_environment(env),
             stdout=log,

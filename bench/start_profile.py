@@ -10,6 +10,14 @@ model request, the middleware and the SSE response.
 With ``--profile FILE`` the server runs under cProfile during the bursts only (SIGUSR1 turns
 it on and off) and writes its statistics to FILE; the top functions by cumulative and own time
 are printed. The profiler roughly doubles the CPU figures: compare runs with it off.
+
+With ``--callgrind`` the server runs under valgrind's callgrind with instrumentation off until
+the warm-up is done, on for the bursts only, and the instructions it executed per answer are
+reported: a count that other sessions' load on the machine does not change (a run takes a few
+minutes: valgrind runs the server about 50 times slower). ``PYTHONHASHSEED`` is fixed for it.
+
+``--hold N`` holds N paced streams open instead and reports what the server's heap grew by,
+by file, line or traceback (``--group``; tracemalloc).
 """
 
 from __future__ import annotations
@@ -20,7 +28,10 @@ import cProfile
 import gc
 import os
 import pstats
+import re
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,20 +89,31 @@ def serve_profiled(out: Path) -> None:
 
     def snapshot(_signum: int, _frame: object) -> None:
         snapshots.append(tracemalloc.take_snapshot())
+        if len(snapshots) == 1:
+            tracemalloc.reset_peak()
+            return
+        traced, peak = tracemalloc.get_traced_memory()
         if len(snapshots) == 2:
             before, after = snapshots
-            grown = after.compare_to(before, "filename")
+            grouping = os.environ.get("BENCH_TRACEMALLOC", "filename")
+            grown = after.compare_to(before, grouping)
             total = sum(stat.size_diff for stat in grown)
-            lines = [f"heap grew by {total / 1024:.0f} KiB in all"]
-            lines += [
-                f"{stat.size_diff / 1024:8.0f} KiB {stat.count_diff:7d} objects  "
-                f"{stat.traceback[0].filename}"
-                for stat in grown[:30]
+            lines = [
+                f"heap grew by {total / 1024:.0f} KiB in all; while the streams opened it "
+                f"peaked {(peak - traced) / 1024:.0f} KiB above where it is now"
             ]
+            for stat in grown[: 30 if grouping == "filename" else 60]:
+                lines.append(
+                    f"{stat.size_diff / 1024:8.0f} KiB {stat.count_diff:7d} objects  "
+                    f"{stat.traceback[0].filename}"
+                    + ("" if grouping == "filename" else f":{stat.traceback[0].lineno}")
+                )
+                if grouping == "traceback":
+                    lines += [f"        {frame}" for frame in list(stat.traceback)[1:]]
             out.with_suffix(".mem").write_text("\n".join(lines))
 
-    if os.environ.get("BENCH_TRACEMALLOC"):
-        tracemalloc.start()
+    if grouping := os.environ.get("BENCH_TRACEMALLOC"):
+        tracemalloc.start(8 if grouping == "traceback" else 1)
         signal.signal(signal.SIGUSR2, snapshot)
     serve(app, settings)
 
@@ -138,19 +160,67 @@ async def hold(pid: int, origin: str, size: int) -> None:
         await asyncio.gather(*streams, return_exceptions=True)
 
 
-async def drive(pid: int, origin: str, size: int, bursts: int, profiled: bool) -> None:
+SERVER_HOST = "127.0.0.1"
+
+
+def callgrind_control(pid: int, *arguments: str) -> None:
+    control = shutil.which("callgrind_control")
+    if control is None:
+        raise RuntimeError("callgrind_control (valgrind) is not on PATH")
+    done = subprocess.run(  # noqa: S603 - valgrind's own tool, on our own child
+        [control, *arguments, str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+        # valgrind names its control pipes after $HOST, which is the app's HOST setting here.
+        env={**os.environ, "HOST": SERVER_HOST},
+    )
+    if "OK." not in done.stdout:  # it exits 0 even when it found no such process
+        raise RuntimeError(f"callgrind_control {' '.join(arguments)}: {done.stdout}{done.stderr}")
+
+
+def callgrind_instructions(folder: Path) -> int:
+    """The instructions counted in the dumps callgrind wrote to ``folder`` (``totals:``)."""
+    total = 0
+    for dump in folder.glob("callgrind.out*"):
+        found = re.search(rb"^totals: (\d+)", dump.read_bytes(), re.MULTILINE)
+        total += int(found.group(1)) if found else 0
+    return total
+
+
+async def drive(
+    pid: int, origin: str, size: int, bursts: int, profiled: bool, callgrind: Path | None
+) -> None:
+    timeout = 600 if callgrind else 60
     limits = httpx2.Limits(max_connections=size, max_keepalive_connections=0)
-    async with httpx2.AsyncClient(limits=limits, timeout=60) as client:
+    async with httpx2.AsyncClient(limits=limits, timeout=timeout) as client:
         await burst(client, origin, min(size, 20))
         await burst(client, origin, min(size, 20))
         if profiled:
             os.kill(pid, signal.SIGUSR1)
+        if callgrind:
+            callgrind_control(pid, "--instr=on")
+
         cpu = cpu_seconds(pid)
         medians = [await burst(client, origin, size) for _ in range(bursts)]
         cpu = cpu_seconds(pid) - cpu
         if profiled:
             os.kill(pid, signal.SIGUSR1)
+        if callgrind:
+            callgrind_control(pid, "--instr=off")
+            callgrind_control(pid, "--dump")
     answers = size * bursts
+    if callgrind:
+        deadline = time.monotonic() + 60
+        while not (instructions := callgrind_instructions(callgrind)):
+            if time.monotonic() > deadline:
+                raise TimeoutError("callgrind wrote no dump")
+            await asyncio.sleep(0.5)
+        print(
+            f"burst {size} x {bursts}: server {instructions / answers / 1e6:.2f} million "
+            f"instructions per answer (callgrind)"
+        )
+        return
     print(
         f"burst {size} x {bursts}: server CPU {cpu * 1000 / answers:.2f} ms per answer, "
         f"first byte median {sorted(medians)[len(medians) // 2] * 1000:.0f} ms "
@@ -167,10 +237,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--database-url", help="instead of a new SQLite file")
     parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count the server's instructions per answer under valgrind (slow; no timings)",
+    )
+    parser.add_argument(
         "--hold",
         type=int,
         help="instead of bursts: hold this many paced streams open and report what the heap "
         "grew by, per file (tracemalloc)",
+    )
+    parser.add_argument(
+        "--group",
+        choices=("filename", "lineno", "traceback"),
+        default="filename",
+        help="with --hold: what to group the heap's growth by (traceback: 8 frames)",
     )
     parser.add_argument("--serve-profiled", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -183,17 +264,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         with started("upstream", argv_upstream, upstream_port, {}) as upstream:
             wait_until_listening(upstream, "/health")
             set_scenario(upstream, 200 if args.hold else args.deltas, 0.02 if args.hold else 0.0)
-            env = {"HOST": "127.0.0.1", "PORT": str(port)}
+            env = {"HOST": SERVER_HOST, "PORT": str(port)}
             if args.hold:
-                env["BENCH_TRACEMALLOC"] = "1"
+                env["BENCH_TRACEMALLOC"] = args.group
             env |= app_environment(
                 f"{upstream.origin}/v1",
                 args.database_url or f"sqlite+aiosqlite:///{Path(folder) / 'app.db'}",
             )
             stats = args.profile.resolve() if args.profile else Path(folder) / "unused.prof"
             server_argv = ["-m", "bench.start_profile", "--serve-profiled", str(stats)]
-            with started("app", server_argv, port, env) as server:
-                wait_until_listening(server, "/ready")
+            launcher: list[str] = []
+            dumps = Path(folder) / "callgrind"
+            if args.callgrind:
+                valgrind = shutil.which("valgrind")
+                if valgrind is None:
+                    parser.error("--callgrind needs valgrind on PATH")
+                dumps.mkdir()
+                env["PYTHONHASHSEED"] = "0"
+                launcher = [
+                    valgrind,
+                    "--tool=callgrind",
+                    "--instr-atstart=no",
+                    f"--callgrind-out-file={dumps}/callgrind.out.%p",
+                ]
+            with started("app", server_argv, port, env, launcher) as server:
+                wait_until_listening(server, "/ready", timeout=600 if args.callgrind else 120)
                 if args.hold:
                     asyncio.run(hold(server.pid, server.origin, args.hold))
                     memory = stats.with_suffix(".mem")
@@ -204,7 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(memory.read_text())
                     return 0
                 asyncio.run(
-                    drive(server.pid, server.origin, args.burst, args.bursts, bool(args.profile))
+                    drive(
+                        server.pid,
+                        server.origin,
+                        args.burst,
+                        args.bursts,
+                        bool(args.profile),
+                        dumps if args.callgrind else None,
+                    )
                 )
                 if args.profile:
                     deadline = time.monotonic() + 30

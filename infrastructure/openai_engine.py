@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator
-from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -14,7 +14,7 @@ from typing import Any, cast
 import anyio
 import httpx2
 import openai
-from openai import AsyncAPIResponse, AsyncOpenAI
+from openai import AsyncOpenAI
 from openai.types.responses import ResponseInputParam
 from tenacity import (
     AsyncRetrying,
@@ -116,8 +116,10 @@ def retry_after_seconds(error: openai.OpenAIError) -> float | None:
 class _UpstreamBody:
     """The raw body of a streamed response: its events, a few at a time, as they arrive."""
 
-    def __init__(self, response: AsyncAPIResponse[Any]) -> None:
-        self._chunks = response.iter_bytes()
+    __slots__ = ("_chunks", "_decoder", "_ended")
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._chunks = response.aiter_bytes()
         self._decoder = EventStreamDecoder()
         self._ended = False
 
@@ -143,9 +145,10 @@ class _UpstreamBody:
 
 @dataclass(slots=True)
 class _Upstream:
-    """One open upstream response: how to close it, its body, and events read ahead."""
+    """One open upstream response (closed with ``response.aclose()``), its body, and events
+    read ahead."""
 
-    closing: AsyncExitStack
+    response: httpx2.Response
     body: _UpstreamBody
     reads: RollingDeadline
     pending: deque[AnswerEvent] = field(default_factory=deque)
@@ -195,6 +198,7 @@ class ResponsesEngine:
             jitter=policy.backoff_initial,
         )
         self._lifecycle = lifecycle
+        self._sent: httpx2.Request | None = None
 
     def model_for(self, requested: str) -> str:
         return requested
@@ -225,15 +229,18 @@ class ResponsesEngine:
             except _Stop as stop:
                 yield stop.event
             finally:
-                reads.close()
                 try:
                     if ended:
                         # The rest of the body is the end of its chunked encoding: reading it
                         # lets the connection go back to the pool instead of being closed.
-                        with anyio.move_on_after(UPSTREAM_DRAIN_SECONDS):
-                            await upstream.body.drain()
+                        with suppress(DeadlinePassed):
+                            await reads.run(
+                                upstream.body.drain(),
+                                min(deadline, reads.now() + UPSTREAM_DRAIN_SECONDS),
+                            )
                 finally:
-                    await _close(upstream.closing)
+                    reads.close()
+                    await _close(upstream.response)
 
     async def _open_with_retries(
         self, request: AnswerRequest, deadline: float, reads: RollingDeadline
@@ -274,23 +281,23 @@ class ResponsesEngine:
         self, request: AnswerRequest, deadline: float, reads: RollingDeadline
     ) -> tuple[_Upstream, AnswerEvent]:
         """One request, read up to its first meaningful event."""
-        closing = AsyncExitStack()
         try:
-            response = await closing.enter_async_context(
-                self._responses.create(
-                    stream=True,
-                    # The same JSON as the keyword arguments, without the SDK's transform of
-                    # each value against its declared type (the input items against every
-                    # member of their union: 4 ms of CPU per answer; the rest 0.1 ms more).
-                    extra_body={
-                        "model": request.model,
-                        "instructions": INSTRUCTIONS,
-                        "input": build_input(request),
-                        "max_output_tokens": self._max_output_tokens,
-                        "store": False,
-                    },
-                )
-            )
+            # Entered, not held: the SDK's response and its context manager keep the request's
+            # options (the grounding among them) for as long as they live. The stream needs
+            # only the HTTP response, which their exit would close; ``_close`` does.
+            started = await self._responses.create(
+                stream=True,
+                # The same JSON as the keyword arguments, without the SDK's transform of
+                # each value against its declared type (the input items against every
+                # member of their union: 4 ms of CPU per answer; the rest 0.1 ms more).
+                extra_body={
+                    "model": request.model,
+                    "instructions": INSTRUCTIONS,
+                    "input": build_input(request),
+                    "max_output_tokens": self._max_output_tokens,
+                    "store": False,
+                },
+            ).__aenter__()
         except openai.OpenAIError as error:
             code = classify(error)
             status = getattr(error, "status_code", None)
@@ -301,7 +308,9 @@ class ResponsesEngine:
                     raise _Retry(code, asked) from None
             raise _Stop(failure(code)) from None
 
-        upstream = _Upstream(closing, _UpstreamBody(response), reads)
+        response = started.http_response
+        response.request = self._sent_request(response.request)
+        upstream = _Upstream(response, _UpstreamBody(response), reads)
         try:
             event = await self._next_answer_event(upstream, deadline)
             if event is None:
@@ -310,13 +319,25 @@ class ResponsesEngine:
                 raise _Retry(event.code)
             return upstream, event
         except _Stop as stop:
-            await _close(closing)
+            await _close(response)
             if stop.retryable:
                 raise _Retry(stop.event.code) from None
             raise
-        except _Retry:
-            await _close(closing)
+        except BaseException:  # a retry, or cancelled (the client left, the store failed)
+            await _close(response)
             raise
+
+    def _sent_request(self, request: httpx2.Request) -> httpx2.Request:
+        """What a response keeps of its request once the request is sent: its method and URL.
+
+        httpx keeps the whole request on the response (its serialized body, the grounding
+        within, and every header) for the stream's life, only to name it in an error; a
+        stream needs none of it. One bodiless request per engine stands in for them all.
+        """
+        sent = self._sent
+        if sent is None or sent.url != request.url or sent.method != request.method:
+            sent = self._sent = httpx2.Request(request.method, request.url)
+        return sent
 
     async def _next_answer_event(self, upstream: _Upstream, deadline: float) -> AnswerEvent | None:
         """The next event worth relaying, or ``None`` when the stream ends.
@@ -364,7 +385,7 @@ class ResponsesEngine:
         return self._lifecycle.bounding(wait)
 
 
-async def _close(closing: AsyncExitStack) -> None:
+async def _close(response: httpx2.Response) -> None:
     """Close the upstream HTTP stream even while the task is being cancelled (client left)."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(UPSTREAM_CLOSE_SECONDS):
-        await closing.aclose()
+    with anyio.move_on_after(UPSTREAM_CLOSE_SECONDS, shield=True):
+        await response.aclose()

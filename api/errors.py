@@ -239,6 +239,22 @@ async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse
     return http_error_response(error)
 
 
+class StartTrackingSend:
+    """``send``, noting whether the response has started: an error raised before then can
+    still be answered with the usual error body, one raised after cannot."""
+
+    __slots__ = ("_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
 class CatchUnhandled:
     """Turns an unexpected exception into a plain 500 body, logging its type and no trace."""
 
@@ -249,18 +265,12 @@ class CatchUnhandled:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracking_send = StartTrackingSend(send)
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as error:
             logger.error("unhandled %s on %s", type(error).__name__, scope.get("path"))
-            if not started:
+            if not tracking_send.started:
                 response = error_response(
                     ErrorCode.INTERNAL_ERROR, UPSTREAM_MESSAGES[ErrorCode.INTERNAL_ERROR]
                 )

@@ -28,7 +28,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.client_address import IPNetwork, peer_is_trusted, trusted_networks
 from api.dependencies import RateLimited, rate_limit_decision
-from api.errors import BodyReadTimeout, BodyTooLarge, TooManyRequests, http_error_response
+from api.errors import (
+    BodyReadTimeout,
+    BodyTooLarge,
+    StartTrackingSend,
+    TooManyRequests,
+    http_error_response,
+)
 from settings import Settings
 
 SECURITY_HEADERS = {
@@ -168,17 +174,11 @@ class RequestBodyGuard:
                 complete = True
             return message
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracking_send = StartTrackingSend(send)
         try:
             await self.app(scope, guarded_receive, tracking_send)
         except (BodyTooLarge, BodyReadTimeout) as error:
-            if started:
+            if tracking_send.started:
                 raise
             await http_error_response(error)(scope, receive, send)
 

@@ -31,7 +31,6 @@ from api.schemas import (
 from api.sse import (
     SSE_DESCRIPTION,
     SSE_EXAMPLE,
-    STREAM_HEADERS,
     AnswerEventSource,
     answer_events,
     event_source,
@@ -39,7 +38,7 @@ from api.sse import (
     source_items,
     streamed,
 )
-from api.ui_message_stream import UI_MESSAGE_STREAM_HEADERS
+from api.ui_message_stream import HEADERS_BY_PROTOCOL
 from application.resume import conversation_key
 from domain.conversation import utf8_text
 from domain.errors import AnswerNotCompleted
@@ -155,7 +154,7 @@ async def resume_conversation(
         metrics,
         conversation_key(conversation_id),
         last_event_id_header if last_event_id_header is not None else last_event_id,
-        headers={"sse": STREAM_HEADERS, "ui": UI_MESSAGE_STREAM_HEADERS},
+        headers=HEADERS_BY_PROTOCOL,
     )
 
 

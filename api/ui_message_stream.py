@@ -63,6 +63,9 @@ UI_MESSAGE_STREAM_HEADERS = {
 }
 """As the ``ai`` package's ``UI_MESSAGE_STREAM_HEADERS`` (the content type is the stream's)."""
 
+HEADERS_BY_PROTOCOL = {"sse": STREAM_HEADERS, "ui": UI_MESSAGE_STREAM_HEADERS}
+"""A resumed answer's response headers, by the protocol it was asked in (``streamed``)."""
+
 DONE_MARKER = "[DONE]"
 TEXT_PART_ID = "text-1"
 """Each answer is one text part."""
@@ -348,5 +351,5 @@ async def resume_chat(
         metrics,
         chat_key(chat_id),
         None,
-        headers={"ui": UI_MESSAGE_STREAM_HEADERS, "sse": STREAM_HEADERS},
+        headers=HEADERS_BY_PROTOCOL,
     )

@@ -13,8 +13,10 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, assert_never, get_args
 
+import anyio
 from fastapi import Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.event import ensure_bytes
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
@@ -336,17 +338,26 @@ async def resume_response(
 
 
 class AnswerEventSource(EventSourceResponse):
-    """sse-starlette's response, with its send timeout kept by one timer per sending task.
+    """sse-starlette's response, run by two tasks instead of four, and its send timeout kept by
+    one timer per sending task.
 
-    sse-starlette bounds each send with a cancel scope, which costs more per delta than the
-    rest of the relay (docs/performance.md). The rule is the same: a send that does not
-    complete within ``send_timeout`` (a client that stopped reading) ends the response.
+    sse-starlette runs each response as a task group of four tasks (the stream, the pings, the
+    client's disconnect, the server's exit signal), each with its cancel scope, and bounds
+    each send with another cancel scope. An open stream held about 14 KiB in them, and a
+    burst's answers paid for them at the start (docs/performance.md). Here the stream runs in
+    the request's own task, under one cancel scope, and one watcher task waits for the
+    client's disconnect and sends the pings while it waits. The exit signal's task is left out:
+    the app turns sse-starlette's drain off and ends its streams itself (``common/lifecycle``).
+    The rules stay sse-starlette's: its ``_stream_response`` sends the headers, the events (and
+    closes the iterator, within its cleanup timeout, if a send fails) and the end; pings share
+    its send lock; a disconnect ends the stream; a send that does not complete within
+    ``send_timeout`` (a client that stopped reading) ends the response.
 
-    sse-starlette offers no public way to do this: every send goes through the private
+    sse-starlette offers no public way to do either: every send goes through the private
     ``_send_with_timeout``, which opens a cancel scope even without a timeout (7 µs a send,
-    measured). So this overrides it, pyproject.toml bounds sse-starlette to the minor version
-    the override was checked against, and tests/unit/test_sse_send_timeout.py fails if the
-    library's method changes or stops carrying every send.
+    measured). So this overrides it and ``__call__``, pyproject.toml bounds sse-starlette to
+    the minor version the overrides were checked against, and
+    tests/unit/test_sse_send_timeout.py fails if the library's methods change.
     """
 
     def __init__(
@@ -357,13 +368,68 @@ class AnswerEventSource(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            if scope["type"] != "http" or scope["method"] == "HEAD" or self.background:
+                await super().__call__(scope, receive, send)
+            else:
+                await self._run(receive, send)
         finally:
             for deadline in self._send_deadlines.values():
                 deadline.close()
             # Even one never iterated (the client left first): a reading detaches.
             if isinstance(self.body_iterator, ReadingEvents):
                 await self.body_iterator.aclose()
+
+    async def _run(self, receive: Receive, send: Send) -> None:
+        failed: list[BaseException] = []
+        watcher: asyncio.Task[None] | None = None
+        try:
+            with anyio.CancelScope() as streaming:
+                watcher = asyncio.create_task(self._watch(receive, send, streaming, failed))
+                await self._stream_response(send)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.wait((watcher,))
+        if failed:
+            raise failed[0]
+
+    async def _watch(
+        self,
+        receive: Receive,
+        send: Send,
+        streaming: anyio.CancelScope,
+        failed: list[BaseException],
+    ) -> None:
+        """Until the client disconnects (which ends the stream), a ping each ``ping_interval``
+        seconds of the wait; a ping that cannot be sent ends the stream with its error."""
+        ping_interval = self.ping_interval or None
+        try:
+            while self.active:
+                try:
+                    async with asyncio.timeout(ping_interval):
+                        message = await receive()
+                except TimeoutError:
+                    await self._send_ping(send)
+                    continue
+                if message["type"] == "http.disconnect":
+                    self.active = False
+                    break
+        except Exception as error:
+            failed.append(error)
+        streaming.cancel()
+
+    async def _send_ping(self, send: Send) -> None:
+        ping = (
+            self.ping_message_factory()
+            if self.ping_message_factory
+            else ServerSentEvent(comment="ping", sep=self.sep)
+        )
+        async with self._send_lock:
+            if self.active:
+                body = ensure_bytes(ping, self.sep)
+                await self._send_with_timeout(
+                    send, {"type": "http.response.body", "body": body, "more_body": True}
+                )
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         timeout = self.send_timeout

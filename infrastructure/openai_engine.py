@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import httpx2
@@ -39,6 +39,7 @@ from domain.policy import INSTRUCTIONS, render_grounding
 from infrastructure.responses_events import classify, failure, map_payload
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 UPSTREAM_CLOSE_SECONDS = 2.0
 UPSTREAM_DRAIN_SECONDS = 0.5
@@ -190,6 +191,7 @@ class ResponsesEngine:
         # The SDK imports the Responses API and builds its models on first use: seconds of
         # CPU that would otherwise fall on the first recruiter after every start.
         self._responses = client.responses.with_streaming_response
+        self._stream_timeout = _without_read_timeout(client.timeout)
         self._max_output_tokens = max_output_tokens
         self._policy = policy = policy or UpstreamPolicy()
         self._exponential = wait_exponential_jitter(
@@ -285,7 +287,7 @@ class ResponsesEngine:
             # Entered, not held: the SDK's response and its context manager keep the request's
             # options (the grounding among them) for as long as they live. The stream needs
             # only the HTTP response, which their exit would close; ``_close`` does.
-            started = await self._responses.create(
+            opening = self._responses.create(
                 stream=True,
                 # The same JSON as the keyword arguments, without the SDK's transform of
                 # each value against its declared type (the input items against every
@@ -297,7 +299,16 @@ class ResponsesEngine:
                     "max_output_tokens": self._max_output_tokens,
                     "store": False,
                 },
+                timeout=self._stream_timeout,
             ).__aenter__()
+            # The wait for the response's headers, bounded as each read of its body is.
+            started = await self._within_idle_timeout(
+                upstream_reads=reads, awaitable=opening, deadline=deadline
+            )
+        except _Stop as stop:
+            if stop.retryable:
+                raise _Retry(stop.event.code) from None
+            raise
         except openai.OpenAIError as error:
             code = classify(error)
             status = getattr(error, "status_code", None)
@@ -350,21 +361,12 @@ class ResponsesEngine:
             event = upstream.take()
             if event is not None:
                 return event
-            now = upstream.reads.now()  # the loop's clock, as anyio's, without its lookup
-            until = min(now + self._policy.idle_timeout, deadline)
-            left = self._lifecycle.time_left() if self._lifecycle is not None else None
-            if left is not None:
-                until = min(until, now + left)
             try:
-                arrived = await upstream.reads.run(upstream.body.next_events(), until)
-            except DeadlinePassed:
-                draining = self._lifecycle is not None and self._lifecycle.draining
-                code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
-                logger.warning("upstream wait ended: %s", code.value)
-                raise _Stop(
-                    failure(code),
-                    retryable=not draining and anyio.current_time() < deadline,
-                ) from None
+                arrived = await self._within_idle_timeout(
+                    upstream_reads=upstream.reads,
+                    awaitable=upstream.body.next_events(),
+                    deadline=deadline,
+                )
             except httpx2.TimeoutException:
                 logger.warning("upstream stream broke: timeout")
                 raise _Stop(failure(ErrorCode.UPSTREAM_TIMEOUT), retryable=True) from None
@@ -379,10 +381,46 @@ class ResponsesEngine:
                 if mapped is not None:
                     upstream.pending.append(mapped)
 
+    async def _within_idle_timeout(
+        self, *, upstream_reads: RollingDeadline, awaitable: Awaitable[T], deadline: float
+    ) -> T:
+        """``await awaitable`` within the idle timeout, the answer's deadline and, while the
+        server drains, the time left; ``_Stop`` (retryable if time is left) when it does not."""
+        now = upstream_reads.now()  # the loop's clock, as anyio's, without its lookup
+        until = min(now + self._policy.idle_timeout, deadline)
+        left = self._lifecycle.time_left() if self._lifecycle is not None else None
+        if left is not None:
+            until = min(until, now + left)
+        try:
+            return await upstream_reads.run(awaitable, until)
+        except DeadlinePassed:
+            draining = self._lifecycle is not None and self._lifecycle.draining
+            code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
+            logger.warning("upstream wait ended: %s", code.value)
+            raise _Stop(
+                failure(code),
+                retryable=not draining and anyio.current_time() < deadline,
+            ) from None
+
     def _bounded_by_drain(self, wait: Bounded) -> AbstractContextManager[None]:
         if self._lifecycle is None:
             return nullcontext()
         return self._lifecycle.bounding(wait)
+
+
+def _without_read_timeout(timeout: float | httpx2.Timeout | None) -> httpx2.Timeout:
+    """The client's timeouts without the read timeout, for a streamed answer.
+
+    The engine bounds the wait for the headers and each read of the body itself, with one
+    timer per answer (``RollingDeadline``). The transport's read timeout would add a timer
+    per chunk: aiohttp cancels and schedules one on every read, about 5 % of the CPU of a
+    paced stream (docs/performance.md).
+    """
+    if not isinstance(timeout, httpx2.Timeout):
+        return httpx2.Timeout(timeout, read=None)
+    return httpx2.Timeout(
+        connect=timeout.connect, read=None, write=timeout.write, pool=timeout.pool
+    )
 
 
 async def _close(response: httpx2.Response) -> None:

@@ -392,6 +392,42 @@ async def test_silent_upstream_ends_with_a_timeout_and_is_closed(
     assert body.closed.is_set()
 
 
+async def test_headers_that_never_come_end_with_a_timeout_after_a_retry(
+    upstream: respx.MockRouter,
+) -> None:
+    answered = asyncio.Event()
+    attempts = 0
+
+    async def no_headers(_request: httpx2.Request) -> httpx2.Response:
+        nonlocal attempts
+        attempts += 1
+        await answered.wait()  # never set: the server accepted and went quiet
+        raise AssertionError("unreachable")
+
+    upstream.post("/responses").mock(side_effect=no_headers)
+    events = [
+        event async for event in engine(idle_timeout=0.2, max_retries=1).stream_answer(request())
+    ]
+    assert [type(event) for event in events] == [AnswerFailed]
+    assert events[0].code == ErrorCode.UPSTREAM_TIMEOUT  # type: ignore[union-attr]
+    assert attempts == 2
+
+
+async def test_a_streamed_answer_has_no_transport_read_timer(upstream: respx.MockRouter) -> None:
+    """The engine bounds the reads itself; the transport keeps the other timeouts."""
+    client = AsyncOpenAI(
+        api_key="sk-test",
+        base_url=BASE_URL,
+        max_retries=0,
+        timeout=httpx2.Timeout(connect=3, read=35, write=4, pool=5),
+    )
+    route = upstream.post("/responses").mock(return_value=stream_reply(sse(CREATED, delta("Hi"))))
+    answers = ResponsesEngine(client, max_output_tokens=300, policy=UpstreamPolicy(max_retries=0))
+    [event async for event in answers.stream_answer(request())]
+    timeout = route.calls.last.request.extensions["timeout"]
+    assert timeout == {"connect": 3, "read": None, "write": 4, "pool": 5}
+
+
 async def test_whole_answer_has_a_deadline(upstream: respx.MockRouter) -> None:
     reply, _ = stalling_reply(sse(CREATED, delta("So far")))
     events = await collect(upstream, [reply], idle_timeout=10, total_timeout=0.3)

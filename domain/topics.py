@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Literal
 
 from domain.follow_up import Entry, asks_about_now
@@ -70,7 +71,13 @@ def _words(text: str) -> list[str]:
 def _generic(word: str, names: frozenset[str]) -> bool:
     if word in _GENERIC_EN or word in names or word.isdigit():
         return True
-    return any(word.startswith(stem) for stem in (*_GENERIC_KO, *names) if stem[0] >= "가")
+    return word.startswith(_korean_stems(names))
+
+
+@lru_cache(maxsize=8)  # one set of names per loaded profile
+def _korean_stems(names: frozenset[str]) -> tuple[str, ...]:
+    """The Korean words a generic word may start with (a particle may follow them)."""
+    return tuple(stem for stem in (*_GENERIC_KO, *names) if stem[0] >= "가")
 
 
 def applicant_names(passages: Sequence[Passage], contact: Passage | None) -> frozenset[str]:

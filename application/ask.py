@@ -275,6 +275,45 @@ class AskApplicant:
         protected = screen(question.content)
         if protected is None and screened.latest_dropped and refers_back(question.content):
             protected = screened.latest_dropped
+        if not is_new:
+            return await self._answering(
+                conversation_id, question, history, protected, requested_model, turn_id
+            )
+        # A new conversation's question is stored while it is searched for (for some, an
+        # embeddings call) and while the model request starts; ``covered`` is stored with the
+        # answer, as for a continued conversation. If the answer cannot start, a write still
+        # in flight is cancelled; a failed write answers 503 and cancels the model request.
+        storing = asyncio.create_task(
+            self._conversations.begin_turn(
+                conversation_id,
+                question.content,
+                covered=True,
+                new_conversation=True,
+                earlier=earlier_sent,
+            )
+        )
+        try:
+            return await self._answering(
+                conversation_id, question, history, protected, requested_model, storing
+            )
+        finally:
+            if not storing.done():
+                storing.cancel()
+                await asyncio.wait((storing,))
+            if not storing.cancelled():
+                storing.exception()  # retrieved: an error raised here already says what failed
+
+    async def _answering(
+        self,
+        conversation_id: str,
+        question: Message,
+        history: Sequence[Message],
+        protected: ProtectedCategory | None,
+        requested_model: str,
+        turn_id: int | asyncio.Task[int],
+    ) -> AnswerStream:
+        """Search, choose the engine and start the answer; for a new conversation, wait for
+        its question's write (``turn_id`` a task) once the model request has gone out."""
         sources: tuple[RetrievedPassage, ...] = ()
         nearest: tuple[RetrievedPassage, ...] = ()
         decline: Decline | None = None
@@ -303,25 +342,15 @@ class AskApplicant:
         model = engine.model_for(requested_model)
         # The question's turn id, or None if it could not be stored.
         turn: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        events = self._recorded(
-            answer, turn, model, None if is_new else covered, decline is not None
-        )
-        if not is_new:
+        events = self._recorded(answer, turn, model, covered, decline is not None)
+        if isinstance(turn_id, int):
             turn.set_result(turn_id)
         else:
             if decline is None:
                 # The model request goes out now, while the question is stored.
                 events = _StartedAnswer(events)
             try:
-                turn.set_result(
-                    await self._conversations.begin_turn(
-                        conversation_id,
-                        question.content,
-                        covered=covered,
-                        new_conversation=True,
-                        earlier=earlier_sent,
-                    )
-                )
+                turn.set_result(await turn_id)
             except BaseException:
                 turn.set_result(None)
                 await events.aclose()  # cancels the request; nothing to record

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from application.ask import AskApplicant
+from application.search import SearchProfile
 from domain.errors import (
     AnswerNotCompleted,
     ErrorCode,
@@ -16,6 +17,7 @@ from domain.errors import (
     StorageUnavailable,
 )
 from domain.models import AnswerDone, AnswerFailed, Message, TextDelta, Usage
+from domain.ports import SearchResult
 from tests.fakes import InMemoryConversations, ScriptedEngine, failing_script, small_profile
 
 
@@ -95,6 +97,62 @@ async def test_the_model_request_starts_while_the_question_is_stored() -> None:
     [(turn_id, answer)] = conversations.finished
     [turn] = conversations.conversations["conversation-1"].turns
     assert (turn.id, turn.question, answer.text) == (turn_id, "hi", "Hello world")
+
+
+class GatedSearch(SearchProfile):
+    """The profile's search, held until ``release`` (an embeddings call in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__(small_profile())
+        self.searching = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def search(self, query: str, **options: Any) -> SearchResult:
+        self.searching.set()
+        await self.release.wait()
+        return await super().search(query, **options)
+
+
+async def test_a_new_question_is_stored_while_it_is_searched_for() -> None:
+    engine, conversations, search = ScriptedEngine(), GatedConversations(), GatedSearch()
+    ask = make_ask(engine, conversations, search=search)
+    starting = asyncio.create_task(ask.start([user("Where did Jane work?")]))
+    await until(conversations.writing.is_set)
+    assert search.searching.is_set()
+    assert not search.release.is_set()
+    assert engine.requests == [], "the model request waits for the search"
+
+    search.release.set()
+    await until(lambda: bool(engine.requests))
+    assert not starting.done(), "meta waits for the question's write"
+    conversations.release.set()
+    stream = await starting
+    assert [event async for event in stream.events][-1] == AnswerDone("stop", Usage(3, 2, 5))
+    [turn] = conversations.conversations["conversation-1"].turns
+    assert turn.covered is True  # stored with the answer, as the search found it
+
+
+async def test_a_question_the_search_cannot_cover_is_stored_uncovered() -> None:
+    conversations = InMemoryConversations()
+    ask = make_ask(conversations=conversations)
+    stream = await ask.start([user("Does Jane hold a pilot licence for gliders?")])
+    [event async for event in stream.events]
+    [turn] = conversations.conversations["conversation-1"].turns
+    assert turn.covered is False
+
+
+async def test_a_search_that_fails_cancels_the_write_in_flight() -> None:
+    conversations, search = GatedConversations(), GatedSearch()
+
+    async def broken(query: str, **options: Any) -> SearchResult:
+        await conversations.writing.wait()
+        raise RuntimeError("index gone")
+
+    search.search = broken  # type: ignore[method-assign]
+    ask = make_ask(conversations=conversations, search=search)
+    with pytest.raises(RuntimeError, match="index gone"):
+        await ask.start([user("Where did Jane work?")])
+    assert conversations.conversations == {}, "the write was cancelled before it stored"
 
 
 async def test_a_failed_store_cancels_the_model_request_before_raising() -> None:

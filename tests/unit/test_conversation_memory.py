@@ -31,13 +31,13 @@ def user(text: str) -> Message:
     return Message("user", text)
 
 
-async def test_question_is_stored_before_the_engine_runs() -> None:
-    ask, engine, conversations = make()
+async def test_question_is_stored_when_the_answer_starts() -> None:
+    """The model request may already be out (issue 18), the answer not yet read."""
+    ask, _, conversations = make()
     stream = await ask.start([user("Where did Jane work?")])
     [turn] = conversations.conversations[stream.meta.conversation_id].turns
     assert turn.question == "Where did Jane work?"
     assert turn.answer is None
-    assert engine.requests == []
     await stream.events.aclose()
 
 

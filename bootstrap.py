@@ -90,7 +90,9 @@ def create_app(
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
     import httpx2
-    from openai import AsyncOpenAI, DefaultAioHttpClient
+    from openai import DefaultAioHttpClient
+
+    from infrastructure.openai_client import OpenAIClient
 
     # A server reached only through OPENAI_BASE_URL may need no key; the SDK insists on one.
     api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
@@ -101,7 +103,7 @@ def build_openai_client(settings: Settings) -> AsyncOpenAI:
         write=settings.upstream_connect_timeout_seconds,
         pool=settings.upstream_connect_timeout_seconds,
     )
-    return AsyncOpenAI(
+    return OpenAIClient(
         api_key=api_key,
         base_url=settings.openai_base_url,
         max_retries=0,  # ResponsesEngine retries, and only before any text was sent

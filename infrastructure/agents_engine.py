@@ -51,7 +51,8 @@ from agents.retry import (
 )
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
 
-from common.lifecycle import Lifecycle
+from common.deadline import DeadlinePassed, RollingDeadline
+from common.lifecycle import Bounded, Lifecycle
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.guardrails import Concern, LeakScreen, check_question, refusal
 from domain.models import (
@@ -358,6 +359,8 @@ class AgentsEngine:
             run_config=self._run_config(request.model),
         )
         events = cast(AsyncGenerator[StreamEvent, None], result.stream_events())
+        # One timer bounds every wait of the run, and the drain can shorten it.
+        reads = RollingDeadline()
         text_sent = False
         # How the last upstream response ended, when the SDK raises for it without the code.
         upstream_end: AnswerFailed | AnswerDone | None = None
@@ -366,83 +369,87 @@ class AgentsEngine:
         streaming = False
         responses = 0  # model responses ended so far
         text_in: int | None = None  # the response the last text came from
-        try:
-            while True:
-                try:
-                    event = await self._next_event(events, deadline)
-                except InputGuardrailTripwireTriggered as trip:
-                    concern = cast(Concern, trip.guardrail_result.output.output_info)
-                    yield TextDelta(refusal(concern, language))
-                    ending: AnswerEvent = AnswerDone("stop", _usage(result))
-                    break
-                except _Stop as stop:
-                    ending = replace(stop.event, usage=_usage(result))
-                    outcome.retryable = stop.retryable and not text_sent
-                    break
-                except Exception as error:
-                    ending = self._ending(error, upstream_end, text_sent, streaming, _usage(result))
-                    outcome.retryable = (
-                        not text_sent
-                        and isinstance(ending, AnswerFailed)
-                        and ending.code in RETRYABLE
-                        and (streaming or isinstance(upstream_end, AnswerFailed))
-                        and not isinstance(error, MaxTurnsExceeded)
-                    )
-                    break
-                if event is None:
-                    ending = AnswerDone("stop", _usage(result))
-                    break
-                if routed is not None and isinstance(
-                    event, RunItemStreamEvent | RawResponsesStreamEvent
-                ):
-                    yield routed
-                    routed = None
-                if isinstance(event, RunItemStreamEvent):
-                    step = agent_step(event)
-                    if step is not None:
-                        if step.kind == "handoff":
-                            route = replace(route, agent=step.name)
-                        yield step
-                    continue
-                if not isinstance(event, RawResponsesStreamEvent):
-                    continue
-                mapped = map_event(event.data)
-                if not isinstance(mapped, TextDelta):
-                    ended = mapped is not None or event.data.type in _RESPONSE_ENDS
-                    streaming = not ended
-                    if ended:
-                        responses += 1
-                    if isinstance(mapped, AnswerFailed) or (
-                        isinstance(mapped, AnswerDone) and mapped.finish_reason != "stop"
-                    ):
-                        upstream_end = mapped
-                    continue
-                streaming = True
-                text = mapped.text
-                if text_in is not None and text_in != responses and text:
-                    # Another agent's text (the triage wrote before it handed off): a new
-                    # paragraph, not the end of the last sentence.
-                    text = "\n\n" + text
-                text_in = responses
-                if screen is not None:
-                    text = screen.feed(text)
-                    if screen.tripped:
+        with self._bounded_by_drain(reads):
+            try:
+                while True:
+                    try:
+                        event = await self._next_event(events, deadline, reads)
+                    except InputGuardrailTripwireTriggered as trip:
+                        concern = cast(Concern, trip.guardrail_result.output.output_info)
+                        yield TextDelta(refusal(concern, language))
+                        ending: AnswerEvent = AnswerDone("stop", _usage(result))
+                        break
+                    except _Stop as stop:
+                        ending = replace(stop.event, usage=_usage(result))
+                        outcome.retryable = stop.retryable and not text_sent
+                        break
+                    except Exception as error:
+                        ending = self._ending(
+                            error, upstream_end, text_sent, streaming, _usage(result)
+                        )
+                        outcome.retryable = (
+                            not text_sent
+                            and isinstance(ending, AnswerFailed)
+                            and ending.code in RETRYABLE
+                            and (streaming or isinstance(upstream_end, AnswerFailed))
+                            and not isinstance(error, MaxTurnsExceeded)
+                        )
+                        break
+                    if event is None:
                         ending = AnswerDone("stop", _usage(result))
                         break
-                if text:
+                    if routed is not None and isinstance(
+                        event, RunItemStreamEvent | RawResponsesStreamEvent
+                    ):
+                        yield routed
+                        routed = None
+                    if isinstance(event, RunItemStreamEvent):
+                        step = agent_step(event)
+                        if step is not None:
+                            if step.kind == "handoff":
+                                route = replace(route, agent=step.name)
+                            yield step
+                        continue
+                    if not isinstance(event, RawResponsesStreamEvent):
+                        continue
+                    mapped = map_event(event.data)
+                    if not isinstance(mapped, TextDelta):
+                        ended = mapped is not None or event.data.type in _RESPONSE_ENDS
+                        streaming = not ended
+                        if ended:
+                            responses += 1
+                        if isinstance(mapped, AnswerFailed) or (
+                            isinstance(mapped, AnswerDone) and mapped.finish_reason != "stop"
+                        ):
+                            upstream_end = mapped
+                        continue
+                    streaming = True
+                    text = mapped.text
+                    if text_in is not None and text_in != responses and text:
+                        # Another agent's text (the triage wrote before it handed off): a new
+                        # paragraph, not the end of the last sentence.
+                        text = "\n\n" + text
+                    text_in = responses
+                    if screen is not None:
+                        text = screen.feed(text)
+                        if screen.tripped:
+                            ending = AnswerDone("stop", _usage(result))
+                            break
+                    if text:
+                        text_sent = True
+                        yield TextDelta(text)
+                # The words the screen held back belong to the answer, however it ended.
+                if screen is not None and not screen.tripped and (rest := screen.flush()):
                     text_sent = True
-                    yield TextDelta(text)
-            # The words the screen held back belong to the answer, however it ended.
-            if screen is not None and not screen.tripped and (rest := screen.flush()):
-                text_sent = True
-                yield TextDelta(rest)
-            if screen is not None and screen.tripped:
-                yield from_screen(text_sent, language)
-            if isinstance(ending, AnswerDone | AnswerFailed):
-                ending = replace(ending, route=route)
-            yield ending
-        finally:
-            await _stop_run(result, events)
+                    yield TextDelta(rest)
+                if screen is not None and screen.tripped:
+                    yield from_screen(text_sent, language)
+                if isinstance(ending, AnswerDone | AnswerFailed):
+                    ending = replace(ending, route=route)
+                yield ending
+            finally:
+                reads.close()
+                await _stop_run(result, events)
 
     def _run_config(self, model: str) -> RunConfig:
         """The run's configuration, built once per model: building one resolves type hints
@@ -475,27 +482,30 @@ class AgentsEngine:
         return self._triage.clone(handoffs=specialists)
 
     async def _next_event(
-        self, events: AsyncGenerator[StreamEvent, None], deadline: float
+        self, events: AsyncGenerator[StreamEvent, None], deadline: float, reads: RollingDeadline
     ) -> StreamEvent | None:
         """The next SDK event, or ``None`` when the run is over; a failed run raises its error.
 
-        The wait is bounded like the Responses engine's: idle timeout, the answer's deadline,
+        The wait is bounded like the Responses engine's, by the run's one timer (not a cancel
+        scope per event: a run waits once per delta): idle timeout, the answer's deadline,
         and the end of the shutdown grace period, even if the wait began before the drain.
         """
-        wait = anyio.CancelScope(
-            deadline=min(anyio.current_time() + self._policy.idle_timeout, deadline)
-        )
-        with wait, self._bounded_by_drain(wait):
-            try:
-                return await anext(events)
-            except StopAsyncIteration:
-                return None
-        draining = self._lifecycle is not None and self._lifecycle.draining
-        code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
-        logger.warning("agents wait ended: %s", code.value)
-        raise _Stop(failure(code), retryable=not draining and anyio.current_time() < deadline)
+        now = reads.now()
+        until = min(now + self._policy.idle_timeout, deadline)
+        left = self._lifecycle.time_left() if self._lifecycle is not None else None
+        if left is not None:
+            until = min(until, now + left)
+        try:
+            return await reads.run(anext(events), until)
+        except StopAsyncIteration:
+            return None
+        except DeadlinePassed:
+            draining = self._lifecycle is not None and self._lifecycle.draining
+            code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
+            logger.warning("agents wait ended: %s", code.value)
+            raise _Stop(failure(code), retryable=not draining and reads.now() < deadline) from None
 
-    def _bounded_by_drain(self, wait: anyio.CancelScope) -> AbstractContextManager[None]:
+    def _bounded_by_drain(self, wait: Bounded) -> AbstractContextManager[None]:
         if self._lifecycle is None:
             return nullcontext()
         return self._lifecycle.bounding(wait)

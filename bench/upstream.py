@@ -27,6 +27,8 @@ import uvicorn
 from testing.fake_responses_api import SAMPLE_ANSWER_DELTAS, FakeResponsesAPI, Scenario
 
 SCENARIO_PATH = "/bench/scenario"
+OPENAI_EMBEDDING_DIMENSIONS = 1536
+"""Vectors as long as the default embedding model's, so that reading them costs what it does."""
 
 
 # Ends every delta, and appears nowhere else: a relay may send several deltas in one event
@@ -92,11 +94,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--embeddings-latency", type=float, default=0.0, help="seconds per embeddings answer"
     )
+    parser.add_argument(
+        "--embedding-dimensions",
+        type=int,
+        default=OPENAI_EMBEDDING_DIMENSIONS,
+        help="a vector's length (text-embedding-3-small's: 1536)",
+    )
     args = parser.parse_args(argv)
     api = FakeResponsesAPI(
         bench_scenario(args.deltas, args.delay),
         record_requests=False,
         embeddings_latency=args.embeddings_latency,
+        embedding_dimensions=args.embedding_dimensions,
     )
     uvicorn.run(
         BenchUpstream(api),

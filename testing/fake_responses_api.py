@@ -4,8 +4,8 @@ Why it exists: OpenAI cannot be reached from CI or this machine, and mocking the
 hide exactly the bugs that matter for a relay (SSE framing, event order, error shapes,
 disconnects). This serves ``POST /v1/responses`` over real HTTP, so the real
 ``openai.AsyncOpenAI`` client (and anything built on it) talks to it unchanged. It also
-serves ``POST /v1/embeddings`` (deterministic vectors, after ``embeddings_latency`` seconds),
-for semantic search.
+serves ``POST /v1/embeddings`` (deterministic vectors, after ``embeddings_latency`` seconds,
+as floats or base64 as ``encoding_format`` asks), for semantic search.
 
 Each request is answered by the next queued :class:`Scenario` (or a default one), which
 scripts the deltas, their pacing, HTTP errors and how the stream ends. The
@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -436,6 +438,7 @@ class FakeResponsesAPI:
         required_api_key: str | None = None,
         record_requests: bool = True,
         embeddings_latency: float = 0.0,
+        embedding_dimensions: int = EMBEDDING_DIMENSIONS,
         agent_moves: bool = False,
     ) -> None:
         self.default_scenario = default_scenario or Scenario()
@@ -446,6 +449,9 @@ class FakeResponsesAPI:
         calls come after the default scenario's ``delay_before_first_delta``."""
         self.embeddings_latency = embeddings_latency
         """Seconds before each ``/v1/embeddings`` answer (OpenAI's are a few hundred ms)."""
+        self.embedding_dimensions = embedding_dimensions
+        """A vector's length when the request does not ask for one (``dimensions``); OpenAI's
+        ``text-embedding-3-small`` gives 1,536."""
         self.required_api_key = required_api_key
         self.record_requests = record_requests
         self.scenarios: deque[Scenario] = deque()
@@ -605,17 +611,31 @@ class FakeResponsesAPI:
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             await _send_json(send, 400, _http_error_body(400, "'input' must be text."))
             return
+        dimensions = body.get("dimensions", self.embedding_dimensions)
+        encoding = body.get("encoding_format", "float")
+        if not isinstance(dimensions, int) or dimensions < 1 or encoding not in ("float", "base64"):
+            message = "'dimensions' must be a positive integer, 'encoding_format' float or base64."
+            await _send_json(send, 400, _http_error_body(400, message))
+            return
         if self.embeddings_latency:
             await asyncio.sleep(self.embeddings_latency)
         tokens = sum(len(text.split()) for text in inputs)
+        vectors = [fake_embedding(text, dimensions) for text in inputs]
         await _send_json(
             send,
             200,
             {
                 "object": "list",
                 "data": [
-                    {"object": "embedding", "index": i, "embedding": fake_embedding(text)}
-                    for i, text in enumerate(inputs)
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        # base64: the vector's float32 values, little-endian, as OpenAI sends them
+                        "embedding": vector
+                        if encoding == "float"
+                        else base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode(),
+                    }
+                    for i, vector in enumerate(vectors)
                 ],
                 "model": body.get("model") or "text-embedding-3-small",
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},

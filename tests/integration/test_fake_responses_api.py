@@ -450,3 +450,22 @@ async def test_paced_deltas_still_arrive_in_order(
     assert deltas_of(events) == ["slow", "ly", " but", " surely"]
     assert isinstance(events[-1], ResponseCompletedEvent)
     assert_numbered_from_zero(events)
+
+
+async def test_embeddings_come_as_floats_or_base64_of_the_length_asked(
+    fake: FakeResponsesAPI, running_fake: RunningFake
+) -> None:
+    texts = ["Has she managed people?", "팀을 이끈 경험이 있나요?"]
+    # Lenient, as the service's client: the SDK's strict validation refuses the base64 string
+    # its own default asks for.
+    async with AsyncOpenAI(base_url=running_fake.base_url, api_key="t", max_retries=0) as client:
+        floats = await client.embeddings.create(model="m", input=texts, encoding_format="float")
+        # The SDK's default: base64 asked for, decoded back into floats.
+        decoded = await client.embeddings.create(model="m", input=texts)
+        short = await client.embeddings.create(model="m", input=texts, dimensions=8)
+
+    for got, sent in zip(decoded.data, floats.data, strict=True):
+        assert got.embedding == pytest.approx(sent.embedding, abs=1e-6)
+    assert [len(item.embedding) for item in floats.data] == [fake.embedding_dimensions] * 2
+    assert [len(item.embedding) for item in short.data] == [8, 8]
+    assert floats.data[0].embedding != floats.data[1].embedding

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,13 +42,21 @@ PASSAGES = [
 ]
 
 
-@pytest.fixture
-def embeddings() -> Iterator[respx.Route]:
-    def reply(request: httpx2.Request) -> httpx2.Response:
-        inputs = json.loads(request.content)["input"]
+def base64_vector(vector: list[float]) -> str:
+    """As OpenAI sends a vector asked for as base64: little-endian float32 values."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+# OpenAI answers base64 when asked; a compatible server may send floats all the same.
+@pytest.fixture(params=["base64", "floats regardless"])
+def embeddings(request: pytest.FixtureRequest) -> Iterator[respx.Route]:
+    def reply(sent: httpx2.Request) -> httpx2.Response:
+        body = json.loads(sent.content)
+        assert body["encoding_format"] == "base64"
+        encode = base64_vector if request.param == "base64" else list
         data = [
-            {"object": "embedding", "index": i, "embedding": toy_vector(text)}
-            for i, text in enumerate(inputs)
+            {"object": "embedding", "index": i, "embedding": encode(toy_vector(text))}
+            for i, text in enumerate(body["input"])
         ]
         usage = {"prompt_tokens": 1, "total_tokens": 1}
         return httpx2.Response(
@@ -96,6 +106,17 @@ async def test_an_unavailable_embeddings_service_means_lexical_search_alone(
 ) -> None:
     with respx.mock(base_url=BASE_URL) as router:
         router.post("/embeddings").mock(return_value=httpx2.Response(500, json={"error": {}}))
+        assert await search(tmp_path).similar("영어 실력은?", limit=2) == []
+
+
+@pytest.mark.parametrize("embedding", ["not base64!", base64.b64encode(b"odd").decode(), ""])
+async def test_a_vector_that_cannot_be_read_means_lexical_search_alone(
+    tmp_path: Path, embedding: str
+) -> None:
+    data = [{"object": "embedding", "index": 0, "embedding": embedding}]
+    body = {"object": "list", "data": data, "model": "toy", "usage": {}}
+    with respx.mock(base_url=BASE_URL) as router:
+        router.post("/embeddings").mock(return_value=httpx2.Response(200, json=body))
         assert await search(tmp_path).similar("영어 실력은?", limit=2) == []
 
 

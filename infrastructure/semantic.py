@@ -172,6 +172,12 @@ def _vector(embedding: str | Sequence[float]) -> np.ndarray:
     return np.asarray(embedding, dtype=np.float32)
 
 
+def _retrieved(done: asyncio.Future[np.ndarray]) -> None:
+    """Marks a call's error as seen: no one else may have waited for it."""
+    if not done.cancelled():
+        done.exception()
+
+
 def _normalized(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
     return matrix / np.where(norms == 0, 1, norms)
@@ -251,10 +257,15 @@ class EmbeddingSearch:
     async def similar(self, query: str, limit: int) -> list[RetrievedPassage]:
         key = self._key(query)
         query_vector = self._query_vectors.get_local(key)
-        if query_vector is None or self._indexed is not self._knowledge.passages:
+        stale = self._indexed is not self._knowledge.passages
+        if query_vector is None or stale:
             try:
                 async with asyncio.timeout(self._timeout):
-                    if query_vector is None:
+                    if not stale:
+                        # In this task: under load each task started is a turn of the event
+                        # loop, before the call goes out and again once it is back.
+                        query_vector = await self._query_vector(query, key)
+                    elif query_vector is None:
                         # After a reload the documents and the question are embedded together.
                         _, query_vector = await asyncio.gather(
                             self.refresh(), self._query_vector(query, key)
@@ -280,18 +291,33 @@ class EmbeddingSearch:
             return vector
         pending = self._embedding.get(key)
         if pending is not None:
-            # Shielded: one waiter's timeout must not cancel the call the others wait for.
-            return await asyncio.shield(pending)
-        call = asyncio.ensure_future(self._embed_query(query, key))
-        self._embedding[key] = call
-
-        def finished(done: asyncio.Future[np.ndarray]) -> None:
+            try:
+                # Shielded: one waiter's timeout must not cancel the call the others wait for.
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # The question that made the call gave up on it (its client left).
+                raise TimeoutError() from None
+        # The call is made in the asking task (no task of its own: see ``similar``); the same
+        # question asked meanwhile waits for its outcome.
+        outcome: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(_retrieved)
+        self._embedding[key] = outcome
+        try:
+            vector = await self._embed_query(query, key)
+        except BaseException as error:
+            if isinstance(error, Exception):
+                outcome.set_exception(error)
+            else:
+                outcome.cancel()
+            raise
+        else:
+            outcome.set_result(vector)
+            return vector
+        finally:
             self._embedding.pop(key, None)
-            if not done.cancelled():
-                done.exception()  # retrieved: every waiter may have given up already
-
-        call.add_done_callback(finished)
-        return await asyncio.shield(call)
 
     async def _embed_query(self, query: str, key: str) -> np.ndarray:
         started = time.perf_counter()

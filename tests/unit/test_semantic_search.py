@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -135,3 +136,69 @@ def test_fusion_keeps_what_either_search_found_with_its_best_score() -> None:
 def test_fusion_with_one_list_keeps_its_order() -> None:
     lexical = [hit("a", 0.9), hit("b", 0.3)]
     assert fuse(lexical, [], limit=5) == lexical
+
+
+def toy_reply(request: httpx2.Request) -> httpx2.Response:
+    data = [
+        {"object": "embedding", "index": i, "embedding": base64_vector(toy_vector(text))}
+        for i, text in enumerate(json.loads(request.content)["input"])
+    ]
+    return httpx2.Response(200, json={"object": "list", "data": data, "model": "toy", "usage": {}})
+
+
+@pytest.fixture
+def held_embeddings() -> Iterator[tuple[respx.Route, asyncio.Event, list[str]]]:
+    """Embeddings that answer a question only once ``release`` is set; documents at once."""
+    release = asyncio.Event()
+    questions: list[str] = []
+
+    async def reply(request: httpx2.Request) -> httpx2.Response:
+        inputs = json.loads(request.content)["input"]
+        if len(inputs) == 1:
+            questions.append(inputs[0])
+            await release.wait()
+        return toy_reply(request)
+
+    with respx.mock(base_url=BASE_URL, assert_all_called=False) as router:
+        yield router.post("/embeddings").mock(side_effect=reply), release, questions
+
+
+async def test_the_same_question_asked_twice_at_once_is_embedded_once(
+    held_embeddings: tuple[respx.Route, asyncio.Event, list[str]], tmp_path: Path
+) -> None:
+    _, release, questions = held_embeddings
+    searcher = search(tmp_path)
+    await searcher.refresh()
+    first = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
+    second = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
+    while not questions:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    release.set()
+
+    hits = await asyncio.gather(first, second)
+
+    assert questions == ["영어 실력은?"]
+    assert hits[0] == hits[1]
+    assert hits[0][0].passage.heading_path == ("Languages",)
+
+
+async def test_when_the_asker_gives_up_the_one_waiting_for_its_call_searches_lexically(
+    held_embeddings: tuple[respx.Route, asyncio.Event, list[str]], tmp_path: Path
+) -> None:
+    _, release, questions = held_embeddings
+    searcher = search(tmp_path)
+    await searcher.refresh()
+    asker = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
+    while not questions:
+        await asyncio.sleep(0)
+    waiter = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
+    await asyncio.sleep(0.01)
+
+    asker.cancel()
+
+    assert await waiter == []  # not cancelled with it: semantic search was unavailable
+    assert asker.cancelled()
+    release.set()
+    assert (await searcher.similar("영어 실력은?", limit=1))[0].score == 1.0  # asked again
+    assert questions == ["영어 실력은?", "영어 실력은?"]

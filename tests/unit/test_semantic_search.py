@@ -7,6 +7,7 @@ import base64
 import json
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
@@ -146,52 +147,56 @@ def toy_reply(request: httpx2.Request) -> httpx2.Response:
     return httpx2.Response(200, json={"object": "list", "data": data, "model": "toy", "usage": {}})
 
 
-@pytest.fixture
-def held_embeddings() -> Iterator[tuple[respx.Route, asyncio.Event, list[str]]]:
+@dataclass
+class HeldEmbeddings:
     """Embeddings that answer a question only once ``release`` is set; documents at once."""
-    release = asyncio.Event()
-    questions: list[str] = []
 
-    async def reply(request: httpx2.Request) -> httpx2.Response:
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
+    questions: list[str] = field(default_factory=list)
+
+    async def reply(self, request: httpx2.Request) -> httpx2.Response:
         inputs = json.loads(request.content)["input"]
         if len(inputs) == 1:
-            questions.append(inputs[0])
-            await release.wait()
+            self.questions.append(inputs[0])
+            self.asked.set()
+            await self.release.wait()
         return toy_reply(request)
 
+
+@pytest.fixture
+def held_embeddings() -> Iterator[HeldEmbeddings]:
+    held = HeldEmbeddings()
     with respx.mock(base_url=BASE_URL, assert_all_called=False) as router:
-        yield router.post("/embeddings").mock(side_effect=reply), release, questions
+        router.post("/embeddings").mock(side_effect=held.reply)
+        yield held
 
 
 async def test_the_same_question_asked_twice_at_once_is_embedded_once(
-    held_embeddings: tuple[respx.Route, asyncio.Event, list[str]], tmp_path: Path
+    held_embeddings: HeldEmbeddings, tmp_path: Path
 ) -> None:
-    _, release, questions = held_embeddings
     searcher = search(tmp_path)
     await searcher.refresh()
     first = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
     second = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
-    while not questions:
-        await asyncio.sleep(0)
+    await held_embeddings.asked.wait()
     await asyncio.sleep(0.01)
-    release.set()
+    held_embeddings.release.set()
 
     hits = await asyncio.gather(first, second)
 
-    assert questions == ["영어 실력은?"]
+    assert held_embeddings.questions == ["영어 실력은?"]
     assert hits[0] == hits[1]
     assert hits[0][0].passage.heading_path == ("Languages",)
 
 
 async def test_when_the_asker_gives_up_the_one_waiting_for_its_call_searches_lexically(
-    held_embeddings: tuple[respx.Route, asyncio.Event, list[str]], tmp_path: Path
+    held_embeddings: HeldEmbeddings, tmp_path: Path
 ) -> None:
-    _, release, questions = held_embeddings
     searcher = search(tmp_path)
     await searcher.refresh()
     asker = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
-    while not questions:
-        await asyncio.sleep(0)
+    await held_embeddings.asked.wait()
     waiter = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
     await asyncio.sleep(0.01)
 
@@ -199,6 +204,6 @@ async def test_when_the_asker_gives_up_the_one_waiting_for_its_call_searches_lex
 
     assert await waiter == []  # not cancelled with it: semantic search was unavailable
     assert asker.cancelled()
-    release.set()
+    held_embeddings.release.set()
     assert (await searcher.similar("영어 실력은?", limit=1))[0].score == 1.0  # asked again
-    assert questions == ["영어 실력은?", "영어 실력은?"]
+    assert held_embeddings.questions == ["영어 실력은?", "영어 실력은?"]

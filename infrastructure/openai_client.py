@@ -1,19 +1,22 @@
-"""The service's OpenAI client: the SDK's, with streamed Responses events built by their type.
+"""The service's OpenAI client: the SDK's, with streamed text deltas built without validation.
 
 The SDK turns each event of a streamed response into a model by validating it against the
-union of every Responses event type first (pydantic tries the members in turn, since the
-SDK's discriminator is its own annotation, not pydantic's), and only when that fails by
-constructing the member that the event's ``type`` names. For the Agents SDK, which reads
-its model's stream through this path, the validation was a third of the app's CPU per delta
-(py-spy, docs/performance.md). ``OpenAIClient`` goes straight to the named member, built
-the way the SDK builds it (``construct``): a well-formed event gives the same object as
-before; an event whose type it does not know, or that more than one member claims, goes the
-SDK's way. The Responses engine does not use it: it reads the body's bytes itself.
+union of every Responses event type (pydantic tries the members in turn, since the SDK's
+discriminator is its own annotation, not pydantic's). For the Agents SDK, which reads its
+model's stream through this path, that was a third of the app's CPU per delta (py-spy,
+docs/performance.md). ``OpenAIClient`` builds an event whose values validation would keep as
+they are (strings, integers, flags, literals, empty lists: every text delta) directly as the
+class its ``type`` names, with what validation gives (the same values, the extra keys kept
+and counted as set). Every other event (those with models inside: the response, its output
+items) goes the SDK's way. The Responses engine does not use it: it reads the body's bytes
+itself.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args, get_origin
+from dataclasses import dataclass
+from types import UnionType
+from typing import Any, Final, Literal, Union, get_args, get_origin
 
 import httpx2
 from openai import AsyncOpenAI
@@ -39,9 +42,79 @@ def _members_by_type(union: Any) -> dict[str, type[Any]]:
 STREAM_EVENT_TYPES: dict[str, type[Any]] = _members_by_type(ResponseStreamEvent)
 """The Responses stream's event classes by their ``type``."""
 
+_PLAIN: Final = (str, int, bool)
+_UNSET: Final = object()
+
+
+def _is_plain(annotation: Any) -> bool:
+    """Whether validation keeps a well-formed value of this type as it came: a string, an
+    integer, a flag, a literal, or one of these or ``None`` (not a model, a float, a date)."""
+    if annotation in _PLAIN or get_origin(annotation) is Literal:
+        return True
+    if get_origin(annotation) in (Union, UnionType):
+        return all(arg is type(None) or _is_plain(arg) for arg in get_args(annotation))
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    key: str
+    plain: bool
+    default: Any  # _UNSET: none that can be shared
+
+
+def _fields(model: type[Any]) -> tuple[_Field, ...]:
+    fields = []
+    for name, info in model.model_fields.items():
+        default = info.default
+        if info.default_factory is not None or not isinstance(default, (*_PLAIN, type(None))):
+            default = _UNSET
+        fields.append(_Field(name, info.alias or name, _is_plain(info.annotation), default))
+    return tuple(fields)
+
+
+# Only for classes whose keys are their fields' names (no aliases).
+_FIELDS: Final = {
+    member: fields
+    for member, fields in ((member, _fields(member)) for member in STREAM_EVENT_TYPES.values())
+    if all(field.key == field.name for field in fields)
+}
+
+
+def _built_as_is(model: type[Any], data: dict[str, Any]) -> Any:
+    """The event validation would give for ``data``, built without it, when validation
+    would keep every value as it came (plain values, empty lists, no ``None``: a text delta,
+    every time); else ``None``. Extra keys (OpenAI's ``obfuscation``) are kept as extras and
+    counted as set, as validation does."""
+    fields = _FIELDS.get(model)
+    if fields is None:
+        return None
+    values: dict[str, Any] = {}
+    present: set[str] = set()
+    for field in fields:
+        value = data.get(field.key, _UNSET)
+        if value is _UNSET:
+            if field.default is _UNSET:
+                return None
+            values[field.name] = field.default
+        elif value is None or not (field.plain or (type(value) is list and not value)):
+            return None
+        else:
+            values[field.name] = [] if type(value) is list else value
+            present.add(field.name)
+    extra = {key: value for key, value in data.items() if key not in values}
+    present.update(extra)  # as validation counts them (``model_dump(exclude_unset=True)``)
+    event: Any = object.__new__(model)
+    object.__setattr__(event, "__dict__", values)
+    object.__setattr__(event, "__pydantic_private__", None)
+    object.__setattr__(event, "__pydantic_extra__", extra)
+    object.__setattr__(event, "__pydantic_fields_set__", present)
+    return event
+
 
 class OpenAIClient(AsyncOpenAI):
-    """``AsyncOpenAI`` with each streamed Responses event built as the class its type names."""
+    """``AsyncOpenAI`` with streamed text deltas built without validating them."""
 
     def _process_response_data(
         self, *, data: object, cast_to: Any, response: httpx2.Response
@@ -52,6 +125,7 @@ class OpenAIClient(AsyncOpenAI):
             and not self._strict_response_validation
         ):
             member = STREAM_EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
-            if member is not None:
-                return member.construct(**data)
+            event = _built_as_is(member, data) if member is not None else None
+            if event is not None:
+                return event
         return super()._process_response_data(data=data, cast_to=cast_to, response=response)

@@ -88,6 +88,7 @@ def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[fl
 
 
 _DEFAULT_MODEL: Final = "gpt-4.1-mini"
+_PADDING: Final = (b"kQ", b"Zr8vX", b"", b"a1B2c3D4e5", b"Yt")
 
 DEFAULT_DELTAS: Final[tuple[str, ...]] = ("Hello", " from", " the", " fake", " Responses", " API.")
 """What a request gets when no scenario is queued: short, so failures read easily."""
@@ -737,7 +738,7 @@ class FakeResponsesAPI:
         delta_template = (
             b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
             b'"item_id":' + _json(item_id).encode() + b',"output_index":0,"content_index":0,'
-            b'"delta":%b,"logprobs":[],"sequence_number":%d}\n\n'
+            b'"delta":%b,"logprobs":[],"sequence_number":%d,"obfuscation":"%b"}\n\n'
         )
         first_delta_number = sequence_number = frames.next_number
         delay = scenario.delay_between_deltas
@@ -749,7 +750,10 @@ class FakeResponsesAPI:
             await send(
                 {
                     "type": "http.response.body",
-                    "body": delta_template % (encoded_delta, sequence_number),
+                    # OpenAI pads each delta with random characters (``obfuscation``, on
+                    # unless the request turns it off) so that its length tells nothing.
+                    "body": delta_template
+                    % (encoded_delta, sequence_number, _PADDING[sequence_number % len(_PADDING)]),
                     "more_body": True,
                 }
             )

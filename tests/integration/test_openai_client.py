@@ -38,8 +38,12 @@ PER_RESPONSE = frozenset({"id", "item_id", "call_id", "created_at", "completed_a
 def comparable(value: Any) -> Any:
     """``value`` with its classes named and what is particular to one response left out."""
     if hasattr(value, "__pydantic_fields__"):
-        fields = {**dict(value), **(value.model_extra or {})}
-        return (type(value).__name__, comparable(fields))
+        return (
+            type(value).__name__,
+            comparable(dict(value)),
+            comparable(value.model_extra),
+            sorted(value.model_fields_set - PER_RESPONSE),
+        )
     if isinstance(value, dict):
         return {k: comparable(v) for k, v in value.items() if k not in PER_RESPONSE}
     if isinstance(value, list):
@@ -97,22 +101,24 @@ async def test_an_event_type_the_sdk_does_not_know_goes_the_sdks_way() -> None:
     assert type(built[1].logprobs[0]).__name__ == "Logprob"  # nested models built too
 
 
-async def test_no_event_is_validated_against_the_whole_union(
+async def test_no_text_delta_is_validated_against_the_whole_union(
     fake: RunningFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     union = get_args(ResponseStreamEvent)[0]
-    tried: list[object] = []
+    tried: list[str] = []
     validate = openai_models.validate_type
 
-    def counting(*, type_: Any, value: object) -> object:
+    def counting(*, type_: Any, value: Any) -> object:
         if type_ is union:
-            tried.append(value)
+            tried.append(value["type"])
         return validate(type_=type_, value=value)
 
     monkeypatch.setattr(openai_models, "validate_type", counting)
     sdk, ours = both(fake)
 
     assert await streamed(ours)
-    assert not tried
+    assert "response.created" in tried  # events with models inside: the SDK's way
+    assert "response.output_text.delta" not in tried
+    tried.clear()
     assert await streamed(sdk)
-    assert tried  # what the SDK's own client does for every event
+    assert "response.output_text.delta" in tried  # what the SDK's own client does

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import AbstractContextManager, aclosing, nullcontext
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, cast
 
@@ -51,8 +51,8 @@ from agents.retry import (
 )
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent, StreamEvent
 
-from common.deadline import DeadlinePassed, RollingDeadline
-from common.lifecycle import Bounded, Lifecycle
+from common.deadline import RollingDeadline
+from common.lifecycle import Lifecycle
 from domain.errors import UPSTREAM_MESSAGES, ErrorCode
 from domain.guardrails import Concern, LeakScreen, check_question, refusal
 from domain.models import (
@@ -86,7 +86,10 @@ from infrastructure.openai_engine import (
     RETRYABLE,
     UPSTREAM_CLOSE_SECONDS,
     UpstreamPolicy,
+    UpstreamStop,
+    bounded_by_drain,
     build_input,
+    within_idle_timeout,
 )
 from infrastructure.responses_events import classify, failure, map_event
 
@@ -207,13 +210,6 @@ def _retry_settings(policy: UpstreamPolicy) -> ModelRetrySettings:
             ),
         ),
     )
-
-
-class _Stop(Exception):
-    def __init__(self, event: AnswerFailed, *, retryable: bool = False) -> None:
-        super().__init__(event.code.value)
-        self.event = event
-        self.retryable = retryable
 
 
 @dataclass(slots=True)
@@ -369,7 +365,7 @@ class AgentsEngine:
         streaming = False
         responses = 0  # model responses ended so far
         text_in: int | None = None  # the response the last text came from
-        with self._bounded_by_drain(reads):
+        with bounded_by_drain(self._lifecycle, reads):
             try:
                 while True:
                     try:
@@ -379,7 +375,7 @@ class AgentsEngine:
                         yield TextDelta(refusal(concern, language))
                         ending: AnswerEvent = AnswerDone("stop", _usage(result))
                         break
-                    except _Stop as stop:
+                    except UpstreamStop as stop:
                         ending = replace(stop.event, usage=_usage(result))
                         outcome.retryable = stop.retryable and not text_sent
                         break
@@ -485,30 +481,18 @@ class AgentsEngine:
         self, events: AsyncGenerator[StreamEvent, None], deadline: float, reads: RollingDeadline
     ) -> StreamEvent | None:
         """The next SDK event, or ``None`` when the run is over; a failed run raises its error.
-
-        The wait is bounded like the Responses engine's, by the run's one timer (not a cancel
-        scope per event: a run waits once per delta): idle timeout, the answer's deadline,
-        and the end of the shutdown grace period, even if the wait began before the drain.
-        """
-        now = reads.now()
-        until = min(now + self._policy.idle_timeout, deadline)
-        left = self._lifecycle.time_left() if self._lifecycle is not None else None
-        if left is not None:
-            until = min(until, now + left)
+        The wait is bounded as the Responses engine's, by the run's one timer (not a cancel
+        scope per event: a run waits once per delta)."""
         try:
-            return await reads.run(anext(events), until)
+            return await within_idle_timeout(
+                reads,
+                anext(events),
+                idle_timeout=self._policy.idle_timeout,
+                deadline=deadline,
+                lifecycle=self._lifecycle,
+            )
         except StopAsyncIteration:
             return None
-        except DeadlinePassed:
-            draining = self._lifecycle is not None and self._lifecycle.draining
-            code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
-            logger.warning("agents wait ended: %s", code.value)
-            raise _Stop(failure(code), retryable=not draining and reads.now() < deadline) from None
-
-    def _bounded_by_drain(self, wait: Bounded) -> AbstractContextManager[None]:
-        if self._lifecycle is None:
-            return nullcontext()
-        return self._lifecycle.bounding(wait)
 
     @staticmethod
     def _ending(

@@ -59,41 +59,41 @@ def _is_plain(annotation: Any) -> bool:
 @dataclass(frozen=True, slots=True)
 class _Field:
     name: str
-    key: str
     plain: bool
     default: Any  # _UNSET: none that can be shared
 
 
-def _fields(model: type[Any]) -> tuple[_Field, ...]:
+def _fields(model: type[Any]) -> tuple[_Field, ...] | None:
+    """What building ``model`` without validation needs; ``None`` for a class with aliased
+    fields (their keys are not their names)."""
     fields = []
     for name, info in model.model_fields.items():
+        if info.alias not in (None, name):
+            return None
         default = info.default
         if info.default_factory is not None or not isinstance(default, (*_PLAIN, type(None))):
             default = _UNSET
-        fields.append(_Field(name, info.alias or name, _is_plain(info.annotation), default))
+        fields.append(_Field(name, _is_plain(info.annotation), default))
     return tuple(fields)
 
 
-# Only for classes whose keys are their fields' names (no aliases).
-_FIELDS: Final = {
-    member: fields
-    for member, fields in ((member, _fields(member)) for member in STREAM_EVENT_TYPES.values())
-    if all(field.key == field.name for field in fields)
+_BUILDABLE: Final = {
+    event_type: (member, fields)
+    for event_type, member in STREAM_EVENT_TYPES.items()
+    if (fields := _fields(member)) is not None
 }
+"""The event classes by ``type``, with their fields, for those built without validation."""
 
 
-def _built_as_is(model: type[Any], data: dict[str, Any]) -> Any:
+def _built_as_is(model: type[Any], fields: tuple[_Field, ...], data: dict[str, Any]) -> Any:
     """The event validation would give for ``data``, built without it, when validation
     would keep every value as it came (plain values, empty lists, no ``None``: a text delta,
     every time); else ``None``. Extra keys (OpenAI's ``obfuscation``) are kept as extras and
     counted as set, as validation does."""
-    fields = _FIELDS.get(model)
-    if fields is None:
-        return None
     values: dict[str, Any] = {}
     present: set[str] = set()
     for field in fields:
-        value = data.get(field.key, _UNSET)
+        value = data.get(field.name, _UNSET)
         if value is _UNSET:
             if field.default is _UNSET:
                 return None
@@ -124,8 +124,8 @@ class OpenAIClient(AsyncOpenAI):
             and type(data) is dict
             and not self._strict_response_validation
         ):
-            member = STREAM_EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
-            event = _built_as_is(member, data) if member is not None else None
+            buildable = _BUILDABLE.get(data.get("type"))  # type: ignore[arg-type]
+            event = _built_as_is(*buildable, data) if buildable is not None else None
             if event is not None:
                 return event
         return super()._process_response_data(data=data, cast_to=cast_to, response=response)

@@ -86,7 +86,7 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-class _Stop(Exception):
+class UpstreamStop(Exception):
     """Ends the answer with ``event``; ``retryable`` if nothing was sent yet and time is left."""
 
     def __init__(self, event: AnswerFailed, *, retryable: bool = False) -> None:
@@ -209,10 +209,10 @@ class ResponsesEngine:
         deadline = anyio.current_time() + self._policy.total_timeout
         # One timer bounds every read of the answer, and the drain can shorten it.
         reads = RollingDeadline()
-        with self._bounded_by_drain(reads):
+        with bounded_by_drain(self._lifecycle, reads):
             try:
                 upstream, first = await self._open_with_retries(request, deadline, reads)
-            except _Stop as stop:
+            except UpstreamStop as stop:
                 reads.close()
                 yield stop.event
                 return
@@ -228,7 +228,7 @@ class ResponsesEngine:
                     event = await self._next_answer_event(upstream, deadline)
                 logger.warning("upstream stream ended without a terminal event")
                 yield failure(ErrorCode.UPSTREAM_INTERRUPTED)
-            except _Stop as stop:
+            except UpstreamStop as stop:
                 yield stop.event
             finally:
                 try:
@@ -261,7 +261,7 @@ class ResponsesEngine:
                 with attempt:
                     return await self._attempt(request, deadline, reads)
         except _Retry as gave_up:
-            raise _Stop(failure(gave_up.code)) from None
+            raise UpstreamStop(failure(gave_up.code)) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _backoff(self, state: RetryCallState) -> float:
@@ -302,10 +302,14 @@ class ResponsesEngine:
                 timeout=self._stream_timeout,
             ).__aenter__()
             # The wait for the response's headers, bounded as each read of its body is.
-            started = await self._within_idle_timeout(
-                upstream_reads=reads, awaitable=opening, deadline=deadline
+            started = await within_idle_timeout(
+                reads,
+                opening,
+                idle_timeout=self._policy.idle_timeout,
+                deadline=deadline,
+                lifecycle=self._lifecycle,
             )
-        except _Stop as stop:
+        except UpstreamStop as stop:
             if stop.retryable:
                 raise _Retry(stop.event.code) from None
             raise
@@ -317,7 +321,7 @@ class ResponsesEngine:
                 asked = retry_after_seconds(error)
                 if asked is None or asked <= self._policy.max_retry_after:
                     raise _Retry(code, asked) from None
-            raise _Stop(failure(code)) from None
+            raise UpstreamStop(failure(code)) from None
 
         response = started.http_response
         response.request = self._sent_request(response.request)
@@ -329,7 +333,7 @@ class ResponsesEngine:
             if isinstance(event, AnswerFailed) and event.code in RETRYABLE:
                 raise _Retry(event.code)
             return upstream, event
-        except _Stop as stop:
+        except UpstreamStop as stop:
             await _close(response)
             if stop.retryable:
                 raise _Retry(stop.event.code) from None
@@ -362,18 +366,22 @@ class ResponsesEngine:
             if event is not None:
                 return event
             try:
-                arrived = await self._within_idle_timeout(
-                    upstream_reads=upstream.reads,
-                    awaitable=upstream.body.next_events(),
+                arrived = await within_idle_timeout(
+                    upstream.reads,
+                    upstream.body.next_events(),
+                    idle_timeout=self._policy.idle_timeout,
                     deadline=deadline,
+                    lifecycle=self._lifecycle,
                 )
             except httpx2.TimeoutException:
                 logger.warning("upstream stream broke: timeout")
-                raise _Stop(failure(ErrorCode.UPSTREAM_TIMEOUT), retryable=True) from None
+                raise UpstreamStop(failure(ErrorCode.UPSTREAM_TIMEOUT), retryable=True) from None
             except (httpx2.TransportError, httpx2.StreamError) as error:
                 # The stream broke after it had started.
                 logger.warning("upstream stream broke: %s", type(error).__name__)
-                raise _Stop(failure(ErrorCode.UPSTREAM_INTERRUPTED), retryable=True) from None
+                raise UpstreamStop(
+                    failure(ErrorCode.UPSTREAM_INTERRUPTED), retryable=True
+                ) from None
             if arrived is None:
                 return None
             for upstream_event in arrived:
@@ -381,31 +389,37 @@ class ResponsesEngine:
                 if mapped is not None:
                     upstream.pending.append(mapped)
 
-    async def _within_idle_timeout(
-        self, *, upstream_reads: RollingDeadline, awaitable: Awaitable[T], deadline: float
-    ) -> T:
-        """``await awaitable`` within the idle timeout, the answer's deadline and, while the
-        server drains, the time left; ``_Stop`` (retryable if time is left) when it does not."""
-        now = upstream_reads.now()  # the loop's clock, as anyio's, without its lookup
-        until = min(now + self._policy.idle_timeout, deadline)
-        left = self._lifecycle.time_left() if self._lifecycle is not None else None
-        if left is not None:
-            until = min(until, now + left)
-        try:
-            return await upstream_reads.run(awaitable, until)
-        except DeadlinePassed:
-            draining = self._lifecycle is not None and self._lifecycle.draining
-            code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
-            logger.warning("upstream wait ended: %s", code.value)
-            raise _Stop(
-                failure(code),
-                retryable=not draining and anyio.current_time() < deadline,
-            ) from None
 
-    def _bounded_by_drain(self, wait: Bounded) -> AbstractContextManager[None]:
-        if self._lifecycle is None:
-            return nullcontext()
-        return self._lifecycle.bounding(wait)
+async def within_idle_timeout(
+    reads: RollingDeadline,
+    awaitable: Awaitable[T],
+    *,
+    idle_timeout: float,
+    deadline: float,
+    lifecycle: Lifecycle | None,
+) -> T:
+    """``await awaitable`` within the idle timeout, the answer's ``deadline`` and, while the
+    server drains, the time left (both engines' waits on their upstream); ``UpstreamStop``
+    (retryable if time is left) when it does not end in time."""
+    now = reads.now()  # the loop's clock, as anyio's, without its lookup
+    until = min(now + idle_timeout, deadline)
+    left = lifecycle.time_left() if lifecycle is not None else None
+    if left is not None:
+        until = min(until, now + left)
+    try:
+        return await reads.run(awaitable, until)
+    except DeadlinePassed:
+        draining = lifecycle is not None and lifecycle.draining
+        code = ErrorCode.SERVER_SHUTTING_DOWN if draining else ErrorCode.UPSTREAM_TIMEOUT
+        logger.warning("upstream wait ended: %s", code.value)
+        raise UpstreamStop(
+            failure(code), retryable=not draining and reads.now() < deadline
+        ) from None
+
+
+def bounded_by_drain(lifecycle: Lifecycle | None, wait: Bounded) -> AbstractContextManager[None]:
+    """``wait`` cut short when the server's grace period ends (``Lifecycle.bounding``)."""
+    return nullcontext() if lifecycle is None else lifecycle.bounding(wait)
 
 
 def _without_read_timeout(timeout: float | httpx2.Timeout | None) -> httpx2.Timeout:

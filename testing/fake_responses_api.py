@@ -50,6 +50,7 @@ __all__ = [
     "RunningFake",
     "Scenario",
     "Terminal",
+    "base64_embedding",
     "fake_embedding",
     "main",
     "run_fake_responses_api",
@@ -85,6 +86,12 @@ def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[fl
         vector[digest % dimensions] += 1.0 if digest & 0x100 else -1.0
     norm = sum(v * v for v in vector) ** 0.5 or 1.0
     return [round(v / norm, 6) for v in vector]
+
+
+def base64_embedding(vector: Sequence[float]) -> str:
+    """A vector as OpenAI sends it for ``encoding_format: base64``: its float32 values,
+    little-endian."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 _DEFAULT_MODEL: Final = "gpt-4.1-mini"
@@ -631,10 +638,7 @@ class FakeResponsesAPI:
                     {
                         "object": "embedding",
                         "index": i,
-                        # base64: the vector's float32 values, little-endian, as OpenAI sends them
-                        "embedding": vector
-                        if encoding == "float"
-                        else base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode(),
+                        "embedding": vector if encoding == "float" else base64_embedding(vector),
                     }
                     for i, vector in enumerate(vectors)
                 ],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from domain.models import Passage, RetrievedPassage
 from domain.policy import fuse
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.semantic import EmbeddingCache, EmbeddingSearch
+from testing.fake_responses_api import base64_embedding
 
 BASE_URL = "https://upstream.test/v1"
 
@@ -44,18 +44,13 @@ PASSAGES = [
 ]
 
 
-def base64_vector(vector: list[float]) -> str:
-    """As OpenAI sends a vector asked for as base64: little-endian float32 values."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
 # OpenAI answers base64 when asked; a compatible server may send floats all the same.
 @pytest.fixture(params=["base64", "floats regardless"])
 def embeddings(request: pytest.FixtureRequest) -> Iterator[respx.Route]:
     def reply(sent: httpx2.Request) -> httpx2.Response:
         body = json.loads(sent.content)
         assert body["encoding_format"] == "base64"
-        encode = base64_vector if request.param == "base64" else list
+        encode = base64_embedding if request.param == "base64" else list
         data = [
             {"object": "embedding", "index": i, "embedding": encode(toy_vector(text))}
             for i, text in enumerate(body["input"])
@@ -141,7 +136,7 @@ def test_fusion_with_one_list_keeps_its_order() -> None:
 
 def toy_reply(request: httpx2.Request) -> httpx2.Response:
     data = [
-        {"object": "embedding", "index": i, "embedding": base64_vector(toy_vector(text))}
+        {"object": "embedding", "index": i, "embedding": base64_embedding(toy_vector(text))}
         for i, text in enumerate(json.loads(request.content)["input"])
     ]
     return httpx2.Response(200, json={"object": "list", "data": data, "model": "toy", "usage": {}})
@@ -172,14 +167,22 @@ def held_embeddings() -> Iterator[HeldEmbeddings]:
         yield held
 
 
+async def asking(
+    tmp_path: Path, held: HeldEmbeddings
+) -> tuple[EmbeddingSearch, asyncio.Task[list[RetrievedPassage]]]:
+    """A search with its documents embedded, and a question to it whose call is held."""
+    searcher = search(tmp_path)
+    await searcher.refresh()
+    asker = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
+    await held.asked.wait()
+    return searcher, asker
+
+
 async def test_the_same_question_asked_twice_at_once_is_embedded_once(
     held_embeddings: HeldEmbeddings, tmp_path: Path
 ) -> None:
-    searcher = search(tmp_path)
-    await searcher.refresh()
-    first = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
+    searcher, first = await asking(tmp_path, held_embeddings)
     second = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
-    await held_embeddings.asked.wait()
     await asyncio.sleep(0.01)
     held_embeddings.release.set()
 
@@ -193,10 +196,7 @@ async def test_the_same_question_asked_twice_at_once_is_embedded_once(
 async def test_when_the_asker_gives_up_the_one_waiting_for_its_call_searches_lexically(
     held_embeddings: HeldEmbeddings, tmp_path: Path
 ) -> None:
-    searcher = search(tmp_path)
-    await searcher.refresh()
-    asker = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
-    await held_embeddings.asked.wait()
+    searcher, asker = await asking(tmp_path, held_embeddings)
     waiter = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
     await asyncio.sleep(0.01)
 

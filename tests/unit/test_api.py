@@ -222,14 +222,25 @@ def test_body_that_is_not_json_is_rejected(client: TestClient, engine: ScriptedE
     assert engine.requests == []
 
 
+# As deep as MAX_BODY_BYTES lets objects nest: past the parser's limit on Python 3.11, within
+# it from 3.12 (a higher C recursion limit), where the field's own check answers instead.
+DEEP_OBJECT = b'{"input": ' + b'{"a":' * 10_000 + b"1" + b"}" * 10_001
+
+
+def _deep_object_reason() -> str:
+    try:
+        json.loads(DEEP_OBJECT)
+    except RecursionError:
+        return "nested too deeply"
+    return "send the question as a string"
+
+
 UNPARSABLE_BODIES = [
     pytest.param(b'{"input": "caf\xe9"}', "not UTF-8", id="latin-1"),
     pytest.param(b'\xff\xfe{\x00"\x00i\x00"\x00}\x00', "not valid JSON", id="utf-16"),
     pytest.param(b"[" * 20_000 + b"]" * 20_000, "nested too deeply", id="deep-array"),
     pytest.param(b'{"input": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "nested", id="deep-input"),
-    pytest.param(
-        b'{"input": ' + b'{"a":' * 5_000 + b"1" + b"}" * 5_001, "nested", id="deep-object"
-    ),
+    pytest.param(DEEP_OBJECT, _deep_object_reason(), id="deep-object"),
 ]
 
 

@@ -46,20 +46,37 @@ _PLAIN: Final = (str, int, bool)
 _UNSET: Final = object()
 
 
-def _is_plain(annotation: Any) -> bool:
-    """Whether validation keeps a well-formed value of this type as it came: a string, an
-    integer, a flag, a literal, or one of these or ``None`` (not a model, a float, a date)."""
-    if annotation in _PLAIN or get_origin(annotation) is Literal:
-        return True
+def _kept_as_is(annotation: Any) -> tuple[frozenset[type], frozenset[str]] | None:
+    """The value types and the literal strings validation keeps as they came for a field of
+    this type: a string, an integer, a flag, a string literal, or one of these or ``None``;
+    ``None`` for any other type (a model, a float, a date)."""
+    if annotation in _PLAIN:
+        return frozenset({annotation}), frozenset()
+    if get_origin(annotation) is Literal:
+        values = get_args(annotation)
+        if not all(type(value) is str for value in values):
+            return None
+        return frozenset(), frozenset(values)
     if get_origin(annotation) in (Union, UnionType):
-        return all(arg is type(None) or _is_plain(arg) for arg in get_args(annotation))
-    return False
+        kinds: set[type] = set()
+        literals: set[str] = set()
+        for arg in get_args(annotation):
+            if arg is type(None):
+                continue
+            kept = _kept_as_is(arg)
+            if kept is None:
+                return None
+            kinds |= kept[0]
+            literals |= kept[1]
+        return frozenset(kinds), frozenset(literals)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
 class _Field:
     name: str
-    plain: bool
+    kinds: frozenset[type]  # a value of exactly one of these types is kept as it came
+    literals: frozenset[str]  # ... and so is one of these strings
     default: Any  # _UNSET: none that can be shared
 
 
@@ -73,7 +90,8 @@ def _fields(model: type[Any]) -> tuple[_Field, ...] | None:
         default = info.default
         if info.default_factory is not None or not isinstance(default, (*_PLAIN, type(None))):
             default = _UNSET
-        fields.append(_Field(name, _is_plain(info.annotation), default))
+        kinds, literals = _kept_as_is(info.annotation) or (frozenset(), frozenset())
+        fields.append(_Field(name, kinds, literals, default))
     return tuple(fields)
 
 
@@ -87,9 +105,9 @@ _BUILDABLE: Final = {
 
 def _built_as_is(model: type[Any], fields: tuple[_Field, ...], data: dict[str, Any]) -> Any:
     """The event validation would give for ``data``, built without it, when validation
-    would keep every value as it came (plain values, empty lists, no ``None``: a text delta,
-    every time); else ``None``. Extra keys (OpenAI's ``obfuscation``) are kept as extras and
-    counted as set, as validation does."""
+    would keep every value as it came (values of exactly their field's plain type, empty
+    lists, no ``None``: a text delta, every time); else ``None``. Extra keys (OpenAI's
+    ``obfuscation``) are kept as extras and counted as set, as validation does."""
     values: dict[str, Any] = {}
     present: set[str] = set()
     for field in fields:
@@ -98,11 +116,15 @@ def _built_as_is(model: type[Any], fields: tuple[_Field, ...], data: dict[str, A
             if field.default is _UNSET:
                 return None
             values[field.name] = field.default
-        elif value is None or not (field.plain or (type(value) is list and not value)):
+            continue
+        kind = type(value)
+        if kind in field.kinds or (kind is str and value in field.literals):
+            values[field.name] = value
+        elif kind is list and not value:
+            values[field.name] = []
+        else:  # None, a value validation would convert or refuse, a model: the SDK's way
             return None
-        else:
-            values[field.name] = [] if type(value) is list else value
-            present.add(field.name)
+        present.add(field.name)
     extra = {key: value for key, value in data.items() if key not in values}
     present.update(extra)  # as validation counts them (``model_dump(exclude_unset=True)``)
     event: Any = object.__new__(model)

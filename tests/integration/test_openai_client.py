@@ -101,6 +101,45 @@ async def test_an_event_type_the_sdk_does_not_know_goes_the_sdks_way() -> None:
     assert type(built[1].logprobs[0]).__name__ == "Logprob"  # nested models built too
 
 
+TEXT_DELTA = {
+    "type": "response.output_text.delta",
+    "delta": "Hi",
+    "item_id": "msg_1",
+    "output_index": 0,
+    "content_index": 0,
+    "sequence_number": 5,
+    "logprobs": [],
+}
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {},
+        {"sequence_number": "5"},  # validation converts it to 5
+        {"output_index": True},  # a flag where an integer belongs
+        {"delta": None},  # validation refuses it
+        {"obfuscation": "kQ"},  # an extra key, kept
+    ],
+    ids=["as-sent", "number-as-text", "flag-as-number", "none", "extra"],
+)
+def test_a_delta_is_what_the_sdk_makes_of_it_whatever_its_values(changed: dict[str, Any]) -> None:
+    options: dict[str, Any] = {"api_key": "sk-test", "base_url": "http://127.0.0.1:9/v1"}
+    data = TEXT_DELTA | changed
+
+    def built(client: AsyncOpenAI) -> Any:
+        try:
+            return client._process_response_data(
+                data=dict(data),
+                cast_to=ResponseStreamEvent,  # type: ignore[arg-type]
+                response=None,  # type: ignore[arg-type]
+            )
+        except Exception as error:  # as the SDK's own client fails, so must this one
+            return type(error)
+
+    assert comparable(built(OpenAIClient(**options))) == comparable(built(AsyncOpenAI(**options)))
+
+
 async def test_no_text_delta_is_validated_against_the_whole_union(
     fake: RunningFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:

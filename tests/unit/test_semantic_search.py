@@ -167,23 +167,27 @@ def held_embeddings() -> Iterator[HeldEmbeddings]:
         yield held
 
 
-async def asking(
+Asking = asyncio.Task[list[RetrievedPassage]]
+
+
+async def asked_twice(
     tmp_path: Path, held: HeldEmbeddings
-) -> tuple[EmbeddingSearch, asyncio.Task[list[RetrievedPassage]]]:
-    """A search with its documents embedded, and a question to it whose call is held."""
+) -> tuple[EmbeddingSearch, Asking, Asking]:
+    """A search with its documents embedded, a question to it whose call is held, and the
+    same question asked again while the call is out."""
     searcher = search(tmp_path)
     await searcher.refresh()
     asker = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
     await held.asked.wait()
-    return searcher, asker
+    waiter = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
+    await asyncio.sleep(0.01)
+    return searcher, asker, waiter
 
 
 async def test_the_same_question_asked_twice_at_once_is_embedded_once(
     held_embeddings: HeldEmbeddings, tmp_path: Path
 ) -> None:
-    searcher, first = await asking(tmp_path, held_embeddings)
-    second = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
-    await asyncio.sleep(0.01)
+    _, first, second = await asked_twice(tmp_path, held_embeddings)
     held_embeddings.release.set()
 
     hits = await asyncio.gather(first, second)
@@ -196,9 +200,7 @@ async def test_the_same_question_asked_twice_at_once_is_embedded_once(
 async def test_when_the_asker_gives_up_the_one_waiting_for_its_call_searches_lexically(
     held_embeddings: HeldEmbeddings, tmp_path: Path
 ) -> None:
-    searcher, asker = await asking(tmp_path, held_embeddings)
-    waiter = asyncio.create_task(searcher.similar("영어 실력은?", limit=1))
-    await asyncio.sleep(0.01)
+    searcher, asker, waiter = await asked_twice(tmp_path, held_embeddings)
 
     asker.cancel()
 

@@ -95,7 +95,9 @@ def base64_embedding(vector: Sequence[float]) -> str:
 
 
 _DEFAULT_MODEL: Final = "gpt-4.1-mini"
-_PADDING: Final = (b"kQ", b"Zr8vX", b"", b"a1B2c3D4e5", b"Yt")
+_PADDING: Final = tuple(
+    b',"obfuscation":"%b"' % padding for padding in (b"kQ", b"Zr8vX", b"", b"a1B2c3D4e5", b"Yt")
+)
 
 DEFAULT_DELTAS: Final[tuple[str, ...]] = ("Hello", " from", " the", " fake", " Responses", " API.")
 """What a request gets when no scenario is queued: short, so failures read easily."""
@@ -742,8 +744,15 @@ class FakeResponsesAPI:
         delta_template = (
             b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
             b'"item_id":' + _json(item_id).encode() + b',"output_index":0,"content_index":0,'
-            b'"delta":%b,"logprobs":[],"sequence_number":%d,"obfuscation":"%b"}\n\n'
+            b'"delta":%b,"logprobs":[],"sequence_number":%d%b}\n\n'
         )
+        # OpenAI pads each delta with random characters so that its length tells nothing,
+        # unless the request turns it off (``stream_options.include_obfuscation: false``).
+        options = body.get("stream_options")
+        obfuscated = (
+            not isinstance(options, dict) or options.get("include_obfuscation") is not False
+        )
+        paddings = _PADDING if obfuscated else (b"",)
         first_delta_number = sequence_number = frames.next_number
         delay = scenario.delay_between_deltas
         if scenario.delay_before_first_delta:
@@ -754,10 +763,8 @@ class FakeResponsesAPI:
             await send(
                 {
                     "type": "http.response.body",
-                    # OpenAI pads each delta with random characters (``obfuscation``, on
-                    # unless the request turns it off) so that its length tells nothing.
                     "body": delta_template
-                    % (encoded_delta, sequence_number, _PADDING[sequence_number % len(_PADDING)]),
+                    % (encoded_delta, sequence_number, paddings[sequence_number % len(paddings)]),
                     "more_body": True,
                 }
             )

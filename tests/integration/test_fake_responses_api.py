@@ -469,3 +469,22 @@ async def test_embeddings_come_as_floats_or_base64_of_the_length_asked(
     assert [len(item.embedding) for item in floats.data] == [fake.embedding_dimensions] * 2
     assert [len(item.embedding) for item in short.data] == [8, 8]
     assert floats.data[0].embedding != floats.data[1].embedding
+
+
+@pytest.mark.parametrize("include_obfuscation", [True, False, None])
+async def test_deltas_are_padded_unless_the_request_turns_it_off(
+    client: AsyncOpenAI, include_obfuscation: bool | None
+) -> None:
+    options = {} if include_obfuscation is None else {"include_obfuscation": include_obfuscation}
+    stream = await client.responses.create(
+        model="gpt-4.1-mini", input="Hi", stream=True, stream_options=options
+    )
+    events = [event async for event in stream]
+
+    deltas = [e for e in events if isinstance(e, ResponseTextDeltaEvent)]
+    padded = [(e.model_extra or {}).get("obfuscation") for e in deltas]
+    if include_obfuscation is False:
+        assert padded == [None] * len(deltas)
+    else:
+        assert all(isinstance(padding, str) for padding in padded)
+        assert len(set(padded)) > 1  # lengths vary, as OpenAI's random characters do

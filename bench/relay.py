@@ -13,7 +13,9 @@ Responses API server (``bench.upstream``), the server under test and a load gene
   search on, the upstream answering ``/v1/embeddings`` after ``--embeddings-latency``; the
   first asks three questions lexical search does not answer confidently, again and again
   (their vectors are cached after the first time), the second a new question every time
-  (each needs an embeddings call);
+  (each needs an embeddings call, so its target allows the embeddings latency: what a call
+  to ``/v1/embeddings`` takes a client, timed beside the ``direct`` paced run, since the fake
+  cannot wait exactly the configured delay and a call is also a round trip);
 - ``app-agents``: the same app with ``ENGINE=agents`` (the OpenAI Agents SDK against the same
   upstream), in every workload.
 
@@ -519,6 +521,32 @@ async def sleep_until(moment: float) -> None:
     await asyncio.sleep(max(0.0, moment - time.monotonic()))
 
 
+async def embeddings_round_trips(upstream: Server, until: float) -> list[float]:
+    """Milliseconds each ``/v1/embeddings`` call takes a client, one after another until
+    ``until`` (a new text each time, base64 as the app asks, a kept-alive connection).
+
+    The endpoint's latency as the app meets it: the configured delay, the timer's rounding
+    (uvloop counts in whole milliseconds) and the HTTP round trip. The first call, which
+    opens the connection, is left out.
+    """
+    samples: list[float] = []
+    async with httpx2.AsyncClient(base_url=upstream.origin, timeout=10) as client:
+        number = 0
+        while time.monotonic() < until:
+            body = {
+                "model": "text-embedding-3-small",
+                "input": [f"{SEMANTIC_QUESTIONS[number % len(SEMANTIC_QUESTIONS)]} ({number})"],
+                "encoding_format": "base64",
+            }
+            started = time.perf_counter()
+            response = await client.post("/v1/embeddings", json=body)
+            response.raise_for_status()
+            if number:
+                samples.append((time.perf_counter() - started) * 1e3)
+            number += 1
+    return samples
+
+
 async def measure_loop(
     plan: Plan, load: LoadProcesses, target: Target, upstream: Server, server: Server, workload: str
 ) -> Measurement:
@@ -556,10 +584,18 @@ async def measure_loop(
     await sleep_until(window[0])
     server_cpu, upstream_cpu = cpu_seconds(server.pid), cpu_seconds(upstream.pid)
     began = time.monotonic()
+    # What "the embeddings latency" of the semantic targets is: measured beside the direct
+    # paced run, on an upstream as loaded as theirs.
+    round_trips = (
+        asyncio.create_task(embeddings_round_trips(upstream, window[1]))
+        if target == "direct" and not saturation and SEMANTIC_TARGETS & set(plan.targets)
+        else None
+    )
     await sleep_until(window[1])
     server_cpu = cpu_seconds(server.pid) - server_cpu
     upstream_cpu = cpu_seconds(upstream.pid) - upstream_cpu
     elapsed = time.monotonic() - began
+    extra = {"embeddings_ms": await round_trips} if round_trips is not None else {}
     results = await load.expect("result", 60)
     peak = memory_kb(server.pid, "VmHWM")
     return Measurement(
@@ -573,6 +609,7 @@ async def measure_loop(
         server_cpu_s=server_cpu,
         upstream_cpu_s=None if server is upstream else upstream_cpu,
         peak_rss_kb=peak,
+        extra=extra,
     )
 
 
@@ -862,15 +899,22 @@ def verdicts(measurements: Sequence[Measurement], plan: Plan) -> list[Verdict]:
         )
     else:
         results.append(Verdict(name, "not measured", None))
-    latency_ms = plan.embeddings_latency * 1e3
+    configured_ms = plan.embeddings_latency * 1e3
+    round_trips = direct.extra.get("embeddings_ms") if direct else None
+    # The endpoint's latency as a client meets it (p50 of the calls timed beside the direct
+    # run) when measured; the configured delay otherwise.
+    latency_ms = percentile(round_trips, 0.5) if round_trips else configured_ms
+    endpoint = f"{configured_ms:g} ms embeddings" + (
+        f", {latency_ms:.1f} ms a call" if round_trips else ""
+    )
     for target, allowed, what in (
         ("app-semantic", ADDED_TTFD_TARGET_MS, "repeated questions"),
         ("app-semantic-new", latency_ms + ADDED_TTFD_NEW_QUESTION_MS, "new questions"),
     ):
         semantic = find(measurements, target, "paced")
         name = (
-            f"semantic search on ({latency_ms:g} ms embeddings), {what}: added TTFD p50 "
-            f"over direct ≤ {allowed:g} ms"
+            f"semantic search on ({endpoint}), {what}: added TTFD p50 "
+            f"over direct ≤ {allowed:.1f} ms"
         )
         if semantic and direct:
             added = semantic.ttfd(0.5) - direct.ttfd(0.5)

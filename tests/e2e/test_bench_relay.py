@@ -42,5 +42,13 @@ def test_quick_relay_benchmark_measures_every_target_without_errors(tmp_path: Pa
         label = f"{measurement['target']} {measurement['workload']}"
         assert measurement["summary"]["errors"] == 0, (label, measurement["load"]["error_samples"])
         assert measurement["summary"]["deltas"] > 0, label
+    # The semantic targets' embeddings latency is measured, not taken from the setting.
+    [direct_paced] = [
+        m for m in measurements if (m["target"], m["workload"]) == ("direct", "paced")
+    ]
+    round_trips = direct_paced["extra"]["embeddings_ms"]
+    assert round_trips, "no /v1/embeddings call was timed beside the direct paced run"
+    assert all(ms >= 150 for ms in round_trips), round_trips  # the configured 150 ms at least
+    assert "ms a call), new questions" in finished.stdout
     assert "targets:" in finished.stdout
     assert "ENGINE=agents load-tested" in finished.stdout

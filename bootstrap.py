@@ -146,11 +146,14 @@ async def bootstrap(
                 settings.database_url, timeout=settings.database_timeout_seconds
             )
             stack.push_async_callback(database.dispose)
-            conversations = SqlConversationRepository(
+            store = SqlConversationRepository(
                 database,
                 # A terminal event waits for its answer's write; past this, the spool takes it.
                 finish_timeout=2 * settings.database_timeout_seconds,
+                database_timeout=settings.database_timeout_seconds,
             )
+            stack.push_async_callback(store.close)  # before the engine's dispose
+            conversations = store
             if spool is None:
                 spool = _answer_spool(settings, stack)
         spooled = SpooledAnswers(conversations, spool) if spool is not None else None

@@ -28,8 +28,9 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import Date
 
 from domain.conversation import (
@@ -48,7 +49,13 @@ from domain.conversation import (
 )
 from domain.errors import StorageUnavailable
 from domain.models import Message, Usage
-from infrastructure.database import UtcDateTime, conversations, turns
+from infrastructure.database import (
+    DEFAULT_TIMEOUT_SECONDS,
+    SqliteWriter,
+    UtcDateTime,
+    conversations,
+    turns,
+)
 from infrastructure.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
@@ -291,12 +298,12 @@ _CONTINUE_CONVERSATION_PG = (
 )
 
 
-async def _insert_question(
-    connection: AsyncConnection, conversation_id: str, question: str, covered: bool, now: datetime
+def _insert_question(
+    connection: Connection, conversation_id: str, question: str, covered: bool, now: datetime
 ) -> int:
     """A new turn with its question and no answer yet; returns its id."""
     mysql = connection.dialect.name == "mysql"
-    result = await connection.execute(
+    result = connection.execute(
         _INSERT_QUESTION_MYSQL if mysql else _INSERT_QUESTION,
         {
             "conversation_id": conversation_id,
@@ -316,6 +323,9 @@ class SqlConversationRepository:
     ``now`` tells the time every row is stamped with; tests pass a clock they move.
     ``finish_timeout`` bounds how long ``finish_turn`` waits for its write (a terminal event
     waits for it); past it, ``StorageUnavailable`` lets the caller keep the answer elsewhere.
+    On a SQLite file, writes go through a ``SqliteWriter`` (``database_timeout`` is its busy
+    timeout), which :meth:`close` closes; every transaction is a plain function of a
+    connection, run there or, elsewhere, through the async engine's ``run_sync``.
     """
 
     def __init__(
@@ -324,8 +334,14 @@ class SqlConversationRepository:
         *,
         now: Callable[[], datetime] = _utc_now,
         finish_timeout: float = FINISH_TIMEOUT_SECONDS,
+        database_timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self._engine = engine
+        self._writer = (
+            SqliteWriter(engine.url.render_as_string(hide_password=False), timeout=database_timeout)
+            if SqliteWriter.serves(engine)
+            else None
+        )
         self._now = now
         self._finish_timeout = finish_timeout
         # Reads need no transaction: no BEGIN before them, no ROLLBACK when they return. Not
@@ -343,6 +359,16 @@ class SqlConversationRepository:
         # Under a burst, new conversations and answers are written in batches.
         self._starts = GroupCommit("new conversations", self._store_starts, self._store_start)
         self._finishes = GroupCommit("answers", self._store_answers)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+
+    async def _transaction(self, work: Callable[[Connection], R]) -> R:
+        if self._writer is not None:
+            return await self._writer.run(work)
+        async with self._engine.begin() as connection:
+            return await connection.run_sync(work)
 
     @_storage_errors
     async def get(self, conversation_id: str) -> Conversation | None:
@@ -377,9 +403,10 @@ class SqlConversationRepository:
                 _NewConversation(conversation_id, question, covered, self._now())
             )
         now = self._now()
-        async with self._engine.begin() as connection:
+
+        def store(connection: Connection) -> int:
             if new_conversation:
-                await connection.execute(
+                connection.execute(
                     _INSERT_CONVERSATION,
                     {"id": conversation_id, "created_at": now, "updated_at": now},
                 )
@@ -399,12 +426,14 @@ class SqlConversationRepository:
                     for earlier_question, earlier_answer in turns_from_messages(earlier)
                 ]
                 if earlier_turns:
-                    await connection.execute(insert(turns), earlier_turns)
+                    connection.execute(insert(turns), earlier_turns)
             else:
-                await connection.execute(
+                connection.execute(
                     _TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now}
                 )
-            return await _insert_question(connection, conversation_id, question, covered, now)
+            return _insert_question(connection, conversation_id, question, covered, now)
+
+        return await self._transaction(store)
 
     async def _store_start(self, start: _NewConversation) -> int:
         if self._one_statement is not None:
@@ -413,26 +442,29 @@ class SqlConversationRepository:
                 result = await connection.execute(_START_CONVERSATION_PG, parameters)
                 turn_id: int = result.scalar_one()
                 return turn_id
-        async with self._engine.begin() as connection:
-            await connection.execute(_INSERT_CONVERSATION, start.conversation_row())
-            return await _insert_question(
+
+        def store(connection: Connection) -> int:
+            connection.execute(_INSERT_CONVERSATION, start.conversation_row())
+            return _insert_question(
                 connection, start.conversation_id, start.question, start.covered, start.asked_at
             )
 
+        return await self._transaction(store)
+
     async def _store_starts(self, batch: Sequence[_NewConversation]) -> list[int]:
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                _INSERT_CONVERSATION, [start.conversation_row() for start in batch]
-            )
+        def store(connection: Connection) -> list[int]:
+            connection.execute(_INSERT_CONVERSATION, [start.conversation_row() for start in batch])
             questions = [start.question_row() for start in batch]
             if self._mysql:
-                await connection.execute(_INSERT_QUESTION_MYSQL, questions)
+                connection.execute(_INSERT_QUESTION_MYSQL, questions)
                 ids = {"conversation_ids": [start.conversation_id for start in batch]}
-                rows = (await connection.execute(_QUESTIONS_OF_MYSQL, ids)).all()
+                rows = connection.execute(_QUESTIONS_OF_MYSQL, ids).all()
             else:
-                rows = (await connection.execute(_INSERT_QUESTIONS, questions)).all()
-        turn_ids = {row.conversation_id: row.id for row in rows}
-        return [turn_ids[start.conversation_id] for start in batch]
+                rows = connection.execute(_INSERT_QUESTIONS, questions).all()
+            turn_ids = {row.conversation_id: row.id for row in rows}
+            return [turn_ids[start.conversation_id] for start in batch]
+
+        return await self._transaction(store)
 
     @_storage_errors
     async def continue_conversation(
@@ -456,41 +488,42 @@ class SqlConversationRepository:
                 Conversation(conversation_id, head_row.conversation_created_at, earlier),
                 head_row.new_turn_id,
             )
-        async with self._engine.begin() as connection:
+
+        def store(connection: Connection) -> tuple[Conversation, int] | None:
             if self._mysql:
-                turn_id = await self._ask_in_conversation_mysql(connection, parameters)
+                turn_id = self._ask_in_conversation_mysql(connection, parameters)
             else:
-                turn_id = (await connection.execute(_ASK_IN_CONVERSATION, parameters)).scalar()
+                turn_id = connection.execute(_ASK_IN_CONVERSATION, parameters).scalar()
             if turn_id is None:
                 return None
             if not self._mysql:
                 # The question is the conversation's latest activity, as on PostgreSQL
                 # (``_HEAD``).
-                await connection.execute(
+                connection.execute(
                     _TOUCH_CONVERSATION,
                     {"conversation_id": conversation_id, "now": parameters["now"]},
                 )
-            rows = (
-                await connection.execute(
-                    _CONVERSATION_BEFORE_TURN,
-                    {"conversation_id": conversation_id, "turn_id": turn_id},
-                )
+            rows = connection.execute(
+                _CONVERSATION_BEFORE_TURN,
+                {"conversation_id": conversation_id, "turn_id": turn_id},
             ).all()
-        earlier = tuple(_turn(row) for row in rows if row.id is not None)
-        return Conversation(conversation_id, rows[0].conversation_created_at, earlier), turn_id
+            earlier = tuple(_turn(row) for row in rows if row.id is not None)
+            return Conversation(conversation_id, rows[0].conversation_created_at, earlier), turn_id
+
+        return await self._transaction(store)
 
     @staticmethod
-    async def _ask_in_conversation_mysql(
-        connection: AsyncConnection, parameters: dict[str, Any]
+    def _ask_in_conversation_mysql(
+        connection: Connection, parameters: dict[str, Any]
     ) -> int | None:
         """The conversation touched first, then the question added: its row locked before the
         new turn's foreign key reads it. The other order (INSERT ... SELECT, then UPDATE)
         deadlocks InnoDB's concurrent follow-ups, each holding a shared lock the other's UPDATE
         waits for."""
-        touched = await connection.execute(_TOUCH_CONVERSATION, parameters)
+        touched = connection.execute(_TOUCH_CONVERSATION, parameters)
         if touched.rowcount == 0:  # rows matched: SQLAlchemy asks MySQL for FOUND_ROWS
             return None
-        return await _insert_question(
+        return _insert_question(
             connection,
             parameters["conversation_id"],
             parameters["question"],
@@ -523,13 +556,15 @@ class SqlConversationRepository:
             await self._finishes.write(parameters)
 
     async def _store_answers(self, batch: Sequence[dict[str, Any]]) -> list[None]:
-        async with self._engine.begin() as connection:
-            await connection.execute(_FINISH_TURN, list(batch))
+        def store(connection: Connection) -> None:
+            connection.execute(_FINISH_TURN, list(batch))
             # The answer is the conversation's latest activity.
-            await connection.execute(
+            connection.execute(
                 _TOUCH_CONVERSATION_OF_TURN,
                 [{"turn_id": p["turn_id"], "now": p["now"]} for p in batch],
             )
+
+        await self._transaction(store)
         return [None] * len(batch)
 
     @_storage_errors
@@ -637,12 +672,15 @@ class SqlConversationRepository:
     @_storage_errors
     async def purge_before(self, cutoff: datetime) -> int:
         expired = select(conversations.c.id).where(conversations.c.updated_at < cutoff)
-        async with self._engine.begin() as connection:
-            await connection.execute(delete(turns).where(turns.c.conversation_id.in_(expired)))
-            result = await connection.execute(
+
+        def purge(connection: Connection) -> int:
+            connection.execute(delete(turns).where(turns.c.conversation_id.in_(expired)))
+            result = connection.execute(
                 delete(conversations).where(conversations.c.updated_at < cutoff)
             )
-        return int(result.rowcount or 0)
+            return int(result.rowcount or 0)
+
+        return await self._transaction(purge)
 
     @_storage_errors
     async def check(self) -> None:

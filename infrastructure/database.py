@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -173,9 +176,10 @@ def create_engine(
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        # SQLite has one writer at a time: one connection queues statements in the process
-        # instead of having many connections sleep in SQLite's busy handler. Its checkouts
-        # wait only for this process's own writes, which a burst makes long: not a fault.
+        # SQLite has one writer at a time: the repository writes through one connection of its
+        # own (``SqliteWriter``), reads through this one, which WAL lets run beside a write;
+        # none sleeps in SQLite's busy handler. Its checkouts wait only for this process's own
+        # statements, which a burst makes long: not a fault.
         options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": max(30.0, timeout)}
     else:
         # No pre-ping: it would add a round trip before every question. A connection the
@@ -207,6 +211,51 @@ def create_engine(
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_tuning(round(timeout * 1000)))
     return engine
+
+
+T = TypeVar("T")
+
+
+class SqliteWriter:
+    """Every write to a SQLite file, each transaction in one trip to a thread of its own.
+
+    Through aiosqlite, a transaction is some nine round trips between the event loop and the
+    driver's thread (a cursor, each statement, its rows, the cursor's close, the commit, the
+    pool's reset), each waiting for a turn of a loop that relays hundreds of streams. Here the
+    whole transaction runs in the writer's thread, through a synchronous connection of its own,
+    and the loop waits once. Writes keep SQLite's one writer at a time (one connection, one
+    thread, in order); reads stay on the async engine, which WAL lets run beside a write. Only
+    for a file: an in-memory database would be another database on another connection.
+    """
+
+    def __init__(self, database_url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        url = make_url(database_url).set(drivername="sqlite")
+        self._engine = create_sync_engine(url, pool_size=1, max_overflow=0)
+        event.listen(self._engine, "connect", _sqlite_tuning(round(timeout * 1000)))
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writes")
+
+    @staticmethod
+    def serves(engine: AsyncEngine) -> bool:
+        """Whether ``engine`` is SQLite on a file (a writer would see the same database)."""
+        url = engine.url
+        memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+        return url.get_backend_name() == "sqlite" and not memory
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in one transaction, committed if it returns. If the caller is cancelled
+        the transaction still runs to its end: it may already be under way."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._in_transaction, work
+        )
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        with self._engine.begin() as connection:
+            return work(connection)
+
+    async def close(self) -> None:
+        """After the writes queued so far; the connection closed in the thread that used it."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+        self._thread.shutdown(wait=False)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -1,11 +1,10 @@
 """Group commit: writes that queue up behind one another go to the database together.
 
-SQLite has one connection for the whole process, and each write through aiosqlite makes some
-ten round trips through its thread, each waiting for a turn of a busy event loop; PostgreSQL's
-pool is bounded too. When hundreds of questions start (or answers end) at once, writing them
-one by one makes the last wait seconds. A ``GroupCommit`` writes a lone item at once, as
-before; items that arrive while a write is in progress wait for it, and are then written
-together, in one transaction however many they are.
+SQLite takes one write at a time (the process writes through one connection, in one
+thread), and PostgreSQL's pool is bounded too. When hundreds of questions start (or answers
+end) at once, writing them one by one makes the last wait seconds. A ``GroupCommit`` writes
+a lone item at once, as before; items that arrive while a write is in progress wait for it,
+and are then written together, in one transaction however many they are.
 """
 
 from __future__ import annotations

@@ -57,7 +57,11 @@ def _sql_on(kind: str) -> OpenRepository:
         engine = create_engine(await empty_database(kind, folder))
         try:
             await migrate(engine)
-            yield SqlConversationRepository(engine, now=clock)
+            repository = SqlConversationRepository(engine, now=clock)
+            try:
+                yield repository
+            finally:
+                await repository.close()
         finally:
             await engine.dispose()
 

@@ -338,7 +338,7 @@ class SqlConversationRepository:
     ) -> None:
         self._engine = engine
         self._writer = (
-            SqliteWriter(engine.url.render_as_string(hide_password=False), timeout=database_timeout)
+            SqliteWriter(engine.url, timeout=database_timeout)
             if SqliteWriter.serves(engine)
             else None
         )

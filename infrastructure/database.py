@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
@@ -228,9 +228,9 @@ class SqliteWriter:
     for a file: an in-memory database would be another database on another connection.
     """
 
-    def __init__(self, database_url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        url = make_url(database_url).set(drivername="sqlite")
-        self._engine = create_sync_engine(url, pool_size=1, max_overflow=0)
+    def __init__(self, url: URL, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        """``url``: the async engine's (``engine.url``); the writer uses the standard driver."""
+        self._engine = create_sync_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0)
         event.listen(self._engine, "connect", _sqlite_tuning(round(timeout * 1000)))
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writes")
 

@@ -77,18 +77,21 @@ async def test_streamed_events_equal_the_sdks_own(fake: RunningFake, scenario: S
     assert len(events) >= 3
 
 
+TEXT_DELTA = {
+    "type": "response.output_text.delta",
+    "delta": "Hi",
+    "item_id": "msg_1",
+    "output_index": 0,
+    "content_index": 0,
+    "sequence_number": 5,
+    "logprobs": [],
+}
+
+
 async def test_an_event_type_the_sdk_does_not_know_goes_the_sdks_way() -> None:
     client = OpenAIClient(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
     unknown = {"type": "response.something_new", "sequence_number": 4}
-    known = {
-        "type": "response.output_text.delta",
-        "delta": "Hi",
-        "item_id": "msg_1",
-        "output_index": 0,
-        "content_index": 0,
-        "sequence_number": 5,
-        "logprobs": [{"token": "Hi", "logprob": -0.1, "top_logprobs": []}],
-    }
+    known = TEXT_DELTA | {"logprobs": [{"token": "Hi", "logprob": -0.1, "top_logprobs": []}]}
 
     built = [
         client._process_response_data(data=data, cast_to=ResponseStreamEvent, response=None)  # type: ignore[arg-type]
@@ -99,17 +102,6 @@ async def test_an_event_type_the_sdk_does_not_know_goes_the_sdks_way() -> None:
     assert type(built[1]) is STREAM_EVENT_TYPES["response.output_text.delta"]
     assert built[1].delta == "Hi"
     assert type(built[1].logprobs[0]).__name__ == "Logprob"  # nested models built too
-
-
-TEXT_DELTA = {
-    "type": "response.output_text.delta",
-    "delta": "Hi",
-    "item_id": "msg_1",
-    "output_index": 0,
-    "content_index": 0,
-    "sequence_number": 5,
-    "logprobs": [],
-}
 
 
 @pytest.mark.parametrize(

@@ -267,9 +267,7 @@ class EmbeddingSearch:
                         query_vector = await self._query_vector(query, key)
                     elif query_vector is None:
                         # After a reload the documents and the question are embedded together.
-                        _, query_vector = await asyncio.gather(
-                            self.refresh(), self._query_vector(query, key)
-                        )
+                        query_vector = await self._refreshed_with(query, key)
                     else:
                         await self.refresh()
             except (openai.OpenAIError, TimeoutError, ValueError) as error:
@@ -283,6 +281,18 @@ class EmbeddingSearch:
             RetrievedPassage(self._indexed[int(i)], self._relevance(float(similarities[i])))
             for i in order
         ]
+
+    async def _refreshed_with(self, query: str, key: str) -> np.ndarray:
+        """The question's vector, embedded while the documents are refreshed. A failed
+        question stops the refresh (``asyncio.gather`` would leave it running, unawaited and
+        past the timeout); a failed refresh is raised once the question's call is back."""
+        refreshing = asyncio.ensure_future(self.refresh())
+        try:
+            vector = await self._query_vector(query, key)
+            await refreshing
+        finally:
+            refreshing.cancel()
+        return vector
 
     async def _query_vector(self, query: str, key: str) -> np.ndarray:
         """From Redis, from a call already in flight for the same text, or from a new call."""

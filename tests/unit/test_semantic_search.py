@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
+import numpy as np
 import pytest
 import respx
 from openai import AsyncOpenAI
@@ -209,3 +211,33 @@ async def test_when_the_asker_gives_up_the_one_waiting_for_its_call_searches_lex
     held_embeddings.release.set()
     assert (await searcher.similar("영어 실력은?", limit=1))[0].score == 1.0  # asked again
     assert held_embeddings.questions == ["영어 실력은?", "영어 실력은?"]
+
+
+class SlowCache(EmbeddingCache):
+    """A disk cache whose read takes a while, so the question's call is back first."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        time.sleep(0.05)
+        return super().get_many(keys)
+
+
+async def test_a_failed_question_leaves_no_document_embedding_running(tmp_path: Path) -> None:
+    """The question's vector fails while the documents are still being looked up: the search
+    answers lexically at once and stops the document refresh, rather than leave it to call
+    the embeddings endpoint later, unawaited and past its timeout."""
+    data = [{"object": "embedding", "index": 0, "embedding": "not base64!"}]
+    with respx.mock(base_url=BASE_URL) as router:
+        route = router.post("/embeddings").mock(
+            return_value=httpx2.Response(200, json={"object": "list", "data": data, "model": "toy"})
+        )
+        searcher = EmbeddingSearch(
+            AsyncOpenAI(api_key="sk-test", base_url=BASE_URL, max_retries=0),
+            Bm25KnowledgeIndex(PASSAGES),
+            SlowCache(tmp_path / "embeddings.sqlite3"),
+            model="toy",
+            min_similarity=0.5,
+        )
+        assert await searcher.similar("영어 실력은?", limit=2) == []
+        await asyncio.sleep(0.1)  # past the slow read: a refresh still running would call now
+        assert route.call_count == 1, "only the question was sent"
+        assert asyncio.all_tasks() == {asyncio.current_task()}

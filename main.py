@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from api.app import serve
@@ -31,5 +32,12 @@ def load_settings() -> Settings:
 settings = load_settings()
 app = create_app(settings)
 
+
+def served_app() -> FastAPI:
+    """The app of one worker process (WEB_CONCURRENCY > 1): each imports this module."""
+    app.state.freeze_heap = True
+    return app
+
+
 if __name__ == "__main__":
-    serve(app, settings)
+    serve(app, settings, worker_app="main:served_app")

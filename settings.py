@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 SAMPLE_PROFILE_DIR = PROJECT_ROOT / "sample_profile"
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     cors_origins: CommaSeparated = ()
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Server processes on the one port (uvicorn's workers): one per core the app may use.
+    web_concurrency: int = Field(default=1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     upstream_idle_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
@@ -190,6 +193,23 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _workers_share_what_a_process_keeps(self) -> Settings:
+        if self.web_concurrency == 1:
+            return self
+        if self.redis_url is None:
+            raise ValueError(
+                f"WEB_CONCURRENCY={self.web_concurrency} needs REDIS_URL: the workers share "
+                "answers in flight (resume, Stop), rate limits and the daily token budget "
+                "through Redis; set REDIS_URL or WEB_CONCURRENCY=1"
+            )
+        if _in_memory_sqlite(self.database_url):
+            raise ValueError(
+                f"WEB_CONCURRENCY={self.web_concurrency} needs a database the workers share: "
+                "an in-memory SQLite database is one per process; give DATABASE_URL a file"
+            )
+        return self
+
     @property
     def resolved_engine(self) -> Literal["offline", "responses", "agents"]:
         if self.engine != "auto":
@@ -199,3 +219,10 @@ class Settings(BaseSettings):
     @property
     def allowed_model_set(self) -> frozenset[str]:
         return frozenset(self.allowed_models) | {self.openai_model}
+
+
+def _in_memory_sqlite(database_url: str) -> bool:
+    url = make_url(database_url)
+    return url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    )

@@ -10,7 +10,9 @@ and know nothing of the format, the request id or the metrics.
 - **Request id**: ``X-Request-ID`` from the client when it is a sane token, else a new one;
   every log record of the request carries it (a ``ContextVar`` copied onto records by a
   filter), and so does every response, SSE and error responses included.
-- **Metrics** live on a registry of the app's own, served at ``GET /metrics``.
+- **Metrics** live on a registry of the app's own, served at ``GET /metrics``. With several
+  worker processes (``WEB_CONCURRENCY``), ``prometheus_client``'s multiprocess mode adds up
+  the workers' counters, histograms and open streams, whichever worker answers the scrape.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import sys
 import uuid
@@ -39,6 +42,7 @@ from prometheus_client import (
     Histogram,
     Metric,
     disable_created_metrics,
+    multiprocess,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
@@ -210,14 +214,21 @@ Outcome = Literal["completed", "incomplete", "failed", "interrupted"]
 class Metrics:
     """The service's Prometheus metrics, on a registry of the app's own.
 
-    One registry per app, not the global one, so that tests can build many apps.
+    One registry per app, not the global one, so that tests can build many apps. ``exposed``
+    is what ``GET /metrics`` serves: the same registry in one process; with several workers
+    (``PROMETHEUS_MULTIPROC_DIR`` set, as ``api.app.serve`` does for them), every worker's
+    values added up from the directory's files, and the per-scrape collectors (the answer
+    spool, the agents' MCP servers) as the worker that answers sees them.
     """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        # What the default registry would have: memory, CPU, file descriptors, GC, version.
-        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-            self.registry.register(collector)
+        self.multiprocess = _multiprocess_directory() is not None
+        if not self.multiprocess:
+            # What the default registry would have: memory, CPU, file descriptors, GC,
+            # version; one process's own, so not with several workers.
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                self.registry.register(collector)
         registry = self.registry
         self.requests = Counter(
             "http_requests",
@@ -258,7 +269,12 @@ class Metrics:
             ("kind",),
             registry=registry,
         )
-        self.open_streams = Gauge("open_streams", "Answer streams open now.", registry=registry)
+        self.open_streams = Gauge(
+            "open_streams",
+            "Answer streams open now.",
+            registry=registry,
+            multiprocess_mode="livesum",  # the live workers' streams, added up
+        )
         self.fallbacks = Counter(
             "answer_fallbacks",
             "Answers the offline engine gave in place of the engine that failed (failed_mode), "
@@ -271,6 +287,12 @@ class Metrics:
         registry.register(self._tool_servers)
         self._spool = _SpoolCollector()
         registry.register(self._spool)
+        self.exposed = registry
+        if self.multiprocess:
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
+            self.exposed.register(self._tool_servers)
+            self.exposed.register(self._spool)
         self.declined = Counter(
             "declined_questions",
             "Questions declined before any engine: by protected category (docs/hiring-safety.md)"
@@ -303,6 +325,11 @@ class Metrics:
                 self.upstream_errors.labels(code.value)
         for category in (*(c.id for c in TAXONOMY), "undisclosed"):
             self.declined.labels(category)
+
+    def close(self) -> None:
+        """At a worker's exit: its open streams no longer count (several workers only)."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def expect_fallbacks_from(self, mode: str) -> None:
         """Show every upstream code's fallback count for ``mode`` (the configured engine) as 0
@@ -412,6 +439,12 @@ class _SpoolCollector(Collector):
             value=float(spooled.replayed),
         )
         yield from (held, replayed)
+
+
+def _multiprocess_directory() -> str | None:
+    """Where ``prometheus_client`` keeps the workers' values, if it was set before its import."""
+    legacy = os.environ.get("prometheus_multiproc_dir")  # noqa: SIM112 - its old name, still read
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or legacy
 
 
 def _is_upstream(code: ErrorCode) -> bool:
@@ -566,7 +599,7 @@ def _log_access(
 def _exposition(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
     async def exposition(request: Request) -> Response:
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encode(metrics.registry), headers={"Content-Type": content_type})
+        return Response(encode(metrics.exposed), headers={"Content-Type": content_type})
 
     return exposition
 

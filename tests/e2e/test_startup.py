@@ -35,6 +35,16 @@ def start(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"KNOWLEDGE_DIR": "/nonexistent/profile"}, "KNOWLEDGE_DIR"),
         ({"MAX_INPUT_CHARS": "zero", "OPENAI_API_KEY": "sk-should-not-appear"}, "MAX_INPUT_CHARS"),
         ({"PORT": "70000"}, "PORT"),
+        ({"WEB_CONCURRENCY": "2"}, "WEB_CONCURRENCY=2 needs REDIS_URL"),
+        (
+            {
+                "WEB_CONCURRENCY": "4",
+                "REDIS_URL": "redis://127.0.0.1:6379/13",
+                "DATABASE_URL": "sqlite+aiosqlite://",
+            },
+            "WEB_CONCURRENCY=4 needs a database the workers share",
+        ),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
     ],
 )
 def test_bad_settings_stop_start_up_with_a_clear_message(

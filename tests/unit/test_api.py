@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -346,6 +348,34 @@ def test_the_server_runs_on_asyncios_event_loop(monkeypatch: pytest.MonkeyPatch)
     serve(create_app(settings()), settings())
     assert options["loop"] == "asyncio"
     assert options["app"].state.freeze_heap
+
+
+def test_several_workers_import_the_factory_and_count_in_a_folder_of_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Unset now, and unset again after the test, whatever ``serve`` sets for its workers.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    options: dict[str, Any] = {}
+
+    def run(app: Any, **given: Any) -> None:
+        folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        options.update(given, app=app, folder=folder, existed=folder.is_dir())
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    workers = settings(web_concurrency=3, redis_url="redis://127.0.0.1:6379/0")
+    serve(create_app(workers), workers, worker_app="main:served_app")
+    assert (options["app"], options["factory"], options["workers"]) == ("main:served_app", True, 3)
+    assert options["loop"] == "asyncio"
+    assert options["existed"]
+    assert not options["folder"].exists(), "removed once the workers stop"
+
+
+def test_several_workers_need_an_app_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uvicorn, "run", lambda app, **given: None)
+    workers = settings(web_concurrency=2, redis_url="redis://127.0.0.1:6379/0")
+    with pytest.raises(ValueError, match="import path of an app factory"):
+        serve(create_app(workers), workers)
 
 
 def test_a_served_app_freezes_its_start_up_heap_until_it_stops(engine: ScriptedEngine) -> None:

@@ -103,3 +103,44 @@ def test_resume_window_defaults_to_15_seconds_and_refuses_a_negative_one() -> No
     assert settings(resume_window_seconds="0").resume_window_seconds == 0
     with pytest.raises(ValidationError, match="resume_window_seconds"):
         settings(resume_window_seconds="-1")
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"web_concurrency": 2}, "WEB_CONCURRENCY=2 needs REDIS_URL"),
+        (
+            {"web_concurrency": 2, "redis_url": REDIS, "database_url": "sqlite+aiosqlite://"},
+            "in-memory SQLite database is one per process",
+        ),
+        (
+            {
+                "web_concurrency": 2,
+                "redis_url": REDIS,
+                "database_url": "sqlite+aiosqlite:///file:shared?mode=memory&cache=shared&uri=true",
+            },
+            "in-memory SQLite database is one per process",
+        ),
+        ({"web_concurrency": 0}, "web_concurrency"),
+    ],
+)
+def test_workers_need_what_they_share(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        settings(**values)
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        "sqlite+aiosqlite:///data/ask-the-applicant.db",
+        "postgresql+asyncpg://ask@127.0.0.1:5432/ask",
+        "mysql+asyncmy://ask@127.0.0.1:3306/ask",
+    ],
+)
+def test_workers_share_redis_and_a_database(database_url: str) -> None:
+    workers = settings(web_concurrency=4, redis_url=REDIS, database_url=database_url)
+    assert workers.web_concurrency == 4
+    assert settings().web_concurrency == 1

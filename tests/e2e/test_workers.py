@@ -1,0 +1,118 @@
+"""WEB_CONCURRENCY: ``python main.py`` as several worker processes on one port, sharing Redis
+and a SQLite file, as one instance with several cores runs it.
+
+Needs Redis (TEST_REDIS_URL); without it the tests skip, except in CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from testing.app_server import RunningApp, run_app
+from tests.databases import IN_CI
+from tests.sse_client import parse_sse
+
+pytestmark = pytest.mark.e2e
+
+REDIS_URL = os.environ.get("TEST_WORKERS_REDIS_URL", "redis://127.0.0.1:6379/13")
+QUESTIONS = ("When can she start?", "어떤 프로젝트를 했나요?", "Kubernetes 경험이 있나요?") * 4
+
+
+def _redis_reachable() -> None:
+    from redis import Redis
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+        client.flushdb()
+    except Exception as error:
+        message = f"Redis at TEST_WORKERS_REDIS_URL is not reachable ({type(error).__name__})"
+        if IN_CI:
+            pytest.fail(f"{message}; CI must run the Redis tests")
+        pytest.skip(message)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[tuple[RunningApp, Path]]:
+    """Two workers (offline engine, no key) and the folder their temporary files go to."""
+    _redis_reachable()
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environment = {
+        "WEB_CONCURRENCY": "2",
+        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'conversations.db'}",
+        "EMBEDDINGS_CACHE": str(tmp_path / "embeddings.sqlite3"),
+        "KNOWLEDGE_WATCH": "false",
+        "SHUTDOWN_GRACE_SECONDS": "1",
+        "TMPDIR": str(temporary),
+    }
+    with run_app(environment, via="main.py", startup_timeout=60) as app:
+        yield app, temporary
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The parent's children that are uvicorn's workers (multiprocessing's spawned processes)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+async def ask_all(base_url: str) -> list[str]:
+    """Every question at once; the conversation id of each answer, which must end ``done``."""
+    async with httpx2.AsyncClient(base_url=base_url, timeout=30) as client:
+
+        async def ask(question: str) -> str:
+            response = await client.post("/openai-response/sse", json={"input": question})
+            assert response.status_code == 200, response.text
+            events = parse_sse([response.content])
+            assert events[-1].type == "done", events[-1]
+            assert "".join(e.data for e in events if e.type == "message").strip()
+            meta = next(e for e in events if e.type == "meta")
+            conversation_id: str = re.findall(r'"conversation_id":"([^"]+)"', meta.data)[0]
+            return conversation_id
+
+        return await asyncio.gather(*(ask(q) for q in QUESTIONS))
+
+
+def sample(metrics: str, name: str) -> float:
+    [line] = [line for line in metrics.splitlines() if line.startswith(name + " ")]
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_workers_answer_on_one_port_and_count_together(
+    workers: tuple[RunningApp, Path],
+) -> None:
+    app, temporary = workers
+    assert len(worker_pids(app.process.pid)) == 2
+
+    conversations = asyncio.run(ask_all(app.base_url))
+
+    # Whichever worker answers the scrape, it reports every worker's answers.
+    for _ in range(4):
+        metrics = httpx2.get(f"{app.base_url}/metrics", timeout=5).text
+        answered = 'http_requests_total{method="POST",route="/openai-response/sse",status="200"}'
+        assert sample(metrics, answered) == len(QUESTIONS)
+        assert sample(metrics, 'answer_time_to_first_delta_seconds_count{mode="offline"}') == len(
+            QUESTIONS
+        )
+        assert sample(metrics, "open_streams") == 0
+    # Whichever worker stored a conversation, every worker reads it.
+    for conversation_id in conversations * 2:
+        assert len(app.wait_for_messages(conversation_id, 2)) == 2
+    assert list(temporary.glob("ask-the-applicant-metrics-*"))
+
+    app.process.send_signal(signal.SIGTERM)
+    assert app.process.wait(timeout=30) == 0
+    assert not list(temporary.glob("ask-the-applicant-metrics-*")), "the metrics folder is left"

@@ -133,6 +133,9 @@ def app_environment(upstream: str, database_url: str) -> dict[str, str]:
         # RESUME_WINDOW_SECONDS from the environment, to compare resumable answers (the
         # default) with the direct path (0).
         **{k: v for k, v in os.environ.items() if k == "RESUME_WINDOW_SECONDS"},
+        # Several workers (and the Redis they need) from the environment, to compare a
+        # process per core with the default one process.
+        **{k: v for k, v in os.environ.items() if k in ("WEB_CONCURRENCY", "REDIS_URL")},
         # As the image runs it (Dockerfile): fewer malloc arenas, less RSS per open stream.
         "MALLOC_ARENA_MAX": "2",
     }
@@ -234,14 +237,35 @@ class Servers:
 # --- the server's process, from /proc ----------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (every thread, no children)."""
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: a server with WEB_CONCURRENCY > 1 is a parent and its
+    workers, and the benchmark counts them all."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _process_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def memory_kb(pid: int, name: Literal["VmRSS", "VmHWM"]) -> int:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process and its live descendants (every thread)."""
+    total = 0.0
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):  # a child that has just ended
+            total += _process_cpu_seconds(process)
+    return total
+
+
+def _process_memory_kb(pid: int, name: str) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
             if line.startswith(name + ":"):
@@ -249,10 +273,21 @@ def memory_kb(pid: int, name: Literal["VmRSS", "VmHWM"]) -> int:
     raise RuntimeError(f"no {name} for process {pid}")
 
 
+def memory_kb(pid: int, name: Literal["VmRSS", "VmHWM"]) -> int:
+    """The process's RSS (or its peak), added up over it and its descendants (for peaks:
+    each process's own, so an upper bound of the tree's)."""
+    total = _process_memory_kb(pid, name)
+    for process in process_tree(pid)[1:]:
+        with contextlib.suppress(OSError, RuntimeError):
+            total += _process_memory_kb(process, name)
+    return total
+
+
 def reset_peak_memory(pid: int) -> None:
     """VmHWM starts again from the current RSS (Linux 4.0+), so peaks are per measurement."""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as clear:
-        clear.write("5")
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{process}/clear_refs", "w") as clear:
+            clear.write("5")
 
 
 # --- the load generator ------------------------------------------------------------------------
@@ -851,12 +886,21 @@ SATURATED_SHARE = 0.9
 work queued on its event loop: its added time to first delta is mostly that queue."""
 
 
+def server_processes(target: Target) -> int:
+    """The processes that serve ``target``'s requests: the app's WEB_CONCURRENCY workers."""
+    if not target.startswith("app"):
+        return 1
+    return max(1, int(os.environ.get("WEB_CONCURRENCY") or 1))
+
+
 def saturation_note(m: Measurement) -> str:
     """Says so when a paced figure comes from a server that could not keep up with the load."""
     share = m.server_cpu_s / m.window_s if m.window_s else 0.0
-    if share < SATURATED_SHARE:
+    processes = server_processes(m.target)
+    if share < SATURATED_SHARE * processes:
         return ""
-    return f" (the {m.target} process was {share:.0%} busy: this load saturates it on this machine)"
+    who = f"{processes} {m.target} workers were" if processes > 1 else f"the {m.target} process was"
+    return f" ({who} {share:.0%} of a core busy: this load saturates it on this machine)"
 
 
 def verdicts(measurements: Sequence[Measurement], plan: Plan) -> list[Verdict]:

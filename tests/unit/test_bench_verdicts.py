@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bench.relay import Measurement, Plan, Target, verdicts
 
 
@@ -49,8 +51,14 @@ def paced_verdict(app_busy: float) -> str:
 def test_a_saturated_server_is_named_beside_its_figure() -> None:
     line = paced_verdict(0.98)
     assert line.startswith("FAIL")
-    assert "+65.6 ms (the app process was 98% busy: this load saturates it" in line
+    assert "+65.6 ms (the app process was 98% of a core busy: this load saturates it" in line
 
 
 def test_a_server_with_room_gets_the_figure_alone() -> None:
     assert paced_verdict(0.55).endswith("= +65.6 ms")
+
+
+def test_workers_are_saturated_when_every_one_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    assert paced_verdict(1.2).endswith("= +65.6 ms")
+    assert "(2 app workers were 190% of a core busy" in paced_verdict(1.9)

@@ -1,19 +1,23 @@
 """Entry point: ``uv run python main.py`` serves on HOST:PORT; ``uvicorn main:app`` works too.
 
-Run that way, pass ``--loop asyncio``: ``python main.py`` does (``api.app.serve``), because
+Run that way, pass ``--loop asyncio``: ``python main.py`` does (``api.serving``), because
 uvloop accepts one connection per turn of a busy event loop (docs/performance.md).
+With WEB_CONCURRENCY > 1, ``python main.py`` runs that many worker processes, each of which
+imports this module and serves its own ``app``.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from pydantic import ValidationError
 
-from api.app import serve
-from bootstrap import create_app
+from api.serving import serve, serve_workers
 from settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def load_settings() -> Settings:
@@ -30,14 +34,22 @@ def load_settings() -> Settings:
 
 
 settings = load_settings()
+
+if __name__ == "__main__" and settings.web_concurrency > 1:
+    # This process only starts, watches and stops the workers, so it builds no app.
+    serve_workers(settings, "main:served_app")
+    sys.exit()
+
+from bootstrap import create_app  # noqa: E402 - not for the workers' parent above
+
 app = create_app(settings)
 
 
 def served_app() -> FastAPI:
-    """The app of one worker process (WEB_CONCURRENCY > 1): each imports this module."""
+    """The app of one worker process (WEB_CONCURRENCY > 1)."""
     app.state.freeze_heap = True
     return app
 
 
 if __name__ == "__main__":
-    serve(app, settings, worker_app="main:served_app")
+    serve(app, settings)

@@ -7,8 +7,6 @@ adapter.
 from __future__ import annotations
 
 import gc
-import os
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TypedDict
@@ -119,55 +117,3 @@ def build_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
     # Last: its middleware must be the outermost, to see (and tag) every response.
     install_observability(app, settings)
     return app
-
-
-def serve(
-    app: FastAPI,
-    settings: Settings,
-    *,
-    worker_app: str | None = None,
-) -> None:
-    """Run ``app`` under uvicorn with the options the service is deployed with.
-
-    With WEB_CONCURRENCY > 1, uvicorn runs that many worker processes on the port instead,
-    each calling the factory ``worker_app`` names (``"module:function"``) for its own app. Each
-    migrates at its start, as replicas do (one migrates, the others wait and find it done).
-    The workers' metrics go to a directory of their own for the time they run, where
-    ``GET /metrics`` adds them up.
-    """
-    import uvicorn
-
-    def run(target: FastAPI | str, *, workers: int | None = None) -> None:
-        uvicorn.run(
-            target,
-            factory=isinstance(target, str),
-            workers=workers,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            # Logging is configured by create_app (JSON lines, our own access log line).
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-            # Not uvloop (uvicorn's default when installed): libuv accepts one connection per
-            # turn of the event loop (libuv PR #3696), so on a busy server a burst of new
-            # connections waits seconds in the listen queue. asyncio's loop accepts the whole
-            # queue at once, and costs this app no more CPU per relayed delta
-            # (docs/performance.md).
-            loop="asyncio",
-            # Streams get SHUTDOWN_GRACE_SECONDS to finish; connections a little longer to close.
-            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds + 10),
-        )
-
-    if settings.web_concurrency == 1:
-        # A served app lives long: what it built at start-up is frozen out of the collector's
-        # scans (tests, which build many apps, do not). A worker's factory does the same.
-        app.state.freeze_heap = True
-        run(app)
-        return
-    if worker_app is None:
-        raise ValueError("WEB_CONCURRENCY > 1: the workers need the import path of an app factory")
-    with tempfile.TemporaryDirectory(prefix="ask-the-applicant-metrics-") as directory:
-        # Read by prometheus_client when a worker imports it: set before they start.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        run(worker_app, workers=settings.web_concurrency)

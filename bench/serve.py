@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from api.app import serve
+from api.serving import serve
 from bootstrap import create_app
 from settings import Settings
 from testing.conversations import InMemoryConversations

@@ -48,7 +48,7 @@ from testing.app_server import free_port
 
 def serve_profiled(out: Path) -> None:
     """The app under uvicorn, profiled between two SIGUSR1 (statistics written at the second)."""
-    from api.app import serve
+    from api.serving import serve
     from bootstrap import create_app
     from settings import Settings
 

@@ -69,6 +69,11 @@ def worker_pids(parent: int) -> list[int]:
     ]
 
 
+def rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.findall(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)[0])
+
+
 async def ask_all(base_url: str) -> list[str]:
     """Every question at once; the conversation id of each answer, which must end ``done``."""
     async with httpx2.AsyncClient(base_url=base_url, timeout=30) as client:
@@ -95,7 +100,10 @@ def test_workers_answer_on_one_port_and_count_together(
     workers: tuple[RunningApp, Path],
 ) -> None:
     app, temporary = workers
-    assert len(worker_pids(app.process.pid)) == 2
+    pids = worker_pids(app.process.pid)
+    assert len(pids) == 2
+    # The parent only supervises: it builds no app (about 60 MB against a worker's 150).
+    assert rss_kb(app.process.pid) < 0.7 * min(rss_kb(pid) for pid in pids)
 
     conversations = asyncio.run(ask_all(app.base_url))
 

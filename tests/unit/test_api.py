@@ -15,7 +15,7 @@ import uvicorn
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from api.app import serve
+from api.serving import serve, serve_workers
 from bootstrap import create_app
 from domain.errors import ErrorCode
 from domain.models import AnswerDone, TextDelta
@@ -353,7 +353,7 @@ def test_the_server_runs_on_asyncios_event_loop(monkeypatch: pytest.MonkeyPatch)
 def test_several_workers_import_the_factory_and_count_in_a_folder_of_their_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Unset now, and unset again after the test, whatever ``serve`` sets for its workers.
+    # Unset now, and unset again after the test, whatever ``serve_workers`` sets for them.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     options: dict[str, Any] = {}
@@ -364,17 +364,17 @@ def test_several_workers_import_the_factory_and_count_in_a_folder_of_their_own(
 
     monkeypatch.setattr(uvicorn, "run", run)
     workers = settings(web_concurrency=3, redis_url="redis://127.0.0.1:6379/0")
-    serve(create_app(workers), workers, worker_app="main:served_app")
+    serve_workers(workers, "main:served_app")
     assert (options["app"], options["factory"], options["workers"]) == ("main:served_app", True, 3)
     assert options["loop"] == "asyncio"
     assert options["existed"]
     assert not options["folder"].exists(), "removed once the workers stop"
 
 
-def test_several_workers_need_an_app_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_process_is_not_several_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uvicorn, "run", lambda app, **given: None)
     workers = settings(web_concurrency=2, redis_url="redis://127.0.0.1:6379/0")
-    with pytest.raises(ValueError, match="import path of an app factory"):
+    with pytest.raises(ValueError, match="run the workers with serve_workers"):
         serve(create_app(workers), workers)
 
 

@@ -1,5 +1,6 @@
 """WEB_CONCURRENCY: ``python main.py`` as several worker processes on one port, sharing Redis
-and a SQLite file, as one instance with several cores runs it.
+and a SQLite file, as one instance with several cores runs it, and stopped as a deployment
+stops it.
 
 Needs Redis (TEST_REDIS_URL); without it the tests skip, except in CI.
 """
@@ -17,7 +18,9 @@ import httpx2
 import pytest
 
 from testing.app_server import RunningApp, run_app
+from testing.fake_responses_api import RunningFake, Scenario
 from tests.databases import IN_CI
+from tests.e2e.conftest import UPSTREAM_KEY
 from tests.sse_client import parse_sse
 
 pytestmark = pytest.mark.e2e
@@ -124,3 +127,48 @@ def test_workers_answer_on_one_port_and_count_together(
     app.process.send_signal(signal.SIGTERM)
     assert app.process.wait(timeout=30) == 0
     assert not list(temporary.glob("ask-the-applicant-metrics-*")), "the metrics folder is left"
+
+
+def test_sigterm_drains_every_workers_answers_and_stores_them(
+    upstream: RunningFake, tmp_path: Path
+) -> None:
+    """The parent passes SIGTERM on: a worker's answer in flight ends with ``error``
+    ``server_shutting_down`` after SHUTDOWN_GRACE_SECONDS, and is stored, as in one process."""
+    _redis_reachable()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'conversations.db'}"
+    environment = {
+        "WEB_CONCURRENCY": "2",
+        "REDIS_URL": REDIS_URL,
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "OPENAI_BASE_URL": upstream.base_url,
+        "UPSTREAM_MAX_RETRIES": "0",
+        "SEMANTIC_SEARCH": "false",
+        "FALLBACK_TO_OFFLINE": "false",
+        "KNOWLEDGE_WATCH": "false",
+        "DATABASE_URL": database,
+        "SHUTDOWN_GRACE_SECONDS": "1",
+        "RESUME_WINDOW_SECONDS": "0",
+    }
+    upstream.api.enqueue(Scenario(deltas=["Half an answer"], terminal="stall"))
+    with run_app(environment, via="main.py", startup_timeout=60) as app:
+        with httpx2.stream(
+            "POST", f"{app.base_url}/openai-response/sse", json={"input": "Hi"}, timeout=30
+        ) as response:
+            chunks: list[bytes] = []
+            received = response.iter_bytes()
+            for chunk in received:
+                chunks.append(chunk)
+                if any(e.type == "message" for e in parse_sse(chunks)):
+                    app.process.send_signal(signal.SIGTERM)
+                    break
+            chunks += list(received)  # until the worker ends the stream
+        events = parse_sse(chunks)
+        assert app.process.wait(timeout=30) == 0
+        assert "Traceback" not in app.log()
+    assert events[-1].type == "error"
+    assert '"code":"server_shutting_down"' in events[-1].data
+    meta = next(e for e in events if e.type == "meta")
+    conversation_id = re.findall(r'"conversation_id":"([^"]+)"', meta.data)[0]
+    with run_app({"DATABASE_URL": database, "ENGINE": "offline"}) as restarted:
+        stored = restarted.stored_messages(conversation_id)
+    assert (stored[1]["content"], stored[1]["status"]) == ("Half an answer", "failed")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -288,8 +291,30 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
 
+@asynccontextmanager
+async def _sqlite_migration_lock(url: URL) -> AsyncIterator[None]:
+    """Processes that share a SQLite file (WEB_CONCURRENCY workers) migrate it one at a time.
+
+    SQLite has no advisory lock, and two processes starting at once could both find a new
+    file unmigrated and both create its tables. A lock file beside it (``flock``, which the
+    kernel releases if its holder dies) does what PostgreSQL's advisory lock does.
+    """
+    database = url.database
+    in_memory = not database or database == ":memory:" or url.query.get("mode") == "memory"
+    if url.get_backend_name() != "sqlite" or in_memory:
+        yield
+        return
+    descriptor = os.open(f"{database}.migration-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the latest revision; safe to run on every start."""
-    async with engine.begin() as connection:
+    """Bring the schema to the latest revision; safe to run on every start, by several
+    processes or replicas at once."""
+    async with _sqlite_migration_lock(engine.url), engine.begin() as connection:
         await connection.run_sync(_upgrade)
     logger.info("database schema is up to date")

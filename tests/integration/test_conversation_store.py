@@ -111,7 +111,8 @@ async def test_turns_stored_before_migration_0002_are_the_services_and_can_go_ba
         await engine.dispose()
 
 
-@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+# SQLite: WEB_CONCURRENCY workers on one file (a lock file beside it).
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
 async def test_replicas_starting_together_migrate_one_at_a_time(kind: str, tmp_path: Path) -> None:
     url = await empty_database(kind, tmp_path)
     engines = [create_engine(url) for _ in range(4)]

@@ -96,17 +96,29 @@ def _iso_utc(record: logging.LogRecord) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_TRACEBACK = "Traceback (most recent call last):"
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)", re.MULTILINE)
+
+
 def _without_trace(record: logging.LogRecord) -> logging.LogRecord:
     """A copy of ``record`` with no traceback or stack, naming the exception type instead.
 
     A copy, so other handlers (a test's ``caplog``) see the record as it was logged.
     """
-    if not (record.exc_info or record.exc_text or record.stack_info):
+    # A traceback already formatted into the message: Starlette hands uvicorn one when the
+    # app's start-up fails, and uvicorn logs it as it is.
+    traceback_text = isinstance(record.msg, str) and record.msg.startswith(_TRACEBACK)
+    if not (record.exc_info or record.exc_text or record.stack_info or traceback_text):
         return record
     clean = logging.makeLogRecord(record.__dict__)
     exception = record.exc_info[1] if record.exc_info else None
     if exception is not None:
         clean.error_type = type(exception).__name__
+    if traceback_text:
+        # The exception's line: unindented, its qualified name first (the last one, if chained).
+        names = _EXCEPTION_LINE.findall(record.getMessage())
+        clean.error_type = names[-1].rsplit(".", 1)[-1] if names else "unknown"
+        clean.msg, clean.args = "an error with a traceback (left out of the log)", None
     clean.exc_info = None
     clean.exc_text = None
     clean.stack_info = None

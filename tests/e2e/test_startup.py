@@ -55,3 +55,14 @@ def test_bad_settings_stop_start_up_with_a_clear_message(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert "sk-should-not-appear" not in result.stderr + result.stdout
+
+
+def test_a_database_that_cannot_be_reached_stops_start_up_without_a_trace() -> None:
+    # Nothing listens there: the migrations fail, and Starlette hands uvicorn the traceback.
+    url = f"postgresql+asyncpg://ask:pw-secret-9@127.0.0.1:{free_port()}/ask"
+    result = start({"DATABASE_URL": url})
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    assert "Application startup failed" in output
+    assert "Traceback" not in output
+    assert "pw-secret-9" not in output

@@ -219,6 +219,39 @@ def test_a_stray_logger_exception_prints_only_the_exception_type(
         assert "exc_info" not in first
 
 
+FORMATTED_TRACEBACK = """Traceback (most recent call last):
+  File "/app/bootstrap.py", line 1, in bootstrap
+    await migrate(engine)
+asyncpg.exceptions.InvalidPasswordError: password for ask is pw-secret-9
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/app/infrastructure/database.py", line 2, in migrate
+sqlalchemy.exc.DBAPIError: (InvalidPasswordError) password for ask is pw-secret-9
+[SQL: SELECT 1]
+(Background on this error at: https://sqlalche.me/e/21/dbapi)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_traceback_in_a_message_is_left_out_and_named(
+    fmt: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Starlette hands uvicorn a failed start-up's traceback as text, which uvicorn logs.
+    configure_logging("info", fmt)
+    capsys.readouterr()
+    logging.getLogger("uvicorn.error").error(FORMATTED_TRACEBACK)
+    output = capsys.readouterr().err
+    assert "Traceback" not in output
+    assert "pw-secret" not in output
+    assert "SELECT" not in output
+    assert "DBAPIError" in output
+    if fmt == "json":
+        [line] = json_lines(output)
+        assert line["error_type"] == "DBAPIError"
+
+
 def test_text_format_names_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
     with TestClient(build_app(log_format="text"), raise_server_exceptions=False) as client:
         capsys.readouterr()

@@ -88,3 +88,21 @@ async def empty_database(kind: str, folder: Path) -> str:
         pytest.skip(message)
     await (_reset_postgres if kind == "postgresql" else _reset_mysql)(url)
     return url
+
+
+def empty_redis(url: str, variable: str) -> None:
+    """Empties the Redis database at ``url`` (named by the environment ``variable``); a Redis
+    that cannot be reached skips the test, or fails it in CI."""
+    from redis import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+        client.flushdb()
+    except Exception as error:
+        message = f"Redis at {variable} is not reachable ({type(error).__name__})"
+        if IN_CI:
+            pytest.fail(f"{message}; CI must run the Redis tests")
+        pytest.skip(message)
+    finally:
+        client.close()

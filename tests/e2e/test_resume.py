@@ -24,7 +24,7 @@ from testing.fake_responses_api import (
     Scenario,
     split_into_deltas,
 )
-from tests.databases import IN_CI, empty_database
+from tests.databases import empty_database, empty_redis
 from tests.e2e.conftest import UPSTREAM_KEY
 from tests.js_clients import run_js
 from tests.sse_client import parse_sse
@@ -38,27 +38,11 @@ DELTAS = split_into_deltas(LONG_ANSWER)
 PACING = 3.0 / len(DELTAS)
 
 
-def _redis_reachable() -> None:
-    from redis import Redis
-
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-        client.flushdb()
-    except Exception as error:
-        message = f"Redis at TEST_REDIS_URL is not reachable ({type(error).__name__})"
-        if IN_CI:
-            pytest.fail(f"{message}; CI must run the Redis tests")
-        pytest.skip(message)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def replicas(
     fake_upstream: RunningFake, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningApp, RunningApp]]:
-    _redis_reachable()
+    empty_redis(REDIS_URL, "TEST_REDIS_URL")
     database = asyncio.run(empty_database("postgresql", tmp_path_factory.mktemp("resume")))
     environment = {
         "OPENAI_API_KEY": UPSTREAM_KEY,

@@ -19,7 +19,7 @@ import pytest
 
 from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import RunningFake, Scenario
-from tests.databases import IN_CI
+from tests.databases import empty_redis
 from tests.e2e.conftest import UPSTREAM_KEY
 from tests.sse_client import parse_sse
 
@@ -29,26 +29,10 @@ REDIS_URL = os.environ.get("TEST_WORKERS_REDIS_URL", "redis://127.0.0.1:6379/13"
 QUESTIONS = ("When can she start?", "어떤 프로젝트를 했나요?", "Kubernetes 경험이 있나요?") * 4
 
 
-def _redis_reachable() -> None:
-    from redis import Redis
-
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-        client.flushdb()
-    except Exception as error:
-        message = f"Redis at TEST_WORKERS_REDIS_URL is not reachable ({type(error).__name__})"
-        if IN_CI:
-            pytest.fail(f"{message}; CI must run the Redis tests")
-        pytest.skip(message)
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[tuple[RunningApp, Path]]:
     """Two workers (offline engine, no key) and the folder their temporary files go to."""
-    _redis_reachable()
+    empty_redis(REDIS_URL, "TEST_WORKERS_REDIS_URL")
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     environment = {
@@ -134,7 +118,7 @@ def test_sigterm_drains_every_workers_answers_and_stores_them(
 ) -> None:
     """The parent passes SIGTERM on: a worker's answer in flight ends with ``error``
     ``server_shutting_down`` after SHUTDOWN_GRACE_SECONDS, and is stored, as in one process."""
-    _redis_reachable()
+    empty_redis(REDIS_URL, "TEST_WORKERS_REDIS_URL")
     database = f"sqlite+aiosqlite:///{tmp_path / 'conversations.db'}"
     environment = {
         "WEB_CONCURRENCY": "2",

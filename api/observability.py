@@ -228,7 +228,7 @@ class Metrics:
 
     One registry per app, not the global one, so that tests can build many apps. ``exposed``
     is what ``GET /metrics`` serves: the same registry in one process; with several workers
-    (``PROMETHEUS_MULTIPROC_DIR`` set, as ``api.app.serve`` does for them), every worker's
+    (``PROMETHEUS_MULTIPROC_DIR`` set, as ``api.serving.serve_workers`` does), every worker's
     values added up from the directory's files, and the per-scrape collectors (the answer
     spool, the agents' MCP servers) as the worker that answers sees them.
     """

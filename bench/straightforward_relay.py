@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--upstream", required=True, help="the Responses API base URL (…/v1)")
     args = parser.parse_args(argv)
-    # The uvicorn options of api.app.serve: asyncio's event loop, httptools (picked by uvicorn).
+    # The uvicorn options of api.serving.serve: asyncio's event loop, httptools (picked by uvicorn).
     uvicorn.run(
         create_app(args.upstream),
         host=args.host,

@@ -382,7 +382,7 @@ def test_a_served_app_freezes_its_start_up_heap_until_it_stops(engine: ScriptedE
     app = create_app(
         settings(), knowledge=small_profile(), engine=engine, conversations=InMemoryConversations()
     )
-    app.state.freeze_heap = True  # as ``api.app.serve`` does
+    app.state.freeze_heap = True  # as ``api.serving.serve`` does
     assert gc.get_freeze_count() == 0
 
     with TestClient(app) as test_client:

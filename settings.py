@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 SAMPLE_PROFILE_DIR = PROJECT_ROOT / "sample_profile"
@@ -203,7 +203,9 @@ class Settings(BaseSettings):
                 "answers in flight (resume, Stop), rate limits and the daily token budget "
                 "through Redis; set REDIS_URL or WEB_CONCURRENCY=1"
             )
-        if _in_memory_sqlite(self.database_url):
+        if make_url(self.database_url).get_backend_name() == "sqlite" and not sqlite_file(
+            self.database_url
+        ):
             raise ValueError(
                 f"WEB_CONCURRENCY={self.web_concurrency} needs a database the workers share: "
                 "an in-memory SQLite database is one per process; give DATABASE_URL a file"
@@ -221,8 +223,10 @@ class Settings(BaseSettings):
         return frozenset(self.allowed_models) | {self.openai_model}
 
 
-def _in_memory_sqlite(database_url: str) -> bool:
+def sqlite_file(database_url: str | URL) -> str | None:
+    """The file a SQLite DATABASE_URL names; ``None`` for another database or an in-memory
+    one (which each process, and each connection, has to itself)."""
     url = make_url(database_url)
-    return url.get_backend_name() == "sqlite" and (
-        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-    )
+    database = url.database
+    in_memory = not database or database == ":memory:" or url.query.get("mode") == "memory"
+    return None if url.get_backend_name() != "sqlite" or in_memory else database

@@ -35,6 +35,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from settings import sqlite_file
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -177,8 +179,8 @@ def create_engine(
     url = make_url(database_url)
     options: dict[str, Any] = {"echo": echo}
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if (file := sqlite_file(url)) is not None:
+            Path(file).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # SQLite has one writer at a time: the repository writes through one connection of its
         # own (``SqliteWriter``), reads through this one, which WAL lets run beside a write;
         # none sleeps in SQLite's busy handler. Its checkouts wait only for this process's own
@@ -240,9 +242,7 @@ class SqliteWriter:
     @staticmethod
     def serves(engine: AsyncEngine) -> bool:
         """Whether ``engine`` is SQLite on a file (a writer would see the same database)."""
-        url = engine.url
-        memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-        return url.get_backend_name() == "sqlite" and not memory
+        return sqlite_file(engine.url) is not None
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         """``work`` in one transaction, committed if it returns. If the caller is cancelled
@@ -299,9 +299,8 @@ async def _sqlite_migration_lock(url: URL) -> AsyncIterator[None]:
     file unmigrated and both create its tables. A lock file beside it (``flock``, which the
     kernel releases if its holder dies) does what PostgreSQL's advisory lock does.
     """
-    database = url.database
-    in_memory = not database or database == ":memory:" or url.query.get("mode") == "memory"
-    if url.get_backend_name() != "sqlite" or in_memory:
+    database = sqlite_file(url)
+    if database is None:
         yield
         return
     descriptor = os.open(f"{database}.migration-lock", os.O_RDWR | os.O_CREAT, 0o600)

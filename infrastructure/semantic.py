@@ -286,7 +286,7 @@ class EmbeddingSearch:
         """The question's vector, embedded while the documents are refreshed. A failed
         question stops the refresh (``asyncio.gather`` would leave it running, unawaited and
         past the timeout); a failed refresh is raised once the question's call is back."""
-        refreshing = asyncio.ensure_future(self.refresh())
+        refreshing = asyncio.create_task(self.refresh())
         try:
             vector = await self._query_vector(query, key)
             await refreshing

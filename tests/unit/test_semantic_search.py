@@ -21,6 +21,7 @@ from domain.policy import fuse
 from infrastructure.knowledge import Bm25KnowledgeIndex
 from infrastructure.semantic import EmbeddingCache, EmbeddingSearch
 from testing.fake_responses_api import base64_embedding
+from tests.tasks import only_this_tests_tasks
 
 BASE_URL = "https://upstream.test/v1"
 
@@ -237,7 +238,8 @@ async def test_a_failed_question_leaves_no_document_embedding_running(tmp_path: 
             model="toy",
             min_similarity=0.5,
         )
-        assert await searcher.similar("영어 실력은?", limit=2) == []
-        await asyncio.sleep(0.1)  # past the slow read: a refresh still running would call now
-        assert route.call_count == 1, "only the question was sent"
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        async with only_this_tests_tasks():
+            assert await searcher.similar("영어 실력은?", limit=2) == []
+            await asyncio.sleep(0.1)  # past the slow read: a refresh still running would call
+            assert route.call_count == 1, "only the question was sent"
+            assert asyncio.all_tasks() == {asyncio.current_task()}

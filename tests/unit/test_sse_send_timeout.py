@@ -4,7 +4,6 @@ SSE_SEND_TIMEOUT, pings while the stream waits, a disconnect that ends the strea
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import textwrap
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Send
 
 from api.sse import AnswerEventSource
+from tests.tasks import only_this_tests_tasks
 
 SCOPE = {"type": "http", "method": "POST", "path": "/openai-response/sse", "headers": []}
 
@@ -227,24 +227,10 @@ async def test_a_response_runs_in_its_own_task_and_one_watcher() -> None:
         tasks_while_streaming.append(len(asyncio.all_tasks()))
         streaming.set()
 
-    await _settle_tasks_left_by_garbage()
-    gc.disable()  # a client collected mid-test would schedule its aclose() as one more task
-    try:
+    async with only_this_tests_tasks():
         before = len(asyncio.all_tasks())
         response = AnswerEventSource(events(), send_timeout=1, ping=60)
         async with asyncio.timeout(5):  # not wait_for: it would run the response in a task
             await response(SCOPE, client.receive, client.send)
         assert tasks_while_streaming == [before + 1]
         assert len(asyncio.all_tasks()) == before
-    finally:
-        gc.enable()
-
-
-async def _settle_tasks_left_by_garbage() -> None:
-    """Collect what earlier tests dropped and let the tasks that spawns (an HTTP client's
-    aclose() from its finalizer) finish, so counting tasks counts only this test's."""
-    gc.collect()
-    current = asyncio.current_task()
-    others = [task for task in asyncio.all_tasks() if task is not current]
-    if others:
-        await asyncio.wait(others, timeout=5)

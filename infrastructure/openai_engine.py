@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import anyio
 import httpx2
@@ -84,6 +84,11 @@ class _Retry(Exception):
         super().__init__(code.value)
         self.code = code
         self.retry_after = retry_after
+
+
+_RETRY: Final = retry_if_exception_type(_Retry)
+"""Shared by every answer: each instance refers to itself (its check is its own bound
+method), so one per answer would be garbage for the cycle collector."""
 
 
 class UpstreamStop(Exception):
@@ -199,6 +204,9 @@ class ResponsesEngine:
             max=policy.backoff_max,
             jitter=policy.backoff_initial,
         )
+        self._give_up = stop_after_attempt(policy.max_retries + 1) | stop_after_delay(
+            policy.total_timeout
+        )
         self._lifecycle = lifecycle
         self._sent: httpx2.Request | None = None
 
@@ -247,22 +255,19 @@ class ResponsesEngine:
     async def _open_with_retries(
         self, request: AnswerRequest, deadline: float, reads: RollingDeadline
     ) -> tuple[_Upstream, AnswerEvent]:
-        policy = self._policy
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.max_retries + 1)
-            | stop_after_delay(policy.total_timeout),
-            wait=self._backoff,
-            retry=retry_if_exception_type(_Retry),
-            sleep=anyio.sleep,
-            reraise=True,
+            stop=self._give_up, wait=self._backoff, retry=_RETRY, sleep=anyio.sleep, reraise=True
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._attempt(request, deadline, reads)
+            return await retrying(self._attempt, request, deadline, reads)
         except _Retry as gave_up:
             raise UpstreamStop(failure(gave_up.code)) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")
+        finally:
+            # A retrying object refers to itself through the actions of its current
+            # iteration: without this, each answer's (with its attempt's future, a lock and
+            # a condition) would wait for the cyclic garbage collector, about 3 KiB an open
+            # stream in a burst (docs/performance.md).
+            retrying.iter_state.reset()
 
     def _backoff(self, state: RetryCallState) -> float:
         outcome = state.outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -328,6 +329,33 @@ async def test_retries_give_up_with_the_last_code(upstream: respx.MockRouter) ->
 async def test_client_errors_are_not_retried(upstream: respx.MockRouter, status: int) -> None:
     await collect(upstream, [error_reply(status, "nope"), stream_reply(OK_BODY)], max_retries=2)
     assert upstream.calls.call_count == 1
+
+
+@pytest.mark.parametrize("failures", [0, 1], ids=["first attempt", "after a retry"])
+async def test_an_answer_leaves_no_retry_state_to_the_cycle_collector(
+    upstream: respx.MockRouter, failures: int
+) -> None:
+    """Freed as the answer ends, not at the next collection: in a burst the cyclic garbage
+    of every answer would sit in the heap of every open stream."""
+    replies = [error_reply(500, "server_error")] * failures + [stream_reply(OK_BODY)]
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        events = await collect(upstream, replies, max_retries=1)
+        gc.collect()
+        left = [
+            type(garbage)
+            for garbage in gc.garbage
+            if type(garbage).__module__.startswith("tenacity")
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert events[0] == TextDelta("fine")
+    assert upstream.calls.call_count == failures + 1
+    assert left == []
 
 
 async def test_retry_after_is_honoured(upstream: respx.MockRouter) -> None:

@@ -134,8 +134,13 @@ def app_environment(upstream: str, database_url: str) -> dict[str, str]:
         # default) with the direct path (0).
         **{k: v for k, v in os.environ.items() if k == "RESUME_WINDOW_SECONDS"},
         # Several workers (and the Redis they need) from the environment, to compare a
-        # process per core with the default one process.
-        **{k: v for k, v in os.environ.items() if k in ("WEB_CONCURRENCY", "REDIS_URL")},
+        # process per core with the default one process; another applicant's documents
+        # (KNOWLEDGE_DIR) than the bundled sample.
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k in ("WEB_CONCURRENCY", "REDIS_URL", "KNOWLEDGE_DIR")
+        },
         # As the image runs it (Dockerfile): fewer malloc arenas, less RSS per open stream.
         "MALLOC_ARENA_MAX": "2",
     }

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Final
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_base, wait_exponential_jitter
@@ -29,6 +30,9 @@ def _log_retry(state: RetryCallState) -> None:
         wait,
     )
 
+
+_ANY_ERROR: Final = retry_if_exception_type(Exception)
+"""Shared by every round: each instance refers to itself (its check is its own bound method)."""
 
 MAX_FAILED_WRITES = 8
 """Writes of one answer that may fail while the store takes others, before it is set aside."""
@@ -170,14 +174,15 @@ class SpooledAnswers:
             await self._work_to_do()
             self._kept.clear()
             retrying = AsyncRetrying(
-                wait=self._wait,
-                retry=retry_if_exception_type(Exception),
-                before_sleep=_log_retry,
-                reraise=True,
+                wait=self._wait, retry=_ANY_ERROR, before_sleep=_log_retry, reraise=True
             )
-            async for attempt in retrying:
-                with attempt:
-                    await self.write_back()
+            try:
+                await retrying(self.write_back)
+            finally:
+                # As in the Responses engine: a retrying object refers to itself through its
+                # iteration's actions, and would otherwise leave each round to the cycle
+                # collector.
+                retrying.iter_state.reset()
 
     async def _work_to_do(self) -> None:
         """Returns once an answer was kept, or the earliest answer that failed is due."""

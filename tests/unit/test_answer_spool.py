@@ -4,6 +4,7 @@ goes to the spool, its tokens are counted all the same, and it is written back l
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 
@@ -247,3 +248,46 @@ async def test_the_background_task_tries_a_refused_answer_again_when_it_is_due()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_writing_back_leaves_no_retry_state_to_the_cycle_collector() -> None:
+    """Each round of the write-back (failed attempts, then one that lands) frees its retry
+    loop as it ends, not at the next collection."""
+
+    class CountingStore(StoreThatGoesDown):
+        failed_calls = 0
+
+        async def check(self) -> None:
+            self.failed_calls += self.down
+            await super().check()
+
+    store, spool = CountingStore(), InMemoryAnswerSpool()
+    spooled = SpooledAnswers(store, spool, wait=wait_fixed(0.01))
+    turn = await store.begin_turn("c", "Q?", covered=True, new_conversation=True)
+    store.down = True
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        task = asyncio.create_task(spooled.write_back_continually())
+        await spooled.keep(PendingAnswer(turn, FinishedAnswer("A.", "completed", "m")))
+        await until(lambda: store.failed_calls >= 3)
+        store.down = False
+        await until(lambda: not spool.kept)
+        await spooled.keep(PendingAnswer(turn, FinishedAnswer("A.", "completed", "m")))
+        await until(lambda: not spool.kept)  # a second round, which lands at once
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gc.collect()
+        left = [
+            type(garbage)
+            for garbage in gc.garbage
+            if type(garbage).__module__.startswith("tenacity")
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert spooled.replayed == 2
+    assert left == []

@@ -229,8 +229,8 @@ class Metrics:
     One registry per app, not the global one, so that tests can build many apps. ``exposed``
     is what ``GET /metrics`` serves: the same registry in one process; with several workers
     (``PROMETHEUS_MULTIPROC_DIR`` set, as ``api.serving.serve_workers`` does), every worker's
-    values added up from the directory's files, and the per-scrape collectors (the answer
-    spool, the agents' MCP servers) as the worker that answers sees them.
+    values added up from the directory's files (the answer spool's too), and the agents' MCP
+    servers as the worker that answers sees them (read at the scrape).
     """
 
     def __init__(self) -> None:
@@ -297,14 +297,11 @@ class Metrics:
         )
         self._tool_servers = _ToolServerCollector()
         registry.register(self._tool_servers)
-        self._spool = _SpoolCollector()
-        registry.register(self._spool)
         self.exposed = registry
         if self.multiprocess:
             self.exposed = CollectorRegistry()
             multiprocess.MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
             self.exposed.register(self._tool_servers)
-            self.exposed.register(self._spool)
         self.declined = Counter(
             "declined_questions",
             "Questions declined before any engine: by protected category (docs/hiring-safety.md)"
@@ -351,8 +348,11 @@ class Metrics:
                 self.fallbacks.labels(mode, code.value)
 
     def watch_spool(self, spooled: SpooledAnswers | None) -> None:
-        """Report the answer spool (ANSWER_SPOOL) at each scrape."""
-        self._spool.spooled = spooled
+        """Report the answer spool (ANSWER_SPOOL): ``spooled_answers{state}`` and
+        ``spooled_answers_replayed_total``, no series without a spool (a test's store in
+        memory)."""
+        if spooled is not None:
+            spooled.observe(_SpoolMetrics(self.registry))
 
     def watch_tool_servers(self, servers: ToolServers | None) -> None:
         """Report the health of the agents' MCP servers (MCP_SERVERS) at each scrape."""
@@ -423,34 +423,33 @@ class _ToolServerCollector(Collector):
         yield from (up, tools, failures)
 
 
-class _SpoolCollector(Collector):
-    """``spooled_answers{state}`` and ``spooled_answers_replayed_total``, read from the answer
-    spool's write-back when scraped (no series without a spool: a test's store in memory)."""
+class _SpoolMetrics:
+    """The answer spool's series, pushed as the spool changes. Several workers share one spool
+    file: each reads it after its own keeps and write-backs, so the most recent reading of a
+    live worker is the spool's (``livemostrecent``), and their write-backs add up."""
 
-    def __init__(self) -> None:
-        self.spooled: SpooledAnswers | None = None
-
-    def describe(self) -> Iterable[Metric]:
-        return ()  # collected on each scrape, when there is a spool
-
-    def collect(self) -> Iterable[Metric]:
-        spooled = self.spooled
-        if spooled is None:
-            return
-        held = GaugeMetricFamily(
+    def __init__(self, registry: CollectorRegistry) -> None:
+        held = Gauge(
             "spooled_answers",
             "Answers the database could not take, in the answer spool: pending (to be written "
             "back) or set_aside (after too many failed writes; never retried).",
-            labels=["state"],
+            ("state",),
+            registry=registry,
+            multiprocess_mode="livemostrecent",
         )
-        held.add_metric(["pending"], float(spooled.pending))
-        held.add_metric(["set_aside"], float(spooled.set_aside))
-        replayed = CounterMetricFamily(
+        self._pending, self._set_aside = held.labels("pending"), held.labels("set_aside")
+        self._replayed = Counter(
             "spooled_answers_replayed",
             "Answers written back from the spool to the database since start-up.",
-            value=float(spooled.replayed),
+            registry=registry,
         )
-        yield from (held, replayed)
+
+    def spool_seen(self, pending: int, set_aside: int) -> None:
+        self._pending.set(pending)
+        self._set_aside.set(set_aside)
+
+    def answers_replayed(self, count: int) -> None:
+        self._replayed.inc(count)
 
 
 def _multiprocess_directory() -> str | None:

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_base, wait_exponential_jitter
@@ -34,6 +34,16 @@ def _log_retry(state: RetryCallState) -> None:
 _ANY_ERROR: Final = retry_if_exception_type(Exception)
 """Shared by every round: each instance refers to itself (its check is its own bound method)."""
 
+
+class SpoolObserver(Protocol):
+    """Told what the spool holds each time it is read, and of every answer written back (the
+    metrics: pushed, not read at a scrape, so that several workers on one spool add up)."""
+
+    def spool_seen(self, pending: int, set_aside: int) -> None: ...
+
+    def answers_replayed(self, count: int) -> None: ...
+
+
 MAX_FAILED_WRITES = 8
 """Writes of one answer that may fail while the store takes others, before it is set aside."""
 RETRY_BACKOFF_SECONDS = (5.0, 600.0)
@@ -55,7 +65,10 @@ class SpooledAnswers:
     skipped, tried again after a back-off that doubles (``RETRY_BACKOFF_SECONDS``), and after
     ``MAX_FAILED_WRITES`` failures set aside in the spool with a WARNING: one bad answer
     neither holds up the others nor is retried forever. ``pending``, ``set_aside`` and
-    ``replayed`` are there for the metrics.
+    ``replayed`` are there for the metrics; observers (``observe``) are told as they change.
+
+    Several processes may share one spool (``WEB_CONCURRENCY``): what it holds is read from it
+    after every keep and every write-back, so each process's view is the spool's own.
     """
 
     def __init__(
@@ -77,6 +90,7 @@ class SpooledAnswers:
         self._kept = asyncio.Event()
         self._kept.set()  # anything left from before a restart is written back at start-up
         self._next_retry_at: float | None = None
+        self._observers: list[SpoolObserver] = []
         self.pending = 0
         """Answers in the spool waiting to be written back, as last seen."""
         self.set_aside = 0
@@ -84,10 +98,20 @@ class SpooledAnswers:
         self.replayed = 0
         """Answers written back from the spool since start-up."""
 
+    def observe(self, observer: SpoolObserver) -> None:
+        """Tell ``observer`` what the spool holds now and whenever that changes."""
+        self._observers.append(observer)
+        observer.spool_seen(self.pending, self.set_aside)
+
+    def _seen(self) -> None:
+        for observer in self._observers:
+            observer.spool_seen(self.pending, self.set_aside)
+
     async def _refresh(self) -> None:
         state = await self._spool.state()
         self.pending, self.set_aside = state.pending, state.set_aside
         self._next_retry_at = state.next_retry_at
+        self._seen()
 
     async def keep(self, pending: PendingAnswer) -> bool:
         """Keep ``pending`` until the store can take it; ``False`` if even the spool failed
@@ -103,7 +127,11 @@ class SpooledAnswers:
             return False
         logger.warning("spooled the answer of turn %s until storage is back", pending.turn_id)
         self._kept.set()
-        self.pending += 1  # refreshed from the spool at the next write-back
+        try:
+            await self._refresh()
+        except Exception:  # counted here; read from the spool again at the next write-back
+            self.pending += 1
+            self._seen()
         return True
 
     async def write_back(self) -> int:
@@ -131,6 +159,8 @@ class SpooledAnswers:
                         await self._spool.forget(done)
                         written += len(done)
                         self.replayed += len(done)
+                        for observer in self._observers:
+                            observer.answers_replayed(len(done))
         finally:
             if written:
                 logger.info("wrote back %d spooled answers", written)

@@ -243,3 +243,38 @@ def test_a_frozen_redis_costs_one_short_timeout_and_no_tokens_go_uncounted(
             assert int(client.get(key) or 0) % answer_tokens == 0
     finally:
         client.close()
+
+
+def spool_series(app: RunningApp) -> tuple[float, float]:
+    """``spooled_answers{state="pending"}`` and ``spooled_answers_replayed_total``, as the worker
+    that answers the scrape reports them."""
+    metrics = httpx2.get(f"{app.base_url}/metrics", timeout=5).text
+    found: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith(('spooled_answers{state="pending"}', "spooled_answers_replayed_total")):
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found['spooled_answers{state="pending"}'], found["spooled_answers_replayed_total"]
+
+
+def test_workers_sharing_a_spool_report_it_together(
+    postgres: ThrowawayPostgres, redis: ThrowawayRedis, slow_answers: RunningFake, spool_path: Path
+) -> None:
+    """Two workers (WEB_CONCURRENCY) spool the answers PostgreSQL could not take into one file:
+    whichever worker answers a scrape reports the spool's own count, and the answers written
+    back by either."""
+    env = environment(slow_answers, postgres.url, spool_path)
+    env |= {"WEB_CONCURRENCY": "2", "REDIS_URL": redis.url, "SHUTDOWN_GRACE_SECONDS": "1"}
+    streams = 10
+    with run_app(env, via="main.py", startup_timeout=60) as app:
+        answering = start_streams(app, streams)
+        postgres.kill()
+        finish(answering)
+        wait_until(lambda: spool_series(app)[0] == streams, 30, "every answer spooled")
+        for _ in range(8):  # the connections go to either worker
+            assert spool_series(app) == (streams, 0)
+        postgres.start()
+        wait_until(lambda: all_stored(app, answering), 60, "the spooled answers stored")
+        wait_until(lambda: spool_series(app) == (0, streams), 30, "the write-backs counted")
+        for _ in range(8):
+            assert spool_series(app) == (0, streams)

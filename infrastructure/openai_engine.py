@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar, cast
 
+import aiohttp
 import anyio
 import httpx2
 import openai
@@ -119,23 +120,52 @@ def retry_after_seconds(error: openai.OpenAIError) -> float | None:
         return None
 
 
+def aiohttp_body(response: httpx2.Response) -> aiohttp.StreamReader | None:
+    """The body's own reader when the SDK's aiohttp transport (``DefaultAioHttpClient``)
+    received it and it comes as it was sent (no content encoding); ``None`` otherwise.
+
+    Read there, each chunk skips six async generators: httpx's decoding, chunking and timing
+    of the body, and the transport's iterator, about 5 % of the server's CPU per relayed delta
+    (docs/performance.md). The transport's response is not public:
+    ``tests/integration/test_upstream_connections.py`` fails if the SDK stops exposing it.
+    """
+    if response.headers.get("content-encoding", "identity") != "identity":
+        return None  # the transport does not decompress: httpx's decoders do
+    transport_stream = getattr(response.stream, "_stream", None)  # httpx2's BoundAsyncStream
+    content = getattr(getattr(transport_stream, "_aiohttp_response", None), "content", None)
+    return content if isinstance(content, aiohttp.StreamReader) else None
+
+
 class _UpstreamBody:
     """The raw body of a streamed response: its events, a few at a time, as they arrive."""
 
-    __slots__ = ("_chunks", "_decoder", "_ended")
+    __slots__ = ("_chunks", "_decoder", "_ended", "_reader")
 
     def __init__(self, response: httpx2.Response) -> None:
-        self._chunks = response.aiter_bytes()
+        self._reader = aiohttp_body(response)
+        self._chunks = response.aiter_bytes() if self._reader is None else None
         self._decoder = EventStreamDecoder()
         self._ended = False
+
+    async def _next_chunk(self) -> bytes:
+        """The next bytes of the body; ``b""`` once it ended. Raises httpx's errors."""
+        reader, chunks = self._reader, self._chunks
+        if reader is not None:
+            try:
+                return await reader.readany()
+            except aiohttp.ClientError as error:  # as the transport would map it
+                raise httpx2.ReadError(type(error).__name__) from None
+        try:
+            return await anext(chunks) if chunks is not None else b""
+        except StopAsyncIteration:
+            return b""
 
     async def next_events(self) -> list[RawEvent] | None:
         """The events the next read completes (maybe none); ``None`` once the body ended."""
         if self._ended:
             return None
-        try:
-            chunk = await anext(self._chunks)
-        except StopAsyncIteration:
+        chunk = await self._next_chunk()
+        if not chunk:
             self._ended = True
             return self._decoder.end()
         return self._decoder.feed(chunk)
@@ -143,7 +173,7 @@ class _UpstreamBody:
     async def drain(self) -> None:
         """Read what is left of the body; never raises."""
         try:
-            async for _ in self._chunks:
+            while await self._next_chunk():
                 pass
         except (httpx2.TransportError, httpx2.StreamError):
             pass

@@ -86,6 +86,27 @@ SEMANTIC_QUESTIONS = (
     "How did she speed up shipping code to production?",
 )
 NEW_QUESTIONS_PER_JOB = 5000
+
+
+@dataclass(frozen=True)
+class Questions:
+    """What the recruiters of the benchmark ask: ``plain`` in every workload, ``semantic`` by
+    the semantic-search targets (questions lexical search does not answer confidently in the
+    applicant's documents, so that each needs its query vector)."""
+
+    plain: tuple[str, ...] = QUESTIONS
+    semantic: tuple[str, ...] = SEMANTIC_QUESTIONS
+
+
+def read_questions(path: Path) -> tuple[str, ...]:
+    """One question a line (UTF-8); blank lines and lines starting with ``#`` are skipped."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    questions = tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    if not questions:
+        raise ValueError(f"{path}: no questions (one a line)")
+    return questions
+
+
 MODEL = "gpt-4.1-mini"
 SSE_PATH = "/openai-response/sse"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -367,7 +388,7 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if n < total % parts else 0) for n in range(parts)]
 
 
-def request_bodies(target: Target) -> list[str]:
+def request_bodies(target: Target, questions: Questions = Questions()) -> list[str]:
     """What each target is asked: a question, or for ``direct`` a body like the app's (the
     same fields; one retrieved document, about the 2.3-2.8 KB the app sends).
 
@@ -375,13 +396,14 @@ def request_bodies(target: Target) -> list[str]:
     word of its own (random per job), which no cache has seen."""
     if target == "app-semantic-new":
         salt = os.urandom(3).hex()
+        semantic = questions.semantic
         return [
-            json.dumps({"input": f"{SEMANTIC_QUESTIONS[n % 3]} (q{salt}{n})"}, ensure_ascii=False)
+            json.dumps({"input": f"{semantic[n % len(semantic)]} (q{salt}{n})"}, ensure_ascii=False)
             for n in range(NEW_QUESTIONS_PER_JOB)
         ]
     if target != "direct":
-        questions = SEMANTIC_QUESTIONS if target == "app-semantic" else QUESTIONS
-        return [json.dumps({"input": question}, ensure_ascii=False) for question in questions]
+        asked = questions.semantic if target == "app-semantic" else questions.plain
+        return [json.dumps({"input": question}, ensure_ascii=False) for question in asked]
     profile = (PROJECT_ROOT / "sample_profile" / "en" / "resume.md").read_text(encoding="utf-8")
     grounding = (
         "Documents retrieved from the applicant's profile for the recruiter's last message.\n"
@@ -403,7 +425,7 @@ def request_bodies(target: Target) -> list[str]:
             },
             ensure_ascii=False,
         )
-        for question in QUESTIONS
+        for question in questions.plain
     ]
 
 
@@ -420,12 +442,13 @@ def job_for(
     close_after_deltas: int = 0,
     ramp: float = 0.0,
     ramp_phase: float = 0.0,
+    questions: Questions = Questions(),
 ) -> Job:
     return Job(
         host="127.0.0.1",
         port=server.port,
         path="/v1/responses" if target == "direct" else SSE_PATH,
-        bodies=request_bodies(target),
+        bodies=request_bodies(target, questions),
         kind="direct" if target == "direct" else "sse",
         mode=mode,
         concurrency=concurrency,
@@ -555,13 +578,16 @@ class Plan:
     hold_deltas: int
     load_processes: int
     embeddings_latency: float = DEFAULT_EMBEDDINGS_LATENCY
+    questions: Questions = Questions()
 
 
 async def sleep_until(moment: float) -> None:
     await asyncio.sleep(max(0.0, moment - time.monotonic()))
 
 
-async def embeddings_round_trips(upstream: Server, until: float) -> list[float]:
+async def embeddings_round_trips(
+    upstream: Server, until: float, questions: Sequence[str] = SEMANTIC_QUESTIONS
+) -> list[float]:
     """Milliseconds each ``/v1/embeddings`` call takes a client, one after another until
     ``until`` (a new text each time, base64 as the app asks, a kept-alive connection).
 
@@ -575,7 +601,7 @@ async def embeddings_round_trips(upstream: Server, until: float) -> list[float]:
         while time.monotonic() < until:
             body = {
                 "model": "text-embedding-3-small",
-                "input": [f"{SEMANTIC_QUESTIONS[number % len(SEMANTIC_QUESTIONS)]} ({number})"],
+                "input": [f"{questions[number % len(questions)]} ({number})"],
                 "encoding_format": "base64",
             }
             started = time.perf_counter()
@@ -616,6 +642,7 @@ async def measure_loop(
             idle_timeout=plan.idle_timeout,
             ramp=ramp,
             ramp_phase=i / len(shares),
+            questions=plan.questions,
         )
         for i, n in enumerate(shares)
     ]
@@ -627,7 +654,7 @@ async def measure_loop(
     # What "the embeddings latency" of the semantic targets is: measured beside the direct
     # paced run, on an upstream as loaded as theirs.
     round_trips = (
-        asyncio.create_task(embeddings_round_trips(upstream, window[1]))
+        asyncio.create_task(embeddings_round_trips(upstream, window[1], plan.questions.semantic))
         if target == "direct" and not saturation and SEMANTIC_TARGETS & set(plan.targets)
         else None
     )
@@ -674,6 +701,7 @@ async def hold(
             idle_timeout=plan.idle_timeout,
             total_timeout=max(60.0, 10 * nominal),
             close_after_deltas=close_after_deltas,
+            questions=plan.questions,
         )
         for n in split(streams, len(load.processes))
     ]
@@ -1103,6 +1131,17 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Pla
     )
     parser.add_argument("--database-url", help="the app's DATABASE_URL (default: SQLite, temp)")
     parser.add_argument(
+        "--questions",
+        type=Path,
+        help="a file of the questions to ask, one a line (default: three of the sample's)",
+    )
+    parser.add_argument(
+        "--semantic-questions",
+        type=Path,
+        help="a file of the questions the semantic targets ask, one a line: questions lexical "
+        "search does not answer confidently in the documents of KNOWLEDGE_DIR",
+    )
+    parser.add_argument(
         "--reuse-servers",
         action="store_true",
         help="one upstream and one server per target for the whole run (implied by --quick)",
@@ -1142,6 +1181,14 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Pla
         hold_deltas=pick(args.hold_deltas, 200, 20),
         load_processes=max(1, args.load_processes),
         embeddings_latency=args.embeddings_latency,
+        questions=Questions(
+            plain=read_questions(args.questions) if args.questions else QUESTIONS,
+            semantic=(
+                read_questions(args.semantic_questions)
+                if args.semantic_questions
+                else SEMANTIC_QUESTIONS
+            ),
+        ),
     )
     args.reuse_servers = args.reuse_servers or quick
     return args, plan
@@ -1164,6 +1211,12 @@ def describe(plan: Plan, servers: Servers) -> None:
         print("  (everything else is the default: DAILY_TOKEN_BUDGET=0 is no budget)")
         if (PROJECT_ROOT / ".env").exists():
             print("  warning: .env exists in the project and the app reads it too")
+    questions = plan.questions
+    default = " (the sample's)" if questions == Questions() else ""
+    print(
+        f"questions{default}: {len(questions.plain)} asked; {len(questions.semantic)} asked "
+        "by the semantic targets"
+    )
     load = os.getloadavg()[0]
     busy = ": other work shares the machine" if load > 0.5 else ""
     print(f"load average before the run: {load:.1f}{busy}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import httpx2
+import pytest
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from domain.errors import ErrorCode
@@ -50,15 +51,22 @@ async def test_sequential_answers_share_one_upstream_connection() -> None:
     assert len(set(api.peers)) == 1, api.peers
 
 
-async def test_an_answer_closed_early_does_not_leave_its_connection_in_the_pool() -> None:
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_an_answer_closed_early_does_not_leave_its_connection_in_the_pool(
+    transport: str,
+) -> None:
     api = PeerRecordingAPI(Scenario(deltas=("one ",) * 50, delay_between_deltas=0.01))
     with run_fake_responses_api(api) as running:
-        client = AsyncOpenAI(base_url=running.base_url, api_key="sk-test", max_retries=0)
+        client = (
+            aiohttp_client(running.base_url)
+            if transport == "aiohttp"
+            else AsyncOpenAI(base_url=running.base_url, api_key="sk-test", max_retries=0)
+        )
         engine = ResponsesEngine(client, max_output_tokens=100)
         stream = engine.stream_answer(question())
         assert isinstance(await anext(stream), TextDelta)
         await stream.aclose()  # the recruiter left mid-answer
-        assert api.wait_for(lambda: api.closed_by_client == 1)
+        assert await api.wait_for_async(lambda: api.closed_by_client == 1)
         api.default_scenario = Scenario(deltas=("again",))
         events = [event async for event in engine.stream_answer(question())]
         assert isinstance(events[-1], AnswerDone)

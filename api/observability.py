@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from time import perf_counter
@@ -40,20 +40,17 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Metric,
     disable_created_metrics,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from application.spool import SpooledAnswers
 from domain.errors import ErrorCode
-from domain.models import Usage
+from domain.models import ToolServerHealth, Usage
 from domain.ports import ToolServers
 from domain.protected import TAXONOMY
 from settings import Settings
@@ -229,8 +226,8 @@ class Metrics:
     One registry per app, not the global one, so that tests can build many apps. ``exposed``
     is what ``GET /metrics`` serves: the same registry in one process; with several workers
     (``PROMETHEUS_MULTIPROC_DIR`` set, as ``api.serving.serve_workers`` does), every worker's
-    values added up from the directory's files (the answer spool's too), and the agents' MCP
-    servers as the worker that answers sees them (read at the scrape).
+    values from the directory's files, added up (or, for the answer spool and the MCP
+    servers' health, combined as each gauge's ``multiprocess_mode`` says).
     """
 
     def __init__(self) -> None:
@@ -295,13 +292,10 @@ class Metrics:
             ("failed_mode", "code"),
             registry=registry,
         )
-        self._tool_servers = _ToolServerCollector()
-        registry.register(self._tool_servers)
         self.exposed = registry
         if self.multiprocess:
             self.exposed = CollectorRegistry()
             multiprocess.MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
-            self.exposed.register(self._tool_servers)
         self.declined = Counter(
             "declined_questions",
             "Questions declined before any engine: by protected category (docs/hiring-safety.md)"
@@ -355,8 +349,10 @@ class Metrics:
             spooled.observe(_SpoolMetrics(self.registry))
 
     def watch_tool_servers(self, servers: ToolServers | None) -> None:
-        """Report the health of the agents' MCP servers (MCP_SERVERS) at each scrape."""
-        self._tool_servers.servers = servers
+        """Report the health of the agents' MCP servers (MCP_SERVERS): ``mcp_server_up``,
+        ``mcp_server_tools`` and ``mcp_server_failures_total``, by server."""
+        if servers is not None:
+            servers.watch(_ToolServerMetrics(self.registry))
 
     def answer_stream(self, mode: str) -> AnswerObserver:
         """Observes one streamed answer: ``with metrics.answer_stream(mode) as observed``."""
@@ -391,36 +387,41 @@ class Metrics:
         self.request_duration.labels(method, route).observe(seconds)
 
 
-class _ToolServerCollector(Collector):
-    """``mcp_server_up``, ``mcp_server_tools`` and ``mcp_server_failures_total``, per server,
-    read from the toolbox when scraped."""
+class _ToolServerMetrics:
+    """The MCP servers' series, pushed as their health changes. Each worker connects to every
+    server itself: with several, a server is up (and offers a tool) only where every live
+    worker has it (``livemin``), and the failures of all add up."""
 
-    def __init__(self) -> None:
-        self.servers: ToolServers | None = None
-
-    def describe(self) -> Iterable[Metric]:
-        return ()  # the series depend on MCP_SERVERS: collected on each scrape
-
-    def collect(self) -> Iterable[Metric]:
-        servers = self.servers
-        if servers is None:
-            return
-        up = GaugeMetricFamily(
-            "mcp_server_up", "1 if the MCP server answered its last check.", labels=["server"]
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._up = Gauge(
+            "mcp_server_up",
+            "1 if the MCP server answered its last check.",
+            ("server",),
+            registry=registry,
+            multiprocess_mode="livemin",
         )
-        tools = GaugeMetricFamily(
-            "mcp_server_tools", "Tools the MCP server offers the agents now.", labels=["server"]
+        self._tools = Gauge(
+            "mcp_server_tools",
+            "Tools the MCP server offers the agents now.",
+            ("server",),
+            registry=registry,
+            multiprocess_mode="livemin",
         )
-        failures = CounterMetricFamily(
+        self._failures = Counter(
             "mcp_server_failures",
             "Failed connections and checks of the MCP server since start-up.",
-            labels=["server"],
+            ("server",),
+            registry=registry,
         )
-        for health in servers.health():
-            up.add_metric([health.name], 1.0 if health.connected else 0.0)
-            tools.add_metric([health.name], float(len(health.tools)))
-            failures.add_metric([health.name], float(health.failures))
-        yield from (up, tools, failures)
+        self._failures_seen: dict[str, int] = {}
+
+    def tool_server_changed(self, health: ToolServerHealth) -> None:
+        name = health.name
+        self._up.labels(name).set(1 if health.connected else 0)
+        self._tools.labels(name).set(len(health.tools))
+        new_failures = health.failures - self._failures_seen.get(name, 0)
+        self._failures_seen[name] = health.failures
+        self._failures.labels(name).inc(max(0, new_failures))
 
 
 class _SpoolMetrics:

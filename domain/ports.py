@@ -273,6 +273,12 @@ class NamedToolServer(Protocol):
     def name(self) -> str: ...
 
 
+class ToolServerWatcher(Protocol):
+    """Told of a server's health each time it changes (the metrics)."""
+
+    def tool_server_changed(self, health: ToolServerHealth) -> None: ...
+
+
 class ToolServers(Protocol):
     """The outside MCP servers whose tools the agents may use, kept connected."""
 
@@ -282,6 +288,10 @@ class ToolServers(Protocol):
 
     def health(self) -> Sequence[ToolServerHealth]:
         """Every configured server, connected or not, with the tools it offers."""
+        ...
+
+    def watch(self, watcher: ToolServerWatcher) -> None:
+        """Tell ``watcher`` every server's health now and whenever it changes."""
         ...
 
 

@@ -49,6 +49,7 @@ from mcp.client.stdio import stdio_client
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domain.models import ToolServerHealth
+from domain.ports import ToolServerWatcher
 from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -366,6 +367,7 @@ class McpToolbox:
         backoff_max: float = BACKOFF_MAX_SECONDS,
     ) -> None:
         self._slots = [_Slot(config) for config in configs]
+        self._watchers: list[ToolServerWatcher] = []
         self._factory = factory
         self._check_interval = check_interval
         self._backoff_initial = backoff_initial
@@ -382,6 +384,17 @@ class McpToolbox:
     def health(self) -> list[ToolServerHealth]:
         """Each server: connected or not, the tools it offers, its last error."""
         return [slot.health() for slot in self._slots]
+
+    def watch(self, watcher: ToolServerWatcher) -> None:
+        """Tell ``watcher`` every server's health now and after each connection or failure."""
+        self._watchers.append(watcher)
+        for slot in self._slots:
+            watcher.tool_server_changed(slot.health())
+
+    def _changed(self, slot: _Slot) -> None:
+        health = slot.health()
+        for watcher in self._watchers:
+            watcher.tool_server_changed(health)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[McpToolbox]:
@@ -409,8 +422,9 @@ class McpToolbox:
             try:
                 server = self._factory(slot.config)
             except Exception as error:  # parameters the SDK rejects: no retry can help
-                logger.error("MCP server %s cannot be used: %s", name, type(error).__name__)
                 slot.failed(type(error).__name__)
+                self._changed(slot)
+                logger.error("MCP server %s cannot be used: %s", name, type(error).__name__)
                 slot.tried.set()
                 return
             try:
@@ -436,13 +450,16 @@ class McpToolbox:
                     slot.server = server
                     slot.last_error = None
                     slot.since = datetime.now(UTC)
+                    self._changed(slot)
                     slot.tried.set()
                     delay = self._backoff_initial
                     problem = await self._watch(server, slot.config.timeout_seconds)
                     slot.failed(problem)
+                    self._changed(slot)
                     logger.warning("MCP server %s stopped answering (%s)", name, problem)
                 else:
                     slot.failed(problem)
+                    self._changed(slot)
                     logger.warning("MCP server %s could not connect (%s)", name, problem)
             finally:
                 slot.server = None

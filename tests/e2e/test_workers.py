@@ -8,9 +8,12 @@ Needs Redis (TEST_REDIS_URL); without it the tests skip, except in CI.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +159,52 @@ def test_sigterm_drains_every_workers_answers_and_stores_them(
     with run_app({"DATABASE_URL": database, "ENGINE": "offline"}) as restarted:
         stored = restarted.stored_messages(conversation_id)
     assert (stored[1]["content"], stored[1]["status"]) == ("Half an answer", "failed")
+
+
+def test_workers_add_up_their_mcp_servers_failures(upstream: RunningFake, tmp_path: Path) -> None:
+    """Each worker connects to the MCP servers (ENGINE=agents) itself: a server that never
+    answers shows down, and every worker's failed attempts count, whichever worker answers."""
+    empty_redis(REDIS_URL, "TEST_WORKERS_REDIS_URL")
+    servers = tmp_path / "mcp.json"
+    never_speaks = [sys.executable, "-c", "raise SystemExit(3)"]
+    servers.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "broken",
+                    "transport": "stdio",
+                    "command": never_speaks[0],
+                    "args": never_speaks[1:],
+                    "timeout_seconds": 5,
+                }
+            ]
+        ),
+        encoding="utf-8",
+    )
+    environment = {
+        "WEB_CONCURRENCY": "2",
+        "REDIS_URL": REDIS_URL,
+        "ENGINE": "agents",
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "OPENAI_BASE_URL": upstream.base_url,
+        "MCP_SERVERS": str(servers),
+        "SEMANTIC_SEARCH": "false",
+        "KNOWLEDGE_WATCH": "false",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'conversations.db'}",
+        "SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    failed = "MCP server broken could not connect"
+    with run_app(environment, via="main.py", startup_timeout=60) as app:
+        seen: list[tuple[int, float, int]] = []
+        for _ in range(10):
+            # Each attempt is counted before it is logged: the count lies between the two.
+            before = app.log().count(failed)
+            metrics = httpx2.get(f"{app.base_url}/metrics", timeout=5).text
+            time.sleep(0.2)
+            after = app.log().count(failed)
+            failures = sample(metrics, 'mcp_server_failures_total{server="broken"}')
+            assert sample(metrics, 'mcp_server_up{server="broken"}') == 0
+            assert sample(metrics, 'mcp_server_tools{server="broken"}') == 0
+            seen.append((before, failures, after))
+        assert all(before <= failures <= after for before, failures, after in seen), seen
+        assert seen[-1][0] >= 2, "both workers tried"

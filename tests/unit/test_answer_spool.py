@@ -4,7 +4,6 @@ goes to the spool, its tokens are counted all the same, and it is written back l
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ from domain.conversation import FinishedAnswer, PendingAnswer
 from domain.errors import StorageUnavailable
 from domain.models import AnswerDone, AnswerEvent, Message, TextDelta, Usage
 from infrastructure.budget import MemoryTokenBudget
+from tests.cycles import cyclic_garbage
 from tests.fakes import InMemoryAnswerSpool, ScriptedEngine, StoreThatGoesDown, small_profile
 
 QUESTION = [Message("user", "Where did Jane work?")]
@@ -265,10 +265,7 @@ async def test_writing_back_leaves_no_retry_state_to_the_cycle_collector() -> No
     spooled = SpooledAnswers(store, spool, wait=wait_fixed(0.01))
     turn = await store.begin_turn("c", "Q?", covered=True, new_conversation=True)
     store.down = True
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    with cyclic_garbage("tenacity") as left:
         task = asyncio.create_task(spooled.write_back_continually())
         await spooled.keep(PendingAnswer(turn, FinishedAnswer("A.", "completed", "m")))
         await until(lambda: store.failed_calls >= 3)
@@ -279,15 +276,5 @@ async def test_writing_back_leaves_no_retry_state_to_the_cycle_collector() -> No
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        gc.collect()
-        left = [
-            type(garbage)
-            for garbage in gc.garbage
-            if type(garbage).__module__.startswith("tenacity")
-        ]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
     assert spooled.replayed == 2
     assert left == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from infrastructure.openai_engine import (
     retry_after_seconds,
 )
 from infrastructure.responses_events import map_payload
+from tests.cycles import cyclic_garbage
 
 BASE_URL = "https://upstream.test/v1"
 
@@ -338,21 +338,8 @@ async def test_an_answer_leaves_no_retry_state_to_the_cycle_collector(
     """Freed as the answer ends, not at the next collection: in a burst the cyclic garbage
     of every answer would sit in the heap of every open stream."""
     replies = [error_reply(500, "server_error")] * failures + [stream_reply(OK_BODY)]
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    with cyclic_garbage("tenacity") as left:
         events = await collect(upstream, replies, max_retries=1)
-        gc.collect()
-        left = [
-            type(garbage)
-            for garbage in gc.garbage
-            if type(garbage).__module__.startswith("tenacity")
-        ]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
     assert events[0] == TextDelta("fine")
     assert upstream.calls.call_count == failures + 1
     assert left == []

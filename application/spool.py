@@ -13,6 +13,7 @@ from typing import Final, Protocol
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_base, wait_exponential_jitter
 
+from common.retrying import retried
 from domain.conversation import PendingAnswer
 from domain.ports import AnswerSpool, ConversationRepository
 
@@ -32,7 +33,7 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 _ANY_ERROR: Final = retry_if_exception_type(Exception)
-"""Shared by every round: each instance refers to itself (its check is its own bound method)."""
+"""Shared by every round (``common.retrying``)."""
 
 
 class SpoolObserver(Protocol):
@@ -64,8 +65,9 @@ class SpooledAnswers:
     no answer is blamed. An answer that fails while the store is up (``check`` passes) is
     skipped, tried again after a back-off that doubles (``RETRY_BACKOFF_SECONDS``), and after
     ``MAX_FAILED_WRITES`` failures set aside in the spool with a WARNING: one bad answer
-    neither holds up the others nor is retried forever. ``pending``, ``set_aside`` and
-    ``replayed`` are there for the metrics; observers (``observe``) are told as they change.
+    neither holds up the others nor is retried forever. ``pending`` and ``set_aside`` are what
+    the spool held when last read, ``replayed`` the answers written back; observers
+    (``observe``, the metrics) are told as they change.
 
     Several processes may share one spool (``WEB_CONCURRENCY``): what it holds is read from it
     after every keep and every write-back, so each process's view is the spool's own.
@@ -206,13 +208,7 @@ class SpooledAnswers:
             retrying = AsyncRetrying(
                 wait=self._wait, retry=_ANY_ERROR, before_sleep=_log_retry, reraise=True
             )
-            try:
-                await retrying(self.write_back)
-            finally:
-                # As in the Responses engine: a retrying object refers to itself through its
-                # iteration's actions, and would otherwise leave each round to the cycle
-                # collector.
-                retrying.iter_state.reset()
+            await retried(retrying, self.write_back)
 
     async def _work_to_do(self) -> None:
         """Returns once an answer was kept, or the earliest answer that failed is due."""

@@ -51,7 +51,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1163,6 +1163,11 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Pla
     def pick(value: Any, full: Any, small: Any) -> Any:
         return value if value is not None else (small if quick else full)
 
+    questions = Questions()
+    if args.questions:
+        questions = replace(questions, plain=read_questions(args.questions))
+    if args.semantic_questions:
+        questions = replace(questions, semantic=read_questions(args.semantic_questions))
     max_streams = pick(args.max_streams, 1000, 20)
     ladder = (10, 20) if quick else (100, 250, 500, 1000)
     steps = tuple(sorted({n for n in ladder if n < max_streams} | {max_streams}))
@@ -1181,14 +1186,7 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Pla
         hold_deltas=pick(args.hold_deltas, 200, 20),
         load_processes=max(1, args.load_processes),
         embeddings_latency=args.embeddings_latency,
-        questions=Questions(
-            plain=read_questions(args.questions) if args.questions else QUESTIONS,
-            semantic=(
-                read_questions(args.semantic_questions)
-                if args.semantic_questions
-                else SEMANTIC_QUESTIONS
-            ),
-        ),
+        questions=questions,
     )
     args.reuse_servers = args.reuse_servers or quick
     return args, plan

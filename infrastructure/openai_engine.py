@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from tenacity import (
 
 from common.deadline import DeadlinePassed, RollingDeadline
 from common.lifecycle import Bounded, Lifecycle
+from common.retrying import retried
 from common.sse import EventStreamDecoder, RawEvent
 from domain.errors import ErrorCode
 from domain.models import (
@@ -88,8 +89,7 @@ class _Retry(Exception):
 
 
 _RETRY: Final = retry_if_exception_type(_Retry)
-"""Shared by every answer: each instance refers to itself (its check is its own bound
-method), so one per answer would be garbage for the cycle collector."""
+"""Shared by every answer (``common.retrying``)."""
 
 
 class UpstreamStop(Exception):
@@ -139,24 +139,26 @@ def aiohttp_body(response: httpx2.Response) -> aiohttp.StreamReader | None:
 class _UpstreamBody:
     """The raw body of a streamed response: its events, a few at a time, as they arrive."""
 
-    __slots__ = ("_chunks", "_decoder", "_ended", "_reader")
+    __slots__ = ("_decoder", "_ended", "_source")
 
     def __init__(self, response: httpx2.Response) -> None:
-        self._reader = aiohttp_body(response)
-        self._chunks = response.aiter_bytes() if self._reader is None else None
+        reader = aiohttp_body(response)
+        self._source: aiohttp.StreamReader | AsyncIterator[bytes] = (
+            reader if reader is not None else response.aiter_bytes()
+        )
         self._decoder = EventStreamDecoder()
         self._ended = False
 
     async def _next_chunk(self) -> bytes:
         """The next bytes of the body; ``b""`` once it ended. Raises httpx's errors."""
-        reader, chunks = self._reader, self._chunks
-        if reader is not None:
+        source = self._source
+        if isinstance(source, aiohttp.StreamReader):
             try:
-                return await reader.readany()
+                return await source.readany()
             except aiohttp.ClientError as error:  # as the transport would map it
                 raise httpx2.ReadError(type(error).__name__) from None
         try:
-            return await anext(chunks) if chunks is not None else b""
+            return await anext(source)
         except StopAsyncIteration:
             return b""
 
@@ -289,15 +291,9 @@ class ResponsesEngine:
             stop=self._give_up, wait=self._backoff, retry=_RETRY, sleep=anyio.sleep, reraise=True
         )
         try:
-            return await retrying(self._attempt, request, deadline, reads)
+            return await retried(retrying, self._attempt, request, deadline, reads)
         except _Retry as gave_up:
             raise UpstreamStop(failure(gave_up.code)) from None
-        finally:
-            # A retrying object refers to itself through the actions of its current
-            # iteration: without this, each answer's (with its attempt's future, a lock and
-            # a condition) would wait for the cyclic garbage collector, about 3 KiB an open
-            # stream in a burst (docs/performance.md).
-            retrying.iter_state.reset()
 
     def _backoff(self, state: RetryCallState) -> float:
         outcome = state.outcome

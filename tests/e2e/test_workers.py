@@ -24,6 +24,7 @@ from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import RunningFake, Scenario
 from tests.databases import empty_redis
 from tests.e2e.conftest import UPSTREAM_KEY
+from tests.metrics_text import sample
 from tests.sse_client import parse_sse
 
 pytestmark = pytest.mark.e2e
@@ -79,11 +80,6 @@ async def ask_all(base_url: str) -> list[str]:
             return conversation_id
 
         return await asyncio.gather(*(ask(q) for q in QUESTIONS))
-
-
-def sample(metrics: str, name: str) -> float:
-    [line] = [line for line in metrics.splitlines() if line.startswith(name + " ")]
-    return float(line.rsplit(" ", 1)[1])
 
 
 def test_workers_answer_on_one_port_and_count_together(

@@ -20,6 +20,7 @@ from common.sse import Event, EventStreamParser
 from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import RunningFake, Scenario
 from tests.faults.servers import ThrowawayPostgres, ThrowawayRedis
+from tests.metrics_text import sample
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -249,12 +250,8 @@ def spool_series(app: RunningApp) -> tuple[float, float]:
     """``spooled_answers{state="pending"}`` and ``spooled_answers_replayed_total``, as the worker
     that answers the scrape reports them."""
     metrics = httpx2.get(f"{app.base_url}/metrics", timeout=5).text
-    found: dict[str, float] = {}
-    for line in metrics.splitlines():
-        if line.startswith(('spooled_answers{state="pending"}', "spooled_answers_replayed_total")):
-            name, value = line.rsplit(" ", 1)
-            found[name] = float(value)
-    return found['spooled_answers{state="pending"}'], found["spooled_answers_replayed_total"]
+    pending = sample(metrics, 'spooled_answers{state="pending"}')
+    return pending, sample(metrics, "spooled_answers_replayed_total")
 
 
 def test_workers_sharing_a_spool_report_it_together(

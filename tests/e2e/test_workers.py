@@ -191,6 +191,12 @@ def test_workers_add_up_their_mcp_servers_failures(upstream: RunningFake, tmp_pa
     }
     failed = "MCP server broken could not connect"
     with run_app(environment, via="main.py", startup_timeout=60) as app:
+        # A worker counts its first attempt once its lifespan watches the toolbox, a moment
+        # after logging it: scrapes answered by the other worker meanwhile lag by that one.
+        deadline = time.monotonic() + 60
+        while app.log().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, "both workers started"
+            time.sleep(0.1)
         seen: list[tuple[int, float, int]] = []
         for _ in range(10):
             # Each attempt is counted before it is logged: the count lies between the two.

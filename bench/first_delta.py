@@ -12,10 +12,9 @@ import time
 
 import httpx2
 
+from bench.relay import QUESTIONS
 from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import FakeResponsesAPI, run_fake_responses_api
-
-QUESTIONS = ["어떤 프로젝트를 했나요?", "When can she start?", "Kubernetes 경험이 있나요?"]
 
 
 def percentile(samples: list[float], fraction: float) -> float:

@@ -10,7 +10,15 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.dependencies import AskDep, ContainerDep, MetricsDep, RateLimited, ReviewDep
+from api.dependencies import (
+    AskDep,
+    ContainerDep,
+    MetricsDep,
+    RateLimited,
+    ReviewDep,
+    container_of,
+    metrics_of,
+)
 from api.errors import (
     ERROR_RESPONSES,
     RATE_LIMIT_RESPONSES,
@@ -96,11 +104,10 @@ async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) 
     dependencies=[RateLimited],
     tags=["ask"],
 )
-async def ask_streaming(
-    body: AskRequest, ask: AskDep, container: ContainerDep, metrics: MetricsDep
-) -> AnswerEventSource:
+async def ask_streaming(body: AskRequest, request: Request) -> AnswerEventSource:
+    container, metrics = container_of(request), metrics_of(request)
     # Validation happens here, before the response starts: a bad request gets a 4xx, not a stream.
-    stream = await ask.start(body.messages(), body.model, body.conversation_id)
+    stream = await container.ask.start(body.messages(), body.model, body.conversation_id)
     content = await streamed(
         answer_events(stream, metrics),
         container.resumable,

@@ -25,11 +25,11 @@ import secrets
 from collections.abc import AsyncGenerator, Sequence
 from typing import Annotated, Any, Literal, assert_never
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from sse_starlette import ServerSentEvent
 
-from api.dependencies import AskDep, ContainerDep, MetricsDep, RateLimited
+from api.dependencies import ContainerDep, MetricsDep, RateLimited, container_of, metrics_of
 from api.errors import ERROR_RESPONSES, RATE_LIMIT_RESPONSES, RESUME_RESPONSES
 from api.observability import Metrics
 from api.sse import (
@@ -302,11 +302,10 @@ router = APIRouter()
     dependencies=[RateLimited],
     tags=["ask"],
 )
-async def chat(
-    body: ChatRequest, ask: AskDep, container: ContainerDep, metrics: MetricsDep
-) -> AnswerEventSource:
+async def chat(body: ChatRequest, request: Request) -> AnswerEventSource:
+    container, metrics = container_of(request), metrics_of(request)
     messages, conversation_id = body.question_and_history()
-    stream = await ask.start(messages, body.model, conversation_id)
+    stream = await container.ask.start(messages, body.model, conversation_id)
     content = await streamed(
         ui_message_chunks(stream, metrics),
         container.resumable,

@@ -153,3 +153,23 @@ async def test_no_text_delta_is_validated_against_the_whole_union(
     tried.clear()
     assert await streamed(sdk)
     assert "response.output_text.delta" in tried  # what the SDK's own client does
+
+
+async def test_the_host_is_not_described_to_the_upstream(fake: RunningFake) -> None:
+    """The SDK's platform headers (OS, architecture, Python) are not sent, whichever server
+    OPENAI_BASE_URL names; the request's other headers are the SDK's."""
+    sdk, ours = both(fake)
+    await streamed(sdk)
+    await streamed(ours)
+    by_sdk, by_ours = (request["headers"] for request in fake.api.requests)
+    platform = {
+        "x-stainless-lang",
+        "x-stainless-package-version",
+        "x-stainless-os",
+        "x-stainless-arch",
+        "x-stainless-runtime",
+        "x-stainless-runtime-version",
+    }
+    assert platform <= by_sdk.keys(), "what the SDK itself sends"
+    assert by_ours.keys() == by_sdk.keys() - platform
+    assert by_ours["authorization"] == "Bearer sk-test"

@@ -173,3 +173,23 @@ async def test_the_host_is_not_described_to_the_upstream(fake: RunningFake) -> N
     assert platform <= by_sdk.keys(), "what the SDK itself sends"
     assert by_ours.keys() == by_sdk.keys() - platform
     assert by_ours["authorization"] == "Bearer sk-test"
+
+
+async def test_each_path_goes_to_the_base_url_of_the_moment() -> None:
+    """URLs are prepared once per path, and again when the base URL changes."""
+    with run_fake_responses_api() as first, run_fake_responses_api() as second:
+        client = OpenAIClient(api_key="sk-test", base_url=first.base_url, max_retries=0)
+        async with client:
+            for _ in range(2):
+                stream = await client.responses.create(model="m", input="Hi", stream=True)
+                [event async for event in stream]
+            await client.embeddings.create(model="e", input=["Hi"])
+            client.base_url = second.base_url
+            stream = await client.responses.create(model="m", input="Hi", stream=True)
+            [event async for event in stream]
+        assert [request["path"] for request in first.api.requests] == [
+            "/v1/responses",
+            "/v1/responses",
+            "/v1/embeddings",
+        ]
+        assert [request["path"] for request in second.api.requests] == ["/v1/responses"]

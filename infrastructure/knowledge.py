@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Final
 
 import bm25s
 import numpy as np
@@ -324,6 +325,10 @@ SYNONYM_WEIGHT = 0.5
 """What a glossary synonym of a question word counts for in the BM25 ranking (the word: 1)."""
 
 
+# The searches an index remembers: those of the questions asked most recently.
+SEARCHES_KEPT: Final = 512
+
+
 class Bm25KnowledgeIndex:
     """BM25 (bm25s) over Korean bigrams and English stems, with a coverage score per hit.
 
@@ -384,6 +389,7 @@ class Bm25KnowledgeIndex:
         self._contact_by_language: dict[Language, Passage] = {}
         for passage in contacts:
             self._contact_by_language.setdefault(passage_language(passage), passage)
+        self._searched: dict[tuple[str, int], tuple[RetrievedPassage, ...]] = {}
 
     @classmethod
     def from_folder(cls, folder: Path) -> Bm25KnowledgeIndex:
@@ -443,6 +449,20 @@ class Bm25KnowledgeIndex:
         return QueryWord(word.terms, (*word.alternatives, *extra), word.groups, word.surface)
 
     def search(self, query: str, limit: int) -> list[RetrievedPassage]:
+        """The passages that match ``query``, best first, at most ``limit``. A question asked
+        again word for word (the chat page's example questions, a README's ``curl``) is
+        searched once per loaded profile: its search was 4 % of the instructions of starting
+        an answer (docs/performance.md)."""
+        key = (query, limit)
+        found = self._searched.pop(key, None)
+        if found is None:
+            found = tuple(self._search(query, limit))
+            if len(self._searched) >= SEARCHES_KEPT:
+                self._searched.pop(next(iter(self._searched)), None)  # the least recent
+        self._searched[key] = found  # the most recent, last
+        return list(found)
+
+    def _search(self, query: str, limit: int) -> list[RetrievedPassage]:
         words = self.query_words(query)
         vocabulary = self._vocabulary
         own = [t for t in dict.fromkeys(t for w in words for t in w.terms) if t in vocabulary]

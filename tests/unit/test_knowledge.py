@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from domain.models import Passage
+from domain.models import Passage, RetrievedPassage
+from infrastructure import knowledge
 from infrastructure.knowledge import (
     MAX_PASSAGE_CHARS,
     Bm25KnowledgeIndex,
@@ -412,3 +413,43 @@ def test_the_contact_is_the_passage_with_an_email_line_when_no_heading_names_it(
 def test_go_before_to_is_a_verb_and_go_alone_the_language() -> None:
     assert "go" not in tokenize("Where did she go to university?")
     assert "go" in tokenize("Does she write Go?")
+
+
+class CountedIndex(Bm25KnowledgeIndex):
+    """An index that counts the searches it works out (not those it remembers)."""
+
+    def __init__(self, passages: list[Passage]) -> None:
+        super().__init__(passages)
+        self.worked_out: list[str] = []
+
+    def _search(self, query: str, limit: int) -> list[RetrievedPassage]:
+        self.worked_out.append(query)
+        return super()._search(query, limit)
+
+
+REMEMBERED = [
+    Passage("cv.md", ("Experience", "Nuri"), "Led the payments platform on Kubernetes."),
+    Passage("경력.md", ("경력", "누리"), "쿠버네티스 위에서 결제 플랫폼을 이끌었습니다."),
+    Passage("cv.md", ("Education",), "B.S. in Computer Science, KAIST."),
+]
+
+
+def test_a_question_asked_again_word_for_word_is_searched_once() -> None:
+    index = CountedIndex(REMEMBERED)
+    first = index.search("Kubernetes experience?", 5)
+    first.clear()  # what a caller does with its list is its own
+    again = index.search("Kubernetes experience?", 5)
+    assert again == index._search("Kubernetes experience?", 5) != []
+    assert index.worked_out == ["Kubernetes experience?", "Kubernetes experience?"]
+    index.search("Kubernetes experience?", 2)  # another limit: another search
+    index.search("쿠버네티스 경험?", 5)
+    assert index.worked_out[2:] == ["Kubernetes experience?", "쿠버네티스 경험?"]
+
+
+def test_an_index_remembers_the_latest_searches_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(knowledge, "SEARCHES_KEPT", 2)
+    index = CountedIndex(REMEMBERED)
+    for question in ("Kubernetes?", "KAIST?", "payments?", "KAIST?", "Kubernetes?", "KAIST?"):
+        index.search(question, 5)
+    # "payments?" had been asked less recently than "KAIST?" when "Kubernetes?" came back.
+    assert index.worked_out == ["Kubernetes?", "KAIST?", "payments?", "Kubernetes?"]

@@ -42,7 +42,14 @@ from pathlib import Path
 import httpx2
 
 from bench.processes import started, wait_until_listening
-from bench.relay import QUESTIONS, SSE_PATH, app_environment, cpu_seconds, set_scenario
+from bench.relay import (
+    QUESTIONS,
+    SSE_PATH,
+    app_environment,
+    cpu_seconds,
+    read_questions,
+    set_scenario,
+)
 from testing.app_server import free_port
 
 
@@ -118,12 +125,19 @@ def serve_profiled(out: Path) -> None:
     serve(app, settings)
 
 
-async def burst(client: httpx2.AsyncClient, origin: str, size: int) -> float:
-    """``size`` questions at once, each read to its end; the median time to the first byte."""
+async def burst(
+    client: httpx2.AsyncClient,
+    origin: str,
+    size: int,
+    questions: Sequence[str] = QUESTIONS,
+    start: int = 0,
+) -> float:
+    """``size`` questions at once (``questions`` in turn, from the ``start``-th), each read to
+    its end; the median time to the first byte."""
 
     async def one(n: int) -> float:
         begun = time.perf_counter()
-        body = {"input": QUESTIONS[n % len(QUESTIONS)]}
+        body = {"input": questions[(start + n) % len(questions)]}
         async with client.stream("POST", origin + SSE_PATH, json=body) as response:
             response.raise_for_status()
             first = None
@@ -189,7 +203,13 @@ def callgrind_instructions(folder: Path) -> int:
 
 
 async def drive(
-    pid: int, origin: str, size: int, bursts: int, profiled: bool, callgrind: Path | None
+    pid: int,
+    origin: str,
+    size: int,
+    bursts: int,
+    profiled: bool,
+    callgrind: Path | None,
+    questions: Sequence[str],
 ) -> None:
     timeout = 600 if callgrind else 60
     limits = httpx2.Limits(max_connections=size, max_keepalive_connections=0)
@@ -202,7 +222,10 @@ async def drive(
             callgrind_control(pid, "--instr=on")
 
         cpu = cpu_seconds(pid)
-        medians = [await burst(client, origin, size) for _ in range(bursts)]
+        medians = [
+            await burst(client, origin, size, questions, start=number * size)
+            for number in range(bursts)
+        ]
         cpu = cpu_seconds(pid) - cpu
         if profiled:
             os.kill(pid, signal.SIGUSR1)
@@ -233,6 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--bursts", type=int, default=5)
     parser.add_argument("--deltas", type=int, default=2)
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        help="ask these (one a line) in the measured bursts, in turn; the warm-up asks the "
+        "sample's three, so a question of the file is new the first time it is asked",
+    )
     parser.add_argument("--profile", type=Path, help="write cProfile statistics here")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--database-url", help="instead of a new SQLite file")
@@ -306,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.bursts,
                         bool(args.profile),
                         dumps if args.callgrind else None,
+                        read_questions(args.questions) if args.questions else QUESTIONS,
                     )
                 )
                 if args.profile:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +118,50 @@ async def test_a_vector_that_cannot_be_read_means_lexical_search_alone(
     with respx.mock(base_url=BASE_URL) as router:
         router.post("/embeddings").mock(return_value=httpx2.Response(200, json=body))
         assert await search(tmp_path).similar("영어 실력은?", limit=2) == []
+
+
+async def test_vectors_are_matched_to_texts_by_their_index(tmp_path: Path) -> None:
+    """A server may list a batch's vectors in any order: each ``index`` names its text."""
+
+    def reply(sent: httpx2.Request) -> httpx2.Response:
+        texts = json.loads(sent.content)["input"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": base64_embedding(toy_vector(t))}
+            for i, t in enumerate(texts)
+        ]
+        return httpx2.Response(200, json={"object": "list", "data": data[::-1], "model": "toy"})
+
+    with respx.mock(base_url=BASE_URL) as router:
+        router.post("/embeddings").mock(side_effect=reply)
+        hits = await search(tmp_path).similar("언제 입사할 수 있나요?", limit=1)
+    assert hits[0].passage.heading_path == ("Availability",)
+
+
+ONE = "AACAPw=="  # base64 of the float32 1.0
+
+
+@pytest.mark.parametrize(
+    "data_for",
+    [
+        lambda n: None,
+        lambda n: [{"index": i, "embedding": ONE} for i in range(n - 1)],
+        lambda n: [{"index": 0, "embedding": ONE} for _ in range(n)],
+        lambda n: [{"index": str(i), "embedding": ONE} for i in range(n)],
+        lambda n: [{"index": i} for i in range(n)],
+    ],
+    ids=["no data", "a vector short", "one index twice", "an index not a number", "no vector"],
+)
+async def test_a_response_that_is_not_one_vector_per_text_means_lexical_search_alone(
+    tmp_path: Path, data_for: Callable[[int], object]
+) -> None:
+    def reply(sent: httpx2.Request) -> httpx2.Response:
+        data = data_for(len(json.loads(sent.content)["input"]))
+        return httpx2.Response(200, json={"object": "list", "data": data})
+
+    searching = search(tmp_path)
+    with respx.mock(base_url=BASE_URL) as router:
+        router.post("/embeddings").mock(side_effect=reply)
+        assert await searching.similar("영어 실력은?", limit=2) == []
 
 
 def hit(name: str, score: float) -> RetrievedPassage:

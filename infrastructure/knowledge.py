@@ -451,7 +451,7 @@ class Bm25KnowledgeIndex:
     def search(self, query: str, limit: int) -> list[RetrievedPassage]:
         """The passages that match ``query``, best first, at most ``limit``. A question asked
         again word for word (the chat page's example questions, a README's ``curl``) is
-        searched once per loaded profile: its search was 4 % of the instructions of starting
+        searched once per loaded profile: its search was 8 % of the instructions of starting
         an answer (docs/performance.md)."""
         key = (query, limit)
         found = self._searched.pop(key, None)

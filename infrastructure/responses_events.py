@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import openai
+import orjson
 from openai.types.responses import ResponseStreamEvent
 
 from common.sse import RawEvent
@@ -115,6 +116,21 @@ def answer_event(payload: Mapping[str, Any], name: str) -> AnswerEvent | None:
         logger.warning("upstream response failed: %s", upstream_code)
         return failure(_from_upstream_code(upstream_code), _usage(response))
     return None
+
+
+def decoded(data: bytes) -> Any:
+    """The JSON value ``data`` holds, as ``json.loads`` reads it; raises ``ValueError`` if it
+    is not JSON.
+
+    orjson decodes a delta's event in about a quarter of the standard library's time, but
+    refuses what a model's JSON may hold and the relay must take: half a surrogate pair (a
+    delta may split an emoji's pair; the encoders mend it). The standard library reads what
+    orjson refuses.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def map_payload(event: RawEvent) -> AnswerEvent | None:

@@ -142,7 +142,7 @@ def map_payload(event: RawEvent) -> AnswerEvent | None:
     if event.data.startswith(b"[DONE]"):
         return None
     try:
-        payload = json.loads(event.data)
+        payload = decoded(event.data)
     except ValueError:
         logger.warning("upstream sent an event that is not JSON")
         return failure(ErrorCode.UPSTREAM_FAILED)

@@ -391,6 +391,16 @@ class McpToolbox:
         for slot in self._slots:
             watcher.tool_server_changed(slot.health())
 
+    def _connected(self, slot: _Slot, server: ConnectableServer) -> None:
+        slot.server = server
+        slot.last_error = None
+        slot.since = datetime.now(UTC)
+        self._changed(slot)
+
+    def _failed(self, slot: _Slot, problem: str) -> None:
+        slot.failed(problem)
+        self._changed(slot)
+
     def _changed(self, slot: _Slot) -> None:
         health = slot.health()
         for watcher in self._watchers:
@@ -422,8 +432,7 @@ class McpToolbox:
             try:
                 server = self._factory(slot.config)
             except Exception as error:  # parameters the SDK rejects: no retry can help
-                slot.failed(type(error).__name__)
-                self._changed(slot)
+                self._failed(slot, type(error).__name__)
                 logger.error("MCP server %s cannot be used: %s", name, type(error).__name__)
                 slot.tried.set()
                 return
@@ -447,19 +456,14 @@ class McpToolbox:
                             name,
                             ", ".join(missing),
                         )
-                    slot.server = server
-                    slot.last_error = None
-                    slot.since = datetime.now(UTC)
-                    self._changed(slot)
+                    self._connected(slot, server)
                     slot.tried.set()
                     delay = self._backoff_initial
                     problem = await self._watch(server, slot.config.timeout_seconds)
-                    slot.failed(problem)
-                    self._changed(slot)
+                    self._failed(slot, problem)
                     logger.warning("MCP server %s stopped answering (%s)", name, problem)
                 else:
-                    slot.failed(problem)
-                    self._changed(slot)
+                    self._failed(slot, problem)
                     logger.warning("MCP server %s could not connect (%s)", name, problem)
             finally:
                 slot.server = None

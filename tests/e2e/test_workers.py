@@ -26,6 +26,7 @@ from tests.databases import empty_redis
 from tests.e2e.conftest import UPSTREAM_KEY
 from tests.metrics_text import sample
 from tests.sse_client import parse_sse
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -193,10 +194,8 @@ def test_workers_add_up_their_mcp_servers_failures(upstream: RunningFake, tmp_pa
     with run_app(environment, via="main.py", startup_timeout=60) as app:
         # A worker counts its first attempt once its lifespan watches the toolbox, a moment
         # after logging it: scrapes answered by the other worker meanwhile lag by that one.
-        deadline = time.monotonic() + 60
-        while app.log().count("Application startup complete") < 2:
-            assert time.monotonic() < deadline, "both workers started"
-            time.sleep(0.1)
+        started = "Application startup complete"
+        wait_until(lambda: app.log().count(started) >= 2, 60, "both workers started")
         seen: list[tuple[int, float, int]] = []
         for _ in range(10):
             # Each attempt is counted before it is logged: the count lies between the two.

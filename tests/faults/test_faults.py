@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from testing.app_server import RunningApp, run_app
 from testing.fake_responses_api import RunningFake, Scenario
 from tests.faults.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.metrics_text import sample
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -101,13 +101,6 @@ def finish(streams: list[Stream]) -> None:
         assert stream.status == 200
         assert stream.terminal == "done", [event.type for event in stream.events]
         assert stream.text == "".join(SLOW_DELTAS)
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {seconds}s: {what}"
-        time.sleep(0.1)
 
 
 def stored_answer(app: RunningApp, conversation_id: str) -> dict[str, Any] | None:

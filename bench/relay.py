@@ -98,8 +98,28 @@ class Questions:
     semantic: tuple[str, ...] = SEMANTIC_QUESTIONS
 
 
+# Left out of an evaluation set's questions: a follow-up needs the question before it, and a
+# protected question is declined before any search or model call.
+NOT_BENCHMARKED_KINDS = frozenset({"follow_up", "protected"})
+
+
 def read_questions(path: Path) -> tuple[str, ...]:
-    """One question a line (UTF-8); blank lines and lines starting with ``#`` are skipped."""
+    """One question a line (UTF-8); blank lines and lines starting with ``#`` are skipped.
+
+    An evaluation set (``questions.yaml``, docs/evaluation.md) gives its held-out half, the
+    one retrieval was not tuned on, less the kinds in ``NOT_BENCHMARKED_KINDS``."""
+    if path.suffix in (".yaml", ".yml"):
+        # Imported here: it loads the search, which the load generators never need.
+        from evaluation.evaluate import load_questions, split_of
+
+        questions = tuple(
+            question.question
+            for question in load_questions(path)
+            if split_of(question) == "held-out" and question.kind not in NOT_BENCHMARKED_KINDS
+        )
+        if not questions:
+            raise ValueError(f"{path}: no held-out questions to ask")
+        return questions
     lines = path.read_text(encoding="utf-8").splitlines()
     questions = tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
     if not questions:
@@ -1133,7 +1153,8 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Pla
     parser.add_argument(
         "--questions",
         type=Path,
-        help="a file of the questions to ask, one a line (default: three of the sample's)",
+        help="a file of the questions to ask, one a line, or an evaluation set (questions.yaml: "
+        "its held-out half) (default: three of the sample's)",
     )
     parser.add_argument(
         "--semantic-questions",

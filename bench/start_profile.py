@@ -259,8 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--questions",
         type=Path,
-        help="ask these (one a line) in the measured bursts, in turn; the warm-up asks the "
-        "sample's three, so a question of the file is new the first time it is asked",
+        help="ask these (one a line, or an evaluation set's held-out half) in the measured "
+        "bursts, in turn; the warm-up asks the sample's three, so a question of the file is "
+        "new the first time it is asked",
     )
     parser.add_argument("--profile", type=Path, help="write cProfile statistics here")
     parser.add_argument("--top", type=int, default=40)

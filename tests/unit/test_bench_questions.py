@@ -56,3 +56,36 @@ def test_without_files_the_sample_questions_are_asked(tmp_path: Path) -> None:
         ["--quick", "--questions", str(plain), "--semantic-questions", str(semantic)]
     )
     assert plan.questions == Questions(("Where?",), ("Why?", "How?"))
+
+
+def evaluation_set(path: Path, *rows: str) -> Path:
+    """An evaluation set of ``rows``; an answerable question's expected fact is "a"."""
+    refused = ("unanswerable", "protected")
+    facts = [", expected_facts: [a]" if not any(k in row for k in refused) else "" for row in rows]
+    lines = [f"  - {{{row}{fact}}}" for row, fact in zip(rows, facts, strict=True)]
+    path.write_text("questions:\n" + "\n".join(lines) + "\n", "utf-8")
+    return path
+
+
+def test_an_evaluation_set_gives_its_held_out_half(tmp_path: Path) -> None:
+    path = evaluation_set(
+        tmp_path / "questions.yaml",
+        'id: en-direct-01, lang: en, kind: direct, question: "Where does he work?"',
+        'id: en-direct-02, lang: en, kind: direct, question: "The dev half, tuned on"',
+        'id: ko-para-03, lang: ko, kind: paraphrase, question: "어떤 언어를 쓰나요?"',
+        'id: en-follow-01, lang: en, kind: follow_up, after: "Where?", question: "Before?"',
+        'id: en-protected-01, lang: en, kind: protected, question: "How old is he?"',
+        'id: en-unans-05, lang: en, kind: unanswerable, question: "What was his GPA?"',
+    )
+    held_out = ("Where does he work?", "어떤 언어를 쓰나요?", "What was his GPA?")
+    assert read_questions(path) == held_out
+    dev_only = evaluation_set(
+        tmp_path / "dev.yaml", 'id: en-direct-02, lang: en, kind: direct, question: "Dev"'
+    )
+    with pytest.raises(ValueError, match="no held-out questions"):
+        read_questions(dev_only)
+
+
+def test_the_evaluation_sets_of_the_repository_can_be_benchmarked() -> None:
+    for path in sorted(Path("evaluation/profiles").glob("*/questions.yaml")):
+        assert len(read_questions(path)) >= 10, path
